@@ -1,0 +1,59 @@
+# cobench — two commands on a fresh machine: `make demo` and `make test`.
+# The environment (.venv) is created on first use. Torch is installed before the package so that
+# pip never resolves a multi-GB CUDA build on a machine without a GPU:
+#   - Jetson (L4T present): venv with --system-site-packages, torch/ORT/TensorRT from JetPack.
+#   - NVIDIA GPU elsewhere: torch as pip resolves it, onnxruntime-gpu (extra `gpu`).
+#   - otherwise: the CPU build of torch ($(TORCH_CPU)); set TORCH_INDEX to a CPU wheel index if your
+#     pip would otherwise pick a CUDA build.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+COBENCH := $(VENV)/bin/cobench
+TORCH_CPU ?= torch==2.13.0
+TORCH_INDEX ?=
+STORE ?= cobench.db
+DEVICE ?= cpu
+SPACE ?= spaces/demo.yaml
+
+IS_JETSON := $(shell test -f /etc/nv_tegra_release && echo 1)
+HAS_NVIDIA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
+
+ifeq ($(IS_JETSON),1)
+  VENV_FLAGS := --system-site-packages
+  EXTRAS := jetson,dev
+else ifeq ($(HAS_NVIDIA),1)
+  EXTRAS := gpu,dev
+else
+  EXTRAS := cpu,dev
+endif
+
+.PHONY: install demo test bench lint clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+ifeq ($(IS_JETSON),1)
+	$(PY) -c "import torch" || (echo "torch from JetPack not found: install NVIDIA's Jetson torch wheel first" >&2; exit 1)
+else ifneq ($(HAS_NVIDIA),1)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_CPU)"
+endif
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(PY) -m cobench.demo --store $(STORE) --space $(SPACE)
+
+test: install
+	$(PY) -m pytest
+
+bench: install
+	$(PY) benchmarks/run.py
+
+lint: install
+	$(VENV)/bin/ruff check cobench tests benchmarks
+	$(VENV)/bin/ruff format --check cobench tests benchmarks
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .hypothesis $(STORE) $(STORE)-wal $(STORE)-shm out
