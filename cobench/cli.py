@@ -302,13 +302,15 @@ def predict_cmd(
 
 def _print_predictions(records: list[dict[str, Any]], w: Workload) -> None:
     title = (f"predicted: batch {w.batch}, prompt {w.prompt}, generate {w.generate}, {w.precision} weights, "
-             f"{w.kv_precision} KV — {records[0]['params_source'][:90]}")
+             f"{w.kv_precision} KV")
     out.print(table(title, ["arch", "device", "TTFT", "TPOT", "tok/s", "end-to-end", "prefill", "decode",
                             "peak memory", "fits"], [
         [r["arch"], r["device"] + (f"@{r['power_mode']}" if r["power_mode"] else ""), ms(r["ttft_s"]), ms(r["tpot_s"]),
          f"{r['decode_tokens_per_s']:.4g}", ms(r["e2e_s"]), r["prefill_bound"], r["decode_bound"],
          si(r["peak_memory_bytes"], "B"), "yes" if r["fits"] else "[red]NO[/red]"] for r in records
     ], right={2, 3, 4, 5, 8}))
+    for source in dict.fromkeys(r["params_source"] for r in records):
+        out.print(f"roofline parameters: {source}")
     err.print(f"note: {UNCALIBRATED}")
 
 

@@ -73,10 +73,10 @@ def elementwise(name: str, elems_in: Any, elems_out: Any, flops_per_out: float, 
     return Op(name, "elementwise", count, flops_per_out * elems_out, 0, (elems_in + elems_out) * ab)
 
 
-def expected_experts(n_experts: Any, top_k: Any, routed_tokens: Any) -> Any:
-    """Distinct experts touched by `routed_tokens` tokens under uniform top-k routing."""
+def expected_experts(n_experts: Any, top_k: Any, tokens: Any) -> Any:
+    """Distinct experts touched when `tokens` tokens each pick top_k of n_experts (uniform routing)."""
     e = np.maximum(n_experts, 1)
-    return np.where(n_experts > 0, e * (1 - (1 - top_k / e) ** routed_tokens), 0)
+    return np.where(n_experts > 0, e * (1 - (1 - top_k / e) ** tokens), 0)
 
 
 def attention_pairs(tokens: Any, past: Any, causal: bool) -> Any:
@@ -99,7 +99,7 @@ def forward_ops(
     dense_w = dense_ffn_width(a)
     gate = np.where(a.shared_expert_gate > 0, 1, 0) * moe
     routed = n * a.top_k
-    touched = expected_experts(a.n_experts, a.top_k, routed)
+    touched = expected_experts(a.n_experts, a.top_k, n)
     logit_rows = batch if counting.logits == "last" else n
     norm = norm_params(a)
     return [

@@ -1,0 +1,134 @@
+"""Operator model and roofline: boundedness, KV heads, MoE reads, monotonicity, vectorised = loop."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from conftest import architectures
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cobench.architecture import Architecture, ArchBatch
+from cobench.devices import get_device
+from cobench.operators import Counting, expected_experts, forward_ops
+from cobench.roofline import RooflineParams, breakdown, predict
+from cobench.spec import presets
+from cobench.workload import Workload
+
+ISSUE_PRESETS = ["qwen2.5-0.5b", "llama-3.2-1b", "smollm2-135m", "tinyllama-1.1b", "mixtral-8x7b", "mobilellm-125m"]
+ORIN = ["jetson-agx-orin-64gb", "jetson-orin-nx-16gb", "jetson-orin-nano-8gb"]
+
+
+@pytest.mark.parametrize("device", ORIN)
+@pytest.mark.parametrize("name", ISSUE_PRESETS)
+def test_decode_memory_bound_prefill_compute_bound_on_orin(device: str, name: str) -> None:
+    p = predict(presets()[name].arch, get_device(device), Workload(batch=1, prompt=1024, generate=16))
+    assert not p.decode.compute_bound[0]
+    assert p.prefill.compute_bound[0]
+
+
+def test_batch1_decode_is_memory_bound_everywhere() -> None:
+    archs = ArchBatch.of([p.arch for p in presets().values()])
+    for device in ("jetson-thor", "h100-sxm", "a100-80gb", "l4", "rtx-4090", "h200", "cpu", *ORIN):
+        assert not predict(archs, get_device(device), Workload()).decode.compute_bound.any(), device
+
+
+def _decode_op(a: Architecture, name: str, batch: int = 1, past: int = 100):
+    ops = forward_ops(ArchBatch.of([a]), batch, 1, past, 2, 2, 2, Counting())
+    return next(o for o in ops if o.name == name)
+
+
+def test_decode_reads_kv_cache_of_kv_heads() -> None:
+    gqa = presets()["llama-3.2-1b"].arch
+    attn = _decode_op(gqa, "attention", past=100)
+    assert float(attn.kv_bytes[0]) == 101 * 2 * gqa.n_kv_heads * gqa.head_dim * 2  # not n_heads
+    q = _decode_op(gqa, "qkv_proj")
+    assert float(q.flops[0]) == 2 * gqa.d_model * (gqa.n_heads + 2 * gqa.n_kv_heads) * gqa.head_dim
+
+
+def test_moe_decode_reads_only_active_experts() -> None:
+    mixtral = presets()["mixtral-8x7b"].arch
+    up = _decode_op(mixtral, "experts_up")
+    one_expert_up = 2 * mixtral.d_model * mixtral.d_ff_expert * 2  # gate+up, fp16
+    assert float(up.weight_bytes[0]) == pytest.approx(mixtral.top_k * one_expert_up)
+    prefill = forward_ops(ArchBatch.of([mixtral]), 1, 1024, 0, 2, 2, 2, Counting())
+    up_prefill = next(o for o in prefill if o.name == "experts_up")
+    assert float(up_prefill.weight_bytes[0]) == pytest.approx(mixtral.n_experts * one_expert_up)
+
+
+@given(st.integers(1, 64), st.integers(1, 8), st.integers(1, 10_000))
+def test_expected_experts_bounds(e: int, k: int, n: int) -> None:
+    k = min(k, e)
+    touched = float(expected_experts(np.array(e), np.array(k), np.array(n)))
+    assert k - 1e-9 <= touched <= e + 1e-9
+    assert float(expected_experts(np.array(e), np.array(k), np.array(1))) == pytest.approx(k)
+
+
+DEVICE = get_device("jetson-orin-nx-16gb")
+
+
+@given(architectures(max_layers=4), st.sampled_from(["d_model", "n_layers", "d_ff", "vocab_size"]))
+def test_predictions_monotone_in_model_size(a: Architecture, field: str) -> None:
+    bigger_value = {"d_model": a.d_model + a.n_heads * 8 if a.head_dim is None else a.d_model * 2}.get(
+        field, getattr(a, field) * 2)
+    bigger = replace(a, **{field: bigger_value, "head_dim": a.head_dim})
+    w = Workload(prompt=64, generate=8)
+    p = predict(ArchBatch.of([a, bigger]), DEVICE, w)
+    for key in ("ttft_s", "tpot_s", "e2e_s", "peak_memory_bytes"):
+        value = getattr(p, key)
+        assert value[1] >= value[0], key
+
+
+@given(architectures(max_layers=3), st.integers(1, 8), st.integers(1, 512), st.integers(2, 64))
+def test_predictions_monotone_in_batch_and_context(a: Architecture, batch: int, prompt: int, generate: int) -> None:
+    base = predict(a, DEVICE, Workload(batch=batch, prompt=prompt, generate=generate))
+    more_batch = predict(a, DEVICE, Workload(batch=batch + 1, prompt=prompt, generate=generate))
+    longer = predict(a, DEVICE, Workload(batch=batch, prompt=prompt * 2, generate=generate))
+    assert more_batch.ttft_s[0] >= base.ttft_s[0] and more_batch.tpot_s[0] >= base.tpot_s[0]
+    assert longer.ttft_s[0] >= base.ttft_s[0] and longer.tpot_s[0] >= base.tpot_s[0]
+    assert longer.peak_memory_bytes[0] >= base.peak_memory_bytes[0]
+
+
+def test_vectorised_equals_per_candidate_loop() -> None:
+    archs = [p.arch for p in presets().values()]
+    w = Workload(prompt=512, generate=40)
+    together = predict(ArchBatch.of(archs), DEVICE, w)
+    for i, a in enumerate(archs):
+        alone = predict(a, DEVICE, w)
+        for key in ("ttft_s", "tpot_s", "e2e_s", "peak_memory_bytes"):
+            assert getattr(alone, key)[0] == pytest.approx(getattr(together, key)[i], rel=1e-12)
+
+
+def test_ideal_roofline_is_the_lower_bound_and_breakdown_sums_to_phase() -> None:
+    a = presets()["qwen2.5-0.5b"].arch
+    w = Workload()
+    ideal, default = predict(a, DEVICE, w, RooflineParams.ideal()), predict(a, DEVICE, w)
+    assert ideal.ttft_s[0] < default.ttft_s[0] and ideal.tpot_s[0] < default.tpot_s[0]
+    rows = breakdown(a, DEVICE, w)
+    assert sum(r.time_s for r in rows if r.phase == "prefill") == pytest.approx(default.ttft_s[0])
+    assert sum(r.time_s for r in rows if r.phase == "decode") == pytest.approx(default.tpot_s[0])
+    assert {r.bound for r in rows if r.name == "lm_head" and r.phase == "decode"} == {"memory"}
+
+
+def test_long_generation_is_sampled_not_looped() -> None:
+    """TPOT over 4096 generated tokens uses 64 evenly spaced contexts; the mean matches the exact one."""
+    a = presets()["smollm2-135m"].arch
+    sampled = predict(a, DEVICE, Workload(prompt=128, generate=4096)).tpot_s[0]
+    exact = np.mean([predict(a, DEVICE, Workload(prompt=128 + c, generate=1)).tpot_s[0] for c in range(0, 4095, 7)])
+    assert sampled == pytest.approx(exact, rel=1e-3)
+
+
+def test_power_mode_slows_the_device() -> None:
+    a = presets()["qwen2.5-0.5b"].arch
+    fast = predict(a, get_device("jetson-orin-nano-8gb", "MAXN_SUPER"), Workload())
+    slow = predict(a, get_device("jetson-orin-nano-8gb", "15W"), Workload())
+    assert slow.ttft_s[0] > fast.ttft_s[0] and slow.tpot_s[0] > fast.tpot_s[0]
+
+
+def test_memory_fit() -> None:
+    mixtral = presets()["mixtral-8x7b"].arch
+    assert not predict(mixtral, get_device("jetson-orin-nano-8gb"), Workload()).fits[0]
+    assert predict(mixtral, get_device("h200"), Workload()).fits[0]
+    assert predict(mixtral, get_device("jetson-agx-orin-64gb"), Workload(precision="int4")).fits[0]
