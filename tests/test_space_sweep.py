@@ -1,0 +1,166 @@
+"""Search spaces, sweeps and the store: enumeration against brute force, resume, atomic chunks."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from cobench import space as space_module
+from cobench.architecture import Architecture, param_counts
+from cobench.devices import get_device
+from cobench.errors import InputError, StoreError
+from cobench.roofline import RooflineParams
+from cobench.space import load_space, parse_space
+from cobench.store import SCHEMA_VERSION, Store, export_rows
+from cobench.sweep import run_sweep
+
+SMALL = {
+    "name": "small",
+    "fixed": {"vocab_size": 1000, "tie_embeddings": True},
+    "grid": {"d_model": [64, 96, 128], "n_layers": [2, 4], "n_heads": [2, 3, 4], "n_kv_heads": [1, 2, 4],
+             "ffn_ratio": [2.0, 4.0], "n_experts": [0, 4], "top_k": [1, 2, 5]},
+    "constraints": {"max_params": 3.0e6, "ffn_multiple": 16, "head_dim_multiple": 8},
+    "workload": {"prompt": 64, "generate": 4},
+}
+
+
+def brute_force(spec: dict) -> set[tuple]:
+    """The same space enumerated one candidate at a time through the validated Architecture."""
+    g = spec["grid"]
+    found = set()
+    for d, layers, heads, kv, ratio, experts, k in itertools.product(*g.values()):
+        if experts == 0 and k != g["top_k"][0]:
+            continue
+        try:
+            a = Architecture(vocab_size=1000, d_model=d, n_layers=layers, n_heads=heads, n_kv_heads=kv,
+                             d_ff=int(np.ceil(ratio * d / 16) * 16), tie_embeddings=True, n_experts=experts,
+                             top_k=k if experts else 0)
+        except InputError:
+            continue
+        if a.head_dim % 8 or param_counts(a).total > 3.0e6:
+            continue
+        found.add((d, layers, heads, kv, a.d_ff, experts, k if experts else 0))
+    return found
+
+
+def test_enumeration_matches_brute_force() -> None:
+    s = parse_space(SMALL)
+    got = set()
+    for _, _, batch in s.chunks():
+        got |= set(zip(batch.d_model.tolist(), batch.n_layers.tolist(), batch.n_heads.tolist(),
+                       batch.n_kv_heads.tolist(), batch.d_ff.tolist(), batch.n_experts.tolist(), batch.top_k.tolist(),
+                       strict=True))
+    assert got == brute_force(SMALL)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"grid": {"d_model": [64], "n_layers": [2]}}, "space.grid.n_heads"),
+        ({"grid": SMALL["grid"] | {"width": [1]}}, "space.grid.width"),
+        ({"grid": SMALL["grid"] | {"n_layers": {"range": [8, 2, 1]}}}, "space.grid.n_layers"),
+        ({"grid": SMALL["grid"] | {"n_layers": [2.5]}}, "space.grid.n_layers"),
+        ({"grid": SMALL["grid"] | {"d_model": []}}, "space.grid.d_model"),
+        ({"constraints": {"max_parms": 1}}, "space.constraints.max_parms"),
+        ({"constraints": {"max_params": -5}}, "space.constraints.max_params"),
+        ({"fixed": {"ffn": "relu"}}, "space.fixed.ffn"),
+        ({"fixed": {"d_model": 64}}, "space.fixed.d_model"),
+        ({"workload": {"prompt": 0}}, "workload.prompt"),
+        ({"budget": 3}, "space.budget"),
+    ],
+)
+def test_invalid_spaces_name_the_field(change: dict, field: str) -> None:
+    with pytest.raises(InputError) as e:
+        parse_space(SMALL | change)
+    assert e.value.field == field
+
+
+def test_yaml_exponent_without_sign_is_a_number(tmp_path: Path) -> None:
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(SMALL).replace("3000000.0", "3.0e6"))
+    assert load_space(f).constraints["max_params"] == 3.0e6
+
+
+def _sweep(store: Store, spec: dict = SMALL, progress=None):  # noqa: ANN001, ANN202
+    device = get_device("jetson-orin-nano-8gb")
+    device_id = store.put_device(device.name, device.mode, {})
+    return run_sweep(parse_space(spec), device, store, RooflineParams.for_device(device), device_id, progress)
+
+
+def test_sweep_resumes_after_interrupt_without_redoing_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(space_module, "CHUNK", 100)  # several chunks from a small space
+    store = Store(tmp_path / "s.db")
+    full = _sweep(Store(tmp_path / "reference.db"))
+    assert parse_space(SMALL).n_chunks > 3
+
+    def interrupt(done: int, total: int) -> None:
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _sweep(store, progress=interrupt)
+    assert store.done_chunks(full.sweep_id) == {0, 1}
+    resumed = _sweep(store)
+    assert resumed.chunks_skipped == 2 and resumed.chunks_run == full.chunks_run - 2
+    assert resumed.kept == full.kept
+    again = _sweep(store)
+    assert again.chunks_run == 0
+    rows = store.candidates(full.sweep_id)
+    assert len(rows) == full.kept and len({r["grid_index"] for r in rows}) == full.kept
+
+
+def test_interrupted_chunk_commits_nothing(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    _sweep(store)
+    before = store.db.execute("SELECT COUNT(*) FROM sweep_candidates").fetchone()[0]
+    with pytest.raises(RuntimeError):
+        with store.transaction() as db:
+            db.execute("DELETE FROM sweep_candidates")
+            raise RuntimeError("crash mid-write")
+    assert store.db.execute("SELECT COUNT(*) FROM sweep_candidates").fetchone()[0] == before
+
+
+def test_store_wal_version_and_newer_schema_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store = Store(path)
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.version == SCHEMA_VERSION
+    store.close()
+    raw = sqlite3.connect(path)
+    raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    raw.close()
+    with pytest.raises(StoreError, match="newer than this cobench"):
+        Store(path)
+    (tmp_path / "junk.db").write_text("not a database at all" * 100)
+    with pytest.raises(StoreError, match="not a usable cobench store"):
+        Store(tmp_path / "junk.db")
+
+
+def test_export_csv_and_json(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    result = _sweep(store)
+    rows = store.candidates(result.sweep_id, "-params_total", 5)
+    assert [r["params_total"] for r in rows] == sorted((r["params_total"] for r in rows), reverse=True)
+    export_rows(rows, tmp_path / "top.json")
+    assert json.loads((tmp_path / "top.json").read_text()) == rows
+    export_rows(rows, tmp_path / "top.csv")
+    assert (tmp_path / "top.csv").read_text().count("\n") == 6
+    with pytest.raises(InputError, match="must end in .csv or .json"):
+        export_rows(rows, tmp_path / "top.xlsx")
+    with pytest.raises(InputError, match="unknown column"):
+        store.candidates(result.sweep_id, "speed")
+
+
+def test_latency_budget_constraint(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    everything = _sweep(store)
+    budget = _sweep(store, SMALL | {"constraints": SMALL["constraints"] | {"max_tpot_ms": 0.35}})
+    rows = store.candidates(budget.sweep_id)
+    assert 0 < budget.kept < everything.kept
+    assert all(r["tpot_s"] * 1e3 <= 0.35 for r in rows)
