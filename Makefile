@@ -42,11 +42,22 @@ endif
 
 install: $(VENV)/.installed
 
+DEMO_PRESETS := smollm2-135m mobilellm-125m qwen2.5-0.5b llama-3.2-1b tinyllama-1.1b mixtral-8x7b
+DEMO_DEVICES := jetson-orin-nano-8gb jetson-orin-nx-16gb jetson-agx-orin-64gb jetson-thor l4 rtx-4090 h100-sxm cpu
+
 demo: install
-	$(PY) -m cobench.demo --store $(STORE) --space $(SPACE)
+	$(COBENCH) doctor
+	$(COBENCH) arch list
+	$(COBENCH) arch show qwen2.5-0.5b
+	$(COBENCH) devices list
+	$(COBENCH) predict $(addprefix -a ,$(DEMO_PRESETS)) $(addprefix -d ,$(DEMO_DEVICES)) --store $(STORE)
+	$(COBENCH) predict -a qwen2.5-0.5b -d jetson-orin-nx-16gb --store $(STORE)
+	mkdir -p out
+	$(COBENCH) sweep --space $(SPACE) --device jetson-orin-nx-16gb --sort=-params_total --store $(STORE) --out out/sweep-demo.csv
+	@echo "store: $(STORE); sweep results: out/sweep-demo.csv"
 
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest -p no:cacheprovider
 
 bench: install
 	$(PY) benchmarks/run.py

@@ -27,8 +27,11 @@ def arch_summary(a: Architecture, prompt: int = 1024) -> dict[str, Any]:
     decode = forward_ops(x, 1, 1, prompt, 2, 2, 2, counting)
     ops = [
         {
-            "name": p.name, "class": p.op_class, "count": int(_first(p.count)),
-            "prefill_flops": _first(p.flops), "decode_flops": _first(d.flops),
+            "name": p.name,
+            "class": p.op_class,
+            "count": int(_first(p.count)),
+            "prefill_flops": _first(p.flops),
+            "decode_flops": _first(d.flops),
             "decode_weight_bytes_fp16": _first(d.weight_bytes),
         }
         for p, d in zip(prefill, decode, strict=True)

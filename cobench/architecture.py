@@ -118,7 +118,8 @@ def _validate(a: Architecture) -> None:
         raise InputError("architecture.norm", f"unknown norm kind {a.norm!r} (one of {', '.join(NORM_KINDS)})")
     if a.head_dim is None and a.d_model % a.n_heads:
         raise InputError(
-            "architecture.n_heads", f"{a.n_heads} does not divide d_model={a.d_model}; set head_dim explicitly"
+            "architecture.n_heads",
+            f"{a.n_heads} does not divide d_model={a.d_model}; set head_dim explicitly",
         )
     kv = a.n_kv_heads if a.n_kv_heads is not None else a.n_heads
     if kv > a.n_heads or a.n_heads % kv:

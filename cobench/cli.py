@@ -33,10 +33,13 @@ from cobench.workload import Workload
 
 app = typer.Typer(
     help="Roofline latency modelling and on-device profiling for hardware co-design of small LLMs.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
 )
-arch_app = typer.Typer(help="Architectures: presets, cobench YAML/JSON files, Hugging Face config.json.",
-                       no_args_is_help=True)
+arch_app = typer.Typer(
+    help="Architectures: presets, cobench YAML/JSON files, Hugging Face config.json.", no_args_is_help=True
+)
 devices_app = typer.Typer(help="The device catalogue (devices/*.yaml plus your own).", no_args_is_help=True)
 store_app = typer.Typer(help="The SQLite store: summary and export.", no_args_is_help=True)
 app.add_typer(arch_app, name="arch")
@@ -48,20 +51,46 @@ STATE = {"debug": os.environ.get("COBENCH_DEBUG") == "1"}
 UNCALIBRATED = "uncalibrated roofline: error unknown until the device is profiled and calibrated"
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout (nothing else there).")]
-StoreOpt = Annotated[Path | None, typer.Option("--store", help="SQLite store file [env COBENCH_STORE; default ./cobench.db].")]
-DevicesPathOpt = Annotated[list[Path] | None, typer.Option(
-    "--devices-path", help="Extra device YAML file or folder (repeatable) [env COBENCH_DEVICES_PATH].")]
-ModeOpt = Annotated[str | None, typer.Option(
-    "--power-mode", help="Jetson power mode (nvpmodel name, e.g. MAXN_SUPER); default: the catalogue's default.")]
+StoreOpt = Annotated[
+    Path | None, typer.Option("--store", help="SQLite store file [env COBENCH_STORE; default ./cobench.db].")
+]
+DevicesPathOpt = Annotated[
+    list[Path] | None,
+    typer.Option("--devices-path", help="Extra device YAML file or folder (repeatable) [env COBENCH_DEVICES_PATH]."),
+]
+ModeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--power-mode",
+        help="Jetson power mode (nvpmodel name, e.g. MAXN_SUPER); default: the catalogue's default.",
+    ),
+]
 BatchOpt = Annotated[int | None, typer.Option("--batch", "-b", help="Sequences per forward pass [default 1].")]
-PromptOpt = Annotated[int | None, typer.Option("--prompt", "-p", help="Prompt tokens, prefilled at once [default 1024].")]
+PromptOpt = Annotated[
+    int | None, typer.Option("--prompt", "-p", help="Prompt tokens, prefilled at once [default 1024].")
+]
 GenerateOpt = Annotated[int | None, typer.Option("--generate", "-g", help="Generated tokens [default 16].")]
-PrecisionOpt = Annotated[str | None, typer.Option(
-    "--precision", help=f"Weights/compute: {', '.join(PRECISIONS)} (int8 = W8A8, int4 = W4A16) [default fp16].")]
-KvOpt = Annotated[str | None, typer.Option(
-    "--kv-precision", help=f"KV-cache element type: {', '.join(KV_PRECISIONS)} [default fp16; fp32 for fp32].")]
-RawOpt = Annotated[bool, typer.Option(
-    "--raw", help="Raw roofline: datasheet peaks at 100% efficiency, no overheads (the upper bound on speed).")]
+PrecisionOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--precision",
+        help=f"Weights/compute: {', '.join(PRECISIONS)} (int8 = W8A8, int4 = W4A16) [default fp16].",
+    ),
+]
+KvOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--kv-precision",
+        help=f"KV-cache element type: {', '.join(KV_PRECISIONS)} [default fp16; fp32 for fp32].",
+    ),
+]
+RawOpt = Annotated[
+    bool,
+    typer.Option(
+        "--raw",
+        help="Raw roofline: datasheet peaks at 100% efficiency, no overheads (the upper bound on speed).",
+    ),
+]
 
 
 def handles_errors(fn: F) -> F:
@@ -95,13 +124,25 @@ def main_options(
         raise typer.Exit()
 
 
-def _workload(base: Workload, batch: int | None, prompt: int | None, generate: int | None,
-              precision: str | None, kv: str | None) -> Workload:
+def _workload(
+    base: Workload,
+    batch: int | None,
+    prompt: int | None,
+    generate: int | None,
+    precision: str | None,
+    kv: str | None,
+) -> Workload:
     """Command-line values override the base workload (the defaults, or a search space's)."""
     values = base.to_dict()
     if precision is not None and kv is None and values["kv_precision"] in ("fp16", "fp32"):
         values["kv_precision"] = None  # re-derive the default KV type from the new precision
-    overrides = {"batch": batch, "prompt": prompt, "generate": generate, "precision": precision, "kv_precision": kv}
+    overrides = {
+        "batch": batch,
+        "prompt": prompt,
+        "generate": generate,
+        "precision": precision,
+        "kv_precision": kv,
+    }
     values.update({k: v for k, v in overrides.items() if v is not None})
     return Workload(**values)
 
@@ -137,22 +178,55 @@ def arch_show(
     out.print(f"[bold]{a.name}[/bold]  total {p['total']:,} params{published}")
     fields_ = [(k, v) for k, v in a.to_dict().items() if k != "name" and v not in (None, 0, False)]
     out.print(kv_table("architecture", fields_))
-    out.print(kv_table("parameters", [
-        ("total", f"{p['total']:,}"), ("non-embedding", f"{p['non_embedding']:,}"),
-        ("active per token", f"{p['active']:,}"), ("embedding (+ untied head)", f"{p['embedding']:,}"),
-    ]))
-    out.print(table("memory", ["type", "weights", "KV cache / token"], [
-        [k, si(s["weight_bytes"][k], "B") if k in s["weight_bytes"] else "—",
-         si(s["kv_cache_bytes_per_token"][k], "B") if k in s["kv_cache_bytes_per_token"] else "—"]
-        for k in PRECISIONS
-    ], right={1, 2}))
+    out.print(
+        kv_table(
+            "parameters",
+            [
+                ("total", f"{p['total']:,}"),
+                ("non-embedding", f"{p['non_embedding']:,}"),
+                ("active per token", f"{p['active']:,}"),
+                ("embedding (+ untied head)", f"{p['embedding']:,}"),
+            ],
+        )
+    )
+    out.print(
+        table(
+            "memory",
+            ["type", "weights", "KV cache / token"],
+            [
+                [
+                    k,
+                    si(s["weight_bytes"][k], "B") if k in s["weight_bytes"] else "—",
+                    si(s["kv_cache_bytes_per_token"][k], "B") if k in s["kv_cache_bytes_per_token"] else "—",
+                ]
+                for k in PRECISIONS
+            ],
+            right={1, 2},
+        )
+    )
     f = s["flops_per_token"]
-    out.print(f"FLOPs per token: prefill {si(f['prefill'], 'FLOP')} (mean over {prompt} tokens), "
-              f"decode {si(f['decode'], 'FLOP')} (at context {prompt}); 2 FLOPs per multiply-add, causal attention halved")
-    out.print(table("operators (per occurrence; count = occurrences per forward pass; prefill of the whole prompt, one decode step)",
-                    ["op", "class", "count", "prefill FLOPs", "decode FLOPs", "decode weight reads (fp16)"],
-                    [[o["name"], o["class"], o["count"], si(o["prefill_flops"]), si(o["decode_flops"]),
-                      si(o["decode_weight_bytes_fp16"], "B")] for o in s["operators"]], right={2, 3, 4, 5}))
+    out.print(
+        f"FLOPs per token: prefill {si(f['prefill'], 'FLOP')} (mean over {prompt} tokens), "
+        f"decode {si(f['decode'], 'FLOP')} (at context {prompt}); 2 FLOPs per multiply-add, causal attention halved"
+    )
+    out.print(
+        table(
+            "operators (per occurrence; count = occurrences per forward; prefill of the whole prompt, one decode step)",
+            ["op", "class", "count", "prefill FLOPs", "decode FLOPs", "decode weight reads (fp16)"],
+            [
+                [
+                    o["name"],
+                    o["class"],
+                    o["count"],
+                    si(o["prefill_flops"]),
+                    si(o["decode_flops"]),
+                    si(o["decode_weight_bytes_fp16"], "B"),
+                ]
+                for o in s["operators"]
+            ],
+            right={2, 3, 4, 5},
+        )
+    )
     return None
 
 
@@ -163,17 +237,45 @@ def arch_list(json_out: JsonOpt = False) -> None:
     rows = []
     for name, p in sorted(presets().items()):
         c = param_counts(p.arch)
-        rows.append({"name": name, "total": c.total, "active": c.active, "published_total": p.published_total,
-                     "matches_published": p.published_total == c.total if p.published_total else None,
-                     "d_model": p.arch.d_model, "n_layers": p.arch.n_layers, "n_heads": p.arch.n_heads,
-                     "n_kv_heads": p.arch.n_kv_heads, "n_experts": p.arch.n_experts, "source": p.source})
+        rows.append(
+            {
+                "name": name,
+                "total": c.total,
+                "active": c.active,
+                "published_total": p.published_total,
+                "matches_published": p.published_total == c.total if p.published_total else None,
+                "d_model": p.arch.d_model,
+                "n_layers": p.arch.n_layers,
+                "n_heads": p.arch.n_heads,
+                "n_kv_heads": p.arch.n_kv_heads,
+                "n_experts": p.arch.n_experts,
+                "source": p.source,
+            }
+        )
     if json_out:
         return emit_json(rows)
-    out.print(table("presets", ["name", "params", "active", "published", "d_model", "layers", "heads/kv", "experts"], [
-        [r["name"], si(r["total"]), si(r["active"]),
-         ("✓ " if r["matches_published"] else "✗ ") + f"{r['published_total']:,}" if r["published_total"] else "—",
-         r["d_model"], r["n_layers"], f"{r['n_heads']}/{r['n_kv_heads']}", r["n_experts"] or "—"] for r in rows
-    ], right={1, 2, 3, 4, 5}))
+    out.print(
+        table(
+            "presets",
+            ["name", "params", "active", "published", "d_model", "layers", "heads/kv", "experts"],
+            [
+                [
+                    r["name"],
+                    si(r["total"]),
+                    si(r["active"]),
+                    ("✓ " if r["matches_published"] else "✗ ") + f"{r['published_total']:,}"
+                    if r["published_total"]
+                    else "—",
+                    r["d_model"],
+                    r["n_layers"],
+                    f"{r['n_heads']}/{r['n_kv_heads']}",
+                    r["n_experts"] or "—",
+                ]
+                for r in rows
+            ],
+            right={1, 2, 3, 4, 5},
+        )
+    )
     return None
 
 
@@ -189,19 +291,41 @@ def _ridge(d: DeviceSpec, precision: str = "fp16") -> float:
 def devices_list(devices_path: DevicesPathOpt = None, json_out: JsonOpt = False) -> None:
     """Every device with its headline ceilings (dense peaks)."""
     devices = catalogue(devices_path)
-    rows = [{
-        "name": d.name, "kind": d.kind, "display_name": d.display_name,
-        "fp16_tflops": d.peak_flops(PRECISIONS["fp16"].matmul_peaks) / 1e12,
-        "memory_bandwidth_gbps": d.memory_bandwidth_gbps.value, "memory_gb": d.memory_gb.value,
-        "ridge_flop_per_byte": _ridge(d), "power_modes": [m.name for m in d.power_modes], "default_mode": d.default_mode,
-    } for d in sorted(devices.values(), key=lambda d: (d.kind, d.name))]
+    rows = [
+        {
+            "name": d.name,
+            "kind": d.kind,
+            "display_name": d.display_name,
+            "fp16_tflops": d.peak_flops(PRECISIONS["fp16"].matmul_peaks) / 1e12,
+            "memory_bandwidth_gbps": d.memory_bandwidth_gbps.value,
+            "memory_gb": d.memory_gb.value,
+            "ridge_flop_per_byte": _ridge(d),
+            "power_modes": [m.name for m in d.power_modes],
+            "default_mode": d.default_mode,
+        }
+        for d in sorted(devices.values(), key=lambda d: (d.kind, d.name))
+    ]
     if json_out:
         return emit_json(rows)
-    out.print(table("devices (dense peaks at the maximum mode)",
-                    ["name", "kind", "fp16 TFLOP/s", "GB/s", "memory GB", "ridge FLOP/B", "power modes"], [
-        [r["name"], r["kind"], f"{r['fp16_tflops']:.4g}", f"{r['memory_bandwidth_gbps']:.4g}",
-         f"{r['memory_gb']:.4g}", f"{r['ridge_flop_per_byte']:.0f}", ", ".join(r["power_modes"]) or "—"] for r in rows
-    ], right={2, 3, 4, 5}))
+    out.print(
+        table(
+            "devices (dense peaks at the maximum mode)",
+            ["name", "kind", "fp16 TFLOP/s", "GB/s", "memory GB", "ridge FLOP/B", "power modes"],
+            [
+                [
+                    r["name"],
+                    r["kind"],
+                    f"{r['fp16_tflops']:.4g}",
+                    f"{r['memory_bandwidth_gbps']:.4g}",
+                    f"{r['memory_gb']:.4g}",
+                    f"{r['ridge_flop_per_byte']:.0f}",
+                    ", ".join(r["power_modes"]) or "—",
+                ]
+                for r in rows
+            ],
+            right={2, 3, 4, 5},
+        )
+    )
     return None
 
 
@@ -209,26 +333,56 @@ def devices_list(devices_path: DevicesPathOpt = None, json_out: JsonOpt = False)
 @handles_errors
 def devices_show(
     name: Annotated[str, typer.Argument(help="Device name (see `cobench devices list`), or NAME@MODE.")],
-    power_mode: ModeOpt = None, devices_path: DevicesPathOpt = None, json_out: JsonOpt = False,
+    power_mode: ModeOpt = None,
+    devices_path: DevicesPathOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """All numbers of one device with their sources; derived values say how."""
     d = get_device(name, power_mode, devices_path)
     if json_out:
         return emit_json(d)
     out.print(f"[bold]{d.display_name}[/bold] ({d.name}, {d.kind}) — power mode: {d.mode or 'maximum'}; file {d.path}")
-    quantities = [(k, getattr(d, k)) for k in ("memory_gb", "memory_bandwidth_gbps", "l2_mb", "sm_count", "gpu_clock_mhz",
-                                               "power_max_w", "power_min_w", "reserved_memory_gb")]
+    quantities = [
+        (k, getattr(d, k))
+        for k in (
+            "memory_gb",
+            "memory_bandwidth_gbps",
+            "l2_mb",
+            "sm_count",
+            "gpu_clock_mhz",
+            "power_max_w",
+            "power_min_w",
+            "reserved_memory_gb",
+        )
+    ]
     quantities += [(f"peak_tflops.{k}", q) for k, q in d.peak_tflops.items()]
-    out.print(table("specification (tensor peaks dense; (?) = uncertain)", ["quantity", "value", "source", "derived"], [
-        [k, f"{q.value:.4g}{' (?)' if q.uncertain else ''}", q.source, q.derived] for k, q in quantities if q
-    ], right={1}))
+    out.print(
+        table(
+            "specification (tensor peaks dense; (?) = uncertain)",
+            ["quantity", "value", "source", "derived"],
+            [[k, f"{q.value:.4g}{' (?)' if q.uncertain else ''}", q.source, q.derived] for k, q in quantities if q],
+            right={1},
+        )
+    )
     if d.power_modes:
-        out.print(table(f"power modes (default {d.default_mode}); {d.modes_source}",
-                        ["mode", "id", "GPU MHz", "SMs", "GB/s", "budget W", "note"], [
-            [m.name + (" (?)" if m.uncertain else ""), m.id if m.id is not None else "—", m.gpu_clock_mhz or "—",
-             m.sm_count or "—", m.memory_bandwidth_gbps or "—", m.power_budget_w or "—", m.note]
-            for m in d.power_modes
-        ]))
+        out.print(
+            table(
+                f"power modes (default {d.default_mode}); {d.modes_source}",
+                ["mode", "id", "GPU MHz", "SMs", "GB/s", "budget W", "note"],
+                [
+                    [
+                        m.name + (" (?)" if m.uncertain else ""),
+                        m.id if m.id is not None else "—",
+                        m.gpu_clock_mhz or "—",
+                        m.sm_count or "—",
+                        m.memory_bandwidth_gbps or "—",
+                        m.power_budget_w or "—",
+                        m.note,
+                    ]
+                    for m in d.power_modes
+                ],
+            )
+        )
     r = RooflineParams.for_device(d)
     out.print(f"roofline defaults: {r.source}")
     out.print(f"ridge point (fp16 matmul): {_ridge(d):.0f} FLOP/byte")
@@ -241,17 +395,29 @@ def devices_show(
 def prediction_record(a: Architecture, d: DeviceSpec, w: Workload, p: Prediction) -> dict[str, Any]:
     """One candidate's prediction as data (index 0 of a 1-candidate Prediction)."""
     return {
-        "arch": a.name, "device": d.name, "power_mode": d.mode, "workload": w.to_dict(),
-        "ttft_s": float(p.ttft_s[0]), "tpot_s": float(p.tpot_s[0]), "e2e_s": float(p.e2e_s[0]),
+        "arch": a.name,
+        "device": d.name,
+        "power_mode": d.mode,
+        "workload": w.to_dict(),
+        "ttft_s": float(p.ttft_s[0]),
+        "tpot_s": float(p.tpot_s[0]),
+        "e2e_s": float(p.e2e_s[0]),
         "decode_tokens_per_s": 1 / float(p.tpot_s[0]),
         "prefill_bound": "compute" if p.prefill.compute_bound[0] else "memory",
         "decode_bound": "compute" if p.decode.compute_bound[0] else "memory",
-        "prefill_flops": float(p.prefill.flops[0]), "prefill_bytes": float(p.prefill.bytes[0]),
-        "decode_flops_per_token": float(p.decode.flops[0]), "decode_bytes_per_token": float(p.decode.bytes[0]),
-        "weight_bytes": float(p.weight_bytes[0]), "kv_cache_bytes": float(p.kv_cache_bytes[0]),
-        "activation_bytes": float(p.activation_bytes[0]), "peak_memory_bytes": float(p.peak_memory_bytes[0]),
-        "usable_memory_bytes": d.usable_memory_bytes, "fits": bool(p.fits[0]),
-        "params_source": p.params_source, "error_estimate": None, "calibration": UNCALIBRATED,
+        "prefill_flops": float(p.prefill.flops[0]),
+        "prefill_bytes": float(p.prefill.bytes[0]),
+        "decode_flops_per_token": float(p.decode.flops[0]),
+        "decode_bytes_per_token": float(p.decode.bytes[0]),
+        "weight_bytes": float(p.weight_bytes[0]),
+        "kv_cache_bytes": float(p.kv_cache_bytes[0]),
+        "activation_bytes": float(p.activation_bytes[0]),
+        "peak_memory_bytes": float(p.peak_memory_bytes[0]),
+        "usable_memory_bytes": d.usable_memory_bytes,
+        "fits": bool(p.fits[0]),
+        "params_source": p.params_source,
+        "error_estimate": None,
+        "calibration": UNCALIBRATED,
     }
 
 
@@ -261,14 +427,23 @@ def predict_cmd(
     arch: Annotated[list[str], typer.Option("--arch", "-a", help="Architecture SPEC (repeatable).")],
     device: Annotated[list[str], typer.Option("--device", "-d", help="Device name or NAME@MODE (repeatable).")],
     power_mode: ModeOpt = None,
-    batch: BatchOpt = None, prompt: PromptOpt = None, generate: GenerateOpt = None,
-    precision: PrecisionOpt = None, kv_precision: KvOpt = None, raw: RawOpt = False,
-    ops: Annotated[bool, typer.Option("--ops/--no-ops", help="Per-operator breakdown (single arch and device).")] = True,
-    unfused_attention: Annotated[bool, typer.Option(
-        "--unfused-attention", help="Attention scores go through memory (no flash-style fusion).")] = False,
+    batch: BatchOpt = None,
+    prompt: PromptOpt = None,
+    generate: GenerateOpt = None,
+    precision: PrecisionOpt = None,
+    kv_precision: KvOpt = None,
+    raw: RawOpt = False,
+    ops: Annotated[
+        bool, typer.Option("--ops/--no-ops", help="Per-operator breakdown (single arch and device).")
+    ] = True,
+    unfused_attention: Annotated[
+        bool,
+        typer.Option("--unfused-attention", help="Attention scores go through memory (no flash-style fusion)."),
+    ] = False,
     store: StoreOpt = None,
     no_store: Annotated[bool, typer.Option("--no-store", help="Do not record the prediction.")] = False,
-    devices_path: DevicesPathOpt = None, json_out: JsonOpt = False,
+    devices_path: DevicesPathOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Predicted TTFT, TPOT, end-to-end latency and peak memory, with the per-operator roofline."""
     w = _workload(Workload(), batch, prompt, generate, precision, kv_precision)
@@ -301,14 +476,43 @@ def predict_cmd(
 
 
 def _print_predictions(records: list[dict[str, Any]], w: Workload) -> None:
-    title = (f"predicted: batch {w.batch}, prompt {w.prompt}, generate {w.generate}, {w.precision} weights, "
-             f"{w.kv_precision} KV")
-    out.print(table(title, ["arch", "device", "TTFT", "TPOT", "tok/s", "end-to-end", "prefill", "decode",
-                            "peak memory", "fits"], [
-        [r["arch"], r["device"] + (f"@{r['power_mode']}" if r["power_mode"] else ""), ms(r["ttft_s"]), ms(r["tpot_s"]),
-         f"{r['decode_tokens_per_s']:.4g}", ms(r["e2e_s"]), r["prefill_bound"], r["decode_bound"],
-         si(r["peak_memory_bytes"], "B"), "yes" if r["fits"] else "[red]NO[/red]"] for r in records
-    ], right={2, 3, 4, 5, 8}))
+    title = (
+        f"predicted: batch {w.batch}, prompt {w.prompt}, generate {w.generate}, {w.precision} weights, "
+        f"{w.kv_precision} KV"
+    )
+    out.print(
+        table(
+            title,
+            [
+                "arch",
+                "device",
+                "TTFT",
+                "TPOT",
+                "tok/s",
+                "end-to-end",
+                "prefill",
+                "decode",
+                "peak memory",
+                "fits",
+            ],
+            [
+                [
+                    r["arch"],
+                    r["device"] + (f"@{r['power_mode']}" if r["power_mode"] else ""),
+                    ms(r["ttft_s"]),
+                    ms(r["tpot_s"]),
+                    f"{r['decode_tokens_per_s']:.4g}",
+                    ms(r["e2e_s"]),
+                    r["prefill_bound"],
+                    r["decode_bound"],
+                    si(r["peak_memory_bytes"], "B"),
+                    "yes" if r["fits"] else "[red]NO[/red]",
+                ]
+                for r in records
+            ],
+            right={2, 3, 4, 5, 8},
+        )
+    )
     for source in dict.fromkeys(r["params_source"] for r in records):
         out.print(f"roofline parameters: {source}")
     err.print(f"note: {UNCALIBRATED}")
@@ -317,12 +521,42 @@ def _print_predictions(records: list[dict[str, Any]], w: Workload) -> None:
 def _print_breakdown(rows: list[dict[str, Any]]) -> None:
     for phase in ("prefill", "decode"):
         title = "prefill (whole prompt)" if phase == "prefill" else "decode (one step, mean over the generated tokens)"
-        out.print(table(title, ["op", "class", "count", "FLOPs", "bytes", "weights", "KV", "FLOP/B", "bound", "time",
-                                "share"], [
-            [r["name"], r["op_class"], r["count"], si(r["flops"]), si(r["bytes"], "B"), si(r["weight_bytes"], "B"),
-             si(r["kv_bytes"], "B"), f"{r['intensity']:.3g}", r["bound"], ms(r["time_s"]), f"{r['share']:.1%}"]
-            for r in rows if r["phase"] == phase
-        ], right={2, 3, 4, 5, 6, 7, 9, 10}))
+        out.print(
+            table(
+                title,
+                [
+                    "op",
+                    "class",
+                    "count",
+                    "FLOPs",
+                    "bytes",
+                    "weights",
+                    "KV",
+                    "FLOP/B",
+                    "bound",
+                    "time",
+                    "share",
+                ],
+                [
+                    [
+                        r["name"],
+                        r["op_class"],
+                        r["count"],
+                        si(r["flops"]),
+                        si(r["bytes"], "B"),
+                        si(r["weight_bytes"], "B"),
+                        si(r["kv_bytes"], "B"),
+                        f"{r['intensity']:.3g}",
+                        r["bound"],
+                        ms(r["time_s"]),
+                        f"{r['share']:.1%}",
+                    ]
+                    for r in rows
+                    if r["phase"] == phase
+                ],
+                right={2, 3, 4, 5, 6, 7, 9, 10},
+            )
+        )
 
 
 # --- sweep ------------------------------------------------------------------------------------------
@@ -334,13 +568,26 @@ def sweep_cmd(
     space: Annotated[Path, typer.Option("--space", "-s", help="Search-space YAML (see spaces/demo.yaml).")],
     device: Annotated[str, typer.Option("--device", "-d", help="Device name or NAME@MODE.")],
     power_mode: ModeOpt = None,
-    batch: BatchOpt = None, prompt: PromptOpt = None, generate: GenerateOpt = None,
-    precision: PrecisionOpt = None, kv_precision: KvOpt = None, raw: RawOpt = False,
+    batch: BatchOpt = None,
+    prompt: PromptOpt = None,
+    generate: GenerateOpt = None,
+    precision: PrecisionOpt = None,
+    kv_precision: KvOpt = None,
+    raw: RawOpt = False,
     top: Annotated[int, typer.Option("--top", "-k", help="Rows in the top-k table.")] = 10,
-    sort: Annotated[str, typer.Option("--sort", help="Column for the top-k table; prefix '-' for descending "
-                                      "(e2e_s, ttft_s, tpot_s, -params_total, ...).")] = "e2e_s",
-    out_path: Annotated[Path | None, typer.Option("--out", "-o", help="Also write every kept candidate to .csv or .json.")] = None,
-    store: StoreOpt = None, devices_path: DevicesPathOpt = None, json_out: JsonOpt = False,
+    sort: Annotated[
+        str,
+        typer.Option(
+            "--sort",
+            help="Column for the top-k table; prefix '-' for descending (e2e_s, ttft_s, tpot_s, -params_total, ...).",
+        ),
+    ] = "e2e_s",
+    out_path: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Also write every kept candidate to .csv or .json.")
+    ] = None,
+    store: StoreOpt = None,
+    devices_path: DevicesPathOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Predict every candidate of a search space (vectorised), store them, show the top k."""
     s = load_space(space)
@@ -351,31 +598,79 @@ def sweep_cmd(
     with _open_store(store) as db:
         device_id = db.put_device(d.name, d.mode, asdict(d))
         show = not json_out and err.is_terminal
-        with Progress(TextColumn("sweep {task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("chunks"),
-                      TimeElapsedColumn(), console=err, disable=not show) as bar:
+        with Progress(
+            TextColumn("sweep {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("chunks"),
+            TimeElapsedColumn(),
+            console=err,
+            disable=not show,
+        ) as bar:
             task = bar.add_task(s.name, total=s.n_chunks)
             result = run_sweep(s, d, db, params, device_id, lambda done, _: bar.update(task, completed=done))
         best = db.candidates(result.sweep_id, sort, top)
         if out_path:
             export_rows(db.candidates(result.sweep_id, sort), out_path)
-    summary = asdict(result) | {"device": d.name, "power_mode": d.mode, "workload": w.to_dict(),
-                                "candidates_per_s": result.valid / result.seconds if result.chunks_run else None,
-                                "params_source": params.source, "calibration": UNCALIBRATED, "top": best}
+    summary = asdict(result) | {
+        "device": d.name,
+        "power_mode": d.mode,
+        "workload": w.to_dict(),
+        "candidates_per_s": result.valid / result.seconds if result.chunks_run else None,
+        "params_source": params.source,
+        "calibration": UNCALIBRATED,
+        "top": best,
+    }
     if json_out:
         return emit_json(summary)
     rate = f", {summary['candidates_per_s']:,.0f} candidates/s" if summary["candidates_per_s"] else ""
-    out.print(f"sweep {result.sweep_id}: grid {result.grid_size:,}, valid {result.valid:,}, kept {result.kept:,} "
-              f"(constraints incl. memory fit); chunks run {result.chunks_run}, resumed/skipped {result.chunks_skipped}; "
-              f"{result.seconds:.2f} s{rate}")
-    out.print(table(f"top {top} by {sort} on {d.name}{'@' + d.mode if d.mode else ''} "
-                    f"(B={w.batch}, P={w.prompt}, G={w.generate}, {w.precision})",
-                    ["#", "d_model", "layers", "heads/kv", "hd", "d_ff", "vocab", "experts", "params", "active",
-                     "TTFT", "TPOT", "e2e", "memory"], [
-        [i + 1, c["d_model"], c["n_layers"], f"{c['n_heads']}/{c['n_kv_heads']}", c["head_dim"], c["d_ff"],
-         c["vocab_size"], f"{c['n_experts']}x{c['d_ff_expert']} top{c['top_k']}" if c["n_experts"] else "—",
-         si(c["params_total"]), si(c["params_active"]), ms(c["ttft_s"]), ms(c["tpot_s"]), ms(c["e2e_s"]),
-         si(c["peak_memory_bytes"], "B")] for i, c in enumerate(best)
-    ], right={0, 1, 2, 4, 5, 6, 8, 9, 10, 11, 12, 13}))
+    out.print(
+        f"sweep {result.sweep_id}: grid {result.grid_size:,}, valid {result.valid:,}, kept {result.kept:,} "
+        f"(constraints incl. memory fit); chunks run {result.chunks_run}, resumed/skipped {result.chunks_skipped}; "
+        f"{result.seconds:.2f} s{rate}"
+    )
+    out.print(
+        table(
+            f"top {top} by {sort} on {d.name}{'@' + d.mode if d.mode else ''} "
+            f"(B={w.batch}, P={w.prompt}, G={w.generate}, {w.precision})",
+            [
+                "#",
+                "d_model",
+                "layers",
+                "heads/kv",
+                "hd",
+                "d_ff",
+                "vocab",
+                "experts",
+                "params",
+                "active",
+                "TTFT",
+                "TPOT",
+                "e2e",
+                "memory",
+            ],
+            [
+                [
+                    i + 1,
+                    c["d_model"],
+                    c["n_layers"],
+                    f"{c['n_heads']}/{c['n_kv_heads']}",
+                    c["head_dim"],
+                    c["d_ff"] if not c["n_experts"] else (c["d_ff_shared"] * c["n_shared_experts"] or "—"),
+                    c["vocab_size"],
+                    f"{c['n_experts']}x{c['d_ff_expert']} top{c['top_k']}" if c["n_experts"] else "—",
+                    si(c["params_total"]),
+                    si(c["params_active"]),
+                    ms(c["ttft_s"]),
+                    ms(c["tpot_s"]),
+                    ms(c["e2e_s"]),
+                    si(c["peak_memory_bytes"], "B"),
+                ]
+                for i, c in enumerate(best)
+            ],
+            right={0, 1, 2, 4, 5, 6, 8, 9, 10, 11, 12, 13},
+        )
+    )
     if out_path:
         err.print(f"wrote {out_path}")
     err.print(f"note: {UNCALIBRATED}")
@@ -395,10 +690,22 @@ def doctor_cmd(json_out: JsonOpt = False) -> None:
     if json_out:
         return emit_json(checks)
     colour = {"ok": "green", "missing": "red", "warn": "yellow", "info": "blue"}
-    out.print(table("cobench doctor", ["check", "status", "detail", "needed for", "how to get it"], [
-        [c.name, f"[{colour[c.status]}]{c.status}[/{colour[c.status]}]", c.detail, c.needed_for if c.status != "ok" else "",
-         c.fix if c.status != "ok" else ""] for c in checks
-    ]))
+    out.print(
+        table(
+            "cobench doctor",
+            ["check", "status", "detail", "needed for", "how to get it"],
+            [
+                [
+                    c.name,
+                    f"[{colour[c.status]}]{c.status}[/{colour[c.status]}]",
+                    c.detail,
+                    c.needed_for if c.status != "ok" else "",
+                    c.fix if c.status != "ok" else "",
+                ]
+                for c in checks
+            ],
+        )
+    )
     out.print("arch, devices, predict and sweep need only the core install; they work on any machine.")
     return None
 
@@ -413,8 +720,13 @@ def store_info(store: StoreOpt = None, json_out: JsonOpt = False) -> None:
         return emit_json(s)
     out.print(f"store {s['path']} (schema v{s['schema_version']})")
     out.print(table("rows", ["table", "rows"], [[k, f"{v:,}"] for k, v in s["rows"].items()], right={1}))
-    out.print(table("sweeps", ["id", "name", "status", "grid"], [
-        [x["id"], x["name"], x["status"], f"{x['grid_size']:,}"] for x in s["sweeps"]]))
+    out.print(
+        table(
+            "sweeps",
+            ["id", "name", "status", "grid"],
+            [[x["id"], x["name"], x["status"], f"{x['grid_size']:,}"] for x in s["sweeps"]],
+        )
+    )
     return None
 
 

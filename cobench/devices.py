@@ -17,7 +17,17 @@ from cobench.errors import InputError
 from cobench.spec import read_mapping
 
 DEVICE_KINDS = ("jetson", "gpu", "cpu")
-PEAK_KEYS = ("fp32", "fp16", "bf16", "int8", "tf32_tensor", "fp16_tensor", "bf16_tensor", "fp8_tensor", "int8_tensor")
+PEAK_KEYS = (
+    "fp32",
+    "fp16",
+    "bf16",
+    "int8",
+    "tf32_tensor",
+    "fp16_tensor",
+    "bf16_tensor",
+    "fp8_tensor",
+    "int8_tensor",
+)
 ROOFLINE_CLASSES = ("matmul", "attention", "elementwise", "gather")
 
 
@@ -99,8 +109,12 @@ class DeviceSpec:
             how.append(f"x {m.sm_count}/{self.sm_count.value:g} SMs")
         note = f"scaled to {name} " + " ".join(how) if how else f"{name}: caps unknown, maximum assumed"
         peaks = {
-            k: replace(q, value=q.value * scale, derived=f"{q.derived + '; ' if q.derived else ''}{note}",
-                       uncertain=q.uncertain or m.uncertain or not how)
+            k: replace(
+                q,
+                value=q.value * scale,
+                derived=f"{q.derived + '; ' if q.derived else ''}{note}",
+                uncertain=q.uncertain or m.uncertain or not how,
+            )
             for k, q in self.peak_tflops.items()
         }
         bw = self.memory_bandwidth_gbps
@@ -144,7 +158,10 @@ def _roofline(data: Any, where: str) -> dict[str, Any]:
             raise InputError(f"{where}.{key}", f"must be in (0, 1], got {data[key]}")
     for cls, eff in (data.get("compute_efficiency") or {}).items():
         if cls not in ROOFLINE_CLASSES:
-            raise InputError(f"{where}.compute_efficiency.{cls}", f"unknown op class (one of {', '.join(ROOFLINE_CLASSES)})")
+            raise InputError(
+                f"{where}.compute_efficiency.{cls}",
+                f"unknown op class (one of {', '.join(ROOFLINE_CLASSES)})",
+            )
         if not 0 < eff <= 1:
             raise InputError(f"{where}.compute_efficiency.{cls}", f"must be in (0, 1], got {eff}")
     return dict(data)
@@ -169,8 +186,20 @@ def _modes(data: Any, where: str) -> tuple[tuple[PowerMode, ...], str | None, st
 
 
 TOP_FIELDS = {
-    "name", "display_name", "kind", "memory_gb", "memory_bandwidth_gbps", "peak_tflops", "reserved_memory_gb",
-    "roofline", "l2_mb", "sm_count", "gpu_clock_mhz", "power_max_w", "power_min_w", "power_modes",
+    "name",
+    "display_name",
+    "kind",
+    "memory_gb",
+    "memory_bandwidth_gbps",
+    "peak_tflops",
+    "reserved_memory_gb",
+    "roofline",
+    "l2_mb",
+    "sm_count",
+    "gpu_clock_mhz",
+    "power_max_w",
+    "power_min_w",
+    "power_modes",
 }
 
 
@@ -195,8 +224,10 @@ def parse_device(data: dict[str, Any], path: str = "") -> DeviceSpec:
     peaks = {k: _quantity(v, f"{where}.peak_tflops.{k}") for k, v in peaks_raw.items()}
     if "fp32" not in peaks:
         raise InputError(f"{where}.peak_tflops.fp32", "required: the fallback for every precision")
-    optional = {k: _quantity(data.get(k), f"{where}.{k}", optional=True)
-                for k in ("l2_mb", "sm_count", "gpu_clock_mhz", "power_max_w", "power_min_w")}
+    optional = {
+        k: _quantity(data.get(k), f"{where}.{k}", optional=True)
+        for k in ("l2_mb", "sm_count", "gpu_clock_mhz", "power_max_w", "power_min_w")
+    }
     modes, default, modes_source = _modes(data.get("power_modes"), f"{where}.power_modes")
     return DeviceSpec(
         name=name,
@@ -205,8 +236,9 @@ def parse_device(data: dict[str, Any], path: str = "") -> DeviceSpec:
         memory_gb=_quantity(data.get("memory_gb"), f"{where}.memory_gb"),
         memory_bandwidth_gbps=_quantity(data.get("memory_bandwidth_gbps"), f"{where}.memory_bandwidth_gbps"),
         peak_tflops=peaks,  # type: ignore[arg-type]
-        reserved_memory_gb=_quantity(data.get("reserved_memory_gb", {"value": 1.0, "source": "default"}),
-                                     f"{where}.reserved_memory_gb"),
+        reserved_memory_gb=_quantity(
+            data.get("reserved_memory_gb", {"value": 1.0, "source": "default"}), f"{where}.reserved_memory_gb"
+        ),
         roofline=_roofline(data.get("roofline"), f"{where}.roofline"),
         power_modes=modes,
         default_mode=default,
@@ -218,7 +250,10 @@ def parse_device(data: dict[str, Any], path: str = "") -> DeviceSpec:
 
 def catalogue(extra: list[Path] | None = None) -> dict[str, DeviceSpec]:
     """All devices: shipped ones, then COBENCH_DEVICES_PATH, then `extra`; later files win by name."""
-    return {spec.name: spec for spec in (parse_device(read_mapping(p, "device"), str(p)) for p in data_files("devices", extra))}
+    return {
+        spec.name: spec
+        for spec in (parse_device(read_mapping(p, "device"), str(p)) for p in data_files("devices", extra))
+    }
 
 
 def get_device(name: str, mode: str | None = None, extra: list[Path] | None = None) -> DeviceSpec:

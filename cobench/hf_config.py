@@ -12,7 +12,13 @@ from typing import Any
 from cobench.architecture import Architecture
 from cobench.errors import InputError
 
-ACTIVATIONS = {"silu": "swiglu", "swish": "swiglu", "gelu": "gelu", "gelu_new": "gelu", "gelu_pytorch_tanh": "gelu"}
+ACTIVATIONS = {
+    "silu": "swiglu",
+    "swish": "swiglu",
+    "gelu": "gelu",
+    "gelu_new": "gelu",
+    "gelu_pytorch_tanh": "gelu",
+}
 
 
 def _llama_like(c: dict[str, Any], where: str, qkv_bias: bool | None = None) -> dict[str, Any]:

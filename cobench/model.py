@@ -153,7 +153,11 @@ class Transformer(nn.Module):
         self.register_buffer("rope_sin", sin, persistent=False)
 
     def forward(
-        self, ids: Tensor, past_k: Tensor | None = None, past_v: Tensor | None = None, all_logits: bool = False
+        self,
+        ids: Tensor,
+        past_k: Tensor | None = None,
+        past_v: Tensor | None = None,
+        all_logits: bool = False,
     ) -> tuple[Tensor, Tensor, Tensor]:
         t = ids.shape[1]
         start = 0 if past_k is None else past_k.shape[3]

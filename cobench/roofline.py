@@ -18,7 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from cobench.architecture import Architecture, ArchBatch, as_arch_like, dense_ffn_width, param_counts, qkv_width
+from cobench.architecture import (
+    ArchBatch,
+    Architecture,
+    as_arch_like,
+    dense_ffn_width,
+    param_counts,
+    qkv_width,
+)
 from cobench.devices import DeviceSpec
 from cobench.operators import OP_CLASSES, Counting, Op, forward_ops
 from cobench.precision import PRECISIONS
@@ -238,7 +245,10 @@ class OpRow:
 
 
 def breakdown(
-    arch: Architecture, device: DeviceSpec, workload: Workload, params: RooflineParams | None = None,
+    arch: Architecture,
+    device: DeviceSpec,
+    workload: Workload,
+    params: RooflineParams | None = None,
     counting: Counting | None = None,
 ) -> list[OpRow]:
     """Per-operator table for one architecture, both phases, totals over layers."""
@@ -259,11 +269,20 @@ def breakdown(
             flops, nbytes = scalar(t.op.flops) * count, scalar(t.op.bytes) * count
             if flops == 0 and nbytes == 0:
                 continue
-            rows.append(OpRow(
-                phase, t.op.name, t.op.op_class, count, flops, nbytes,
-                scalar(t.op.weight_bytes) * count, scalar(t.op.kv_bytes) * count,
-                flops / nbytes if nbytes else float("inf"),
-                "compute" if scalar(t.compute_s) > scalar(t.memory_s) else "memory",
-                scalar(t.total_s), scalar(t.total_s) / phase_time if phase_time else 0.0,
-            ))
+            rows.append(
+                OpRow(
+                    phase,
+                    t.op.name,
+                    t.op.op_class,
+                    count,
+                    flops,
+                    nbytes,
+                    scalar(t.op.weight_bytes) * count,
+                    scalar(t.op.kv_bytes) * count,
+                    flops / nbytes if nbytes else float("inf"),
+                    "compute" if scalar(t.compute_s) > scalar(t.memory_s) else "memory",
+                    scalar(t.total_s),
+                    scalar(t.total_s) / phase_time if phase_time else 0.0,
+                )
+            )
     return rows

@@ -37,12 +37,36 @@ from cobench.errors import InputError
 from cobench.spec import read_mapping
 from cobench.workload import Workload
 
-INT_AXES = ("d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim", "d_ff", "vocab_size", "n_experts", "top_k",
-            "n_shared_experts")
+INT_AXES = (
+    "d_model",
+    "n_layers",
+    "n_heads",
+    "n_kv_heads",
+    "head_dim",
+    "d_ff",
+    "vocab_size",
+    "n_experts",
+    "top_k",
+    "n_shared_experts",
+)
 RATIO_AXES = ("ffn_ratio", "expert_ratio")
 MOE_ONLY_AXES = ("top_k", "expert_ratio", "n_shared_experts")
-FIXED_FIELDS = ("vocab_size", "ffn", "norm", "qkv_bias", "o_bias", "mlp_bias", "tie_embeddings", "n_experts", "top_k",
-                "n_shared_experts", "shared_expert_gate", "head_dim", "n_kv_heads", "d_ff")
+FIXED_FIELDS = (
+    "vocab_size",
+    "ffn",
+    "norm",
+    "qkv_bias",
+    "o_bias",
+    "mlp_bias",
+    "tie_embeddings",
+    "n_experts",
+    "top_k",
+    "n_shared_experts",
+    "shared_expert_gate",
+    "head_dim",
+    "n_kv_heads",
+    "d_ff",
+)
 CONSTRAINTS = {
     "max_params": "total parameters at most",
     "min_params": "total parameters at least",
@@ -130,15 +154,25 @@ class SearchSpace:
             for axis in ("ffn_ratio", "d_ff"):
                 if axis in first:
                     valid &= ~moe | (shared > 0) | first[axis]
-        flag = {k: np.full(n, bool(self.fixed.get(k, False)), dtype=np.int64)
-                for k in ("qkv_bias", "o_bias", "mlp_bias", "tie_embeddings", "shared_expert_gate")}
+        flag = {
+            k: np.full(n, bool(self.fixed.get(k, False)), dtype=np.int64)
+            for k in ("qkv_bias", "o_bias", "mlp_bias", "tie_embeddings", "shared_expert_gate")
+        }
         batch = ArchBatch(
-            vocab_size=col("vocab_size", 32000), d_model=d_model, n_layers=col("n_layers", 0), n_heads=n_heads,
-            n_kv_heads=n_kv, head_dim=head_dim, d_ff=d_ff,
+            vocab_size=col("vocab_size", 32000),
+            d_model=d_model,
+            n_layers=col("n_layers", 0),
+            n_heads=n_heads,
+            n_kv_heads=n_kv,
+            head_dim=head_dim,
+            d_ff=d_ff,
             gated=np.full(n, self.fixed.get("ffn", "swiglu") == "swiglu", dtype=np.int64),
             layernorm=np.full(n, self.fixed.get("norm", "rmsnorm") == "layernorm", dtype=np.int64),
-            n_experts=experts, top_k=np.where(moe, top_k, 0), d_ff_expert=d_ff_expert,
-            n_shared_experts=shared, d_ff_shared=np.where(shared > 0, d_ff_expert, 0),
+            n_experts=experts,
+            top_k=np.where(moe, top_k, 0),
+            d_ff_expert=d_ff_expert,
+            n_shared_experts=shared,
+            d_ff_shared=np.where(shared > 0, d_ff_expert, 0),
             shared_expert_gate=flag["shared_expert_gate"] * moe,
             **{k: flag[k] for k in ("qkv_bias", "o_bias", "mlp_bias", "tie_embeddings")},
         )
@@ -165,7 +199,9 @@ def _axis(name: str, spec: Any) -> np.ndarray:
         if set(spec) == {"range"} and isinstance(spec["range"], list) and len(spec["range"]) == 3:
             start, stop, step = spec["range"]
             if step <= 0 or stop < start:
-                raise InputError(where, f"range [start, stop, step] needs step > 0 and stop >= start, got {spec['range']}")
+                raise InputError(
+                    where, f"range [start, stop, step] needs step > 0 and stop >= start, got {spec['range']}"
+                )
             values = np.arange(start, stop + step / 2, step)
         else:
             raise InputError(where, "expected a list of values or {range: [start, stop, step]}")
@@ -208,7 +244,7 @@ def parse_space(data: dict[str, Any], name: str = "space") -> SearchSpace:
     fixed = data.get("fixed") or {}
     if not isinstance(fixed, dict):
         raise InputError("space.fixed", "expected a mapping")
-    for key, value in fixed.items():
+    for key in fixed:
         if key not in FIXED_FIELDS:
             raise InputError(f"space.fixed.{key}", f"unknown field (one of {', '.join(FIXED_FIELDS)})")
         if key in grid:

@@ -59,10 +59,36 @@ MIGRATIONS: list[str] = [
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 CANDIDATE_COLUMNS = (
-    "grid_index", "d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim", "d_ff", "vocab_size", "n_experts",
-    "top_k", "d_ff_expert", "n_shared_experts", "gated", "layernorm", "qkv_bias", "o_bias", "mlp_bias",
-    "tie_embeddings", "d_ff_shared", "shared_expert_gate", "params_total", "params_active", "kv_bytes_per_token",
-    "ttft_s", "tpot_s", "e2e_s", "peak_memory_bytes", "fits", "prefill_compute_bound", "decode_compute_bound",
+    "grid_index",
+    "d_model",
+    "n_layers",
+    "n_heads",
+    "n_kv_heads",
+    "head_dim",
+    "d_ff",
+    "vocab_size",
+    "n_experts",
+    "top_k",
+    "d_ff_expert",
+    "n_shared_experts",
+    "gated",
+    "layernorm",
+    "qkv_bias",
+    "o_bias",
+    "mlp_bias",
+    "tie_embeddings",
+    "d_ff_shared",
+    "shared_expert_gate",
+    "params_total",
+    "params_active",
+    "kv_bytes_per_token",
+    "ttft_s",
+    "tpot_s",
+    "e2e_s",
+    "peak_memory_bytes",
+    "fits",
+    "prefill_compute_bound",
+    "decode_compute_bound",
 )
 
 
@@ -133,7 +159,14 @@ class Store:
         with self.transaction() as db:
             db.execute(
                 "INSERT OR IGNORE INTO architectures VALUES (?, ?, ?, ?, ?, ?)",
-                (arch_id, spec.get("name", ""), json.dumps(spec, sort_keys=True), params_total, params_active, time.time()),
+                (
+                    arch_id,
+                    spec.get("name", ""),
+                    json.dumps(spec, sort_keys=True),
+                    params_total,
+                    params_active,
+                    time.time(),
+                ),
             )
         return arch_id
 
@@ -149,29 +182,59 @@ class Store:
     # --- single predictions ---------------------------------------------------------------------
 
     def put_prediction(
-        self, arch_id: str, device_id: str, workload: dict[str, Any], params: dict[str, Any], result: dict[str, Any]
+        self,
+        arch_id: str,
+        device_id: str,
+        workload: dict[str, Any],
+        params: dict[str, Any],
+        result: dict[str, Any],
     ) -> None:
         with self.transaction() as db:
             db.execute(
                 "INSERT OR REPLACE INTO predictions (arch_id, device_id, workload_json, params_json, ttft_s, tpot_s,"
                 " e2e_s, peak_memory_bytes, fits, result_json, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
-                    arch_id, device_id, json.dumps(workload, sort_keys=True), json.dumps(params, sort_keys=True),
-                    result["ttft_s"], result["tpot_s"], result["e2e_s"], result["peak_memory_bytes"],
-                    int(result["fits"]), json.dumps(result, sort_keys=True), time.time(),
+                    arch_id,
+                    device_id,
+                    json.dumps(workload, sort_keys=True),
+                    json.dumps(params, sort_keys=True),
+                    result["ttft_s"],
+                    result["tpot_s"],
+                    result["e2e_s"],
+                    result["peak_memory_bytes"],
+                    int(result["fits"]),
+                    json.dumps(result, sort_keys=True),
+                    time.time(),
                 ),
             )
 
     # --- sweeps -----------------------------------------------------------------------------------
 
-    def begin_sweep(self, sweep_id: str, name: str, space: dict[str, Any], device_id: str, workload: dict[str, Any],
-                    params: dict[str, Any], grid_size: int, n_chunks: int) -> None:
+    def begin_sweep(
+        self,
+        sweep_id: str,
+        name: str,
+        space: dict[str, Any],
+        device_id: str,
+        workload: dict[str, Any],
+        params: dict[str, Any],
+        grid_size: int,
+        n_chunks: int,
+    ) -> None:
         with self.transaction() as db:
             db.execute(
                 "INSERT OR IGNORE INTO sweeps VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, NULL)",
-                (sweep_id, name, json.dumps(space, sort_keys=True, default=str), device_id,
-                 json.dumps(workload, sort_keys=True), json.dumps(params, sort_keys=True), grid_size, n_chunks,
-                 time.time()),
+                (
+                    sweep_id,
+                    name,
+                    json.dumps(space, sort_keys=True, default=str),
+                    device_id,
+                    json.dumps(workload, sort_keys=True),
+                    json.dumps(params, sort_keys=True),
+                    grid_size,
+                    n_chunks,
+                    time.time(),
+                ),
             )
 
     def done_chunks(self, sweep_id: str) -> set[int]:
@@ -181,22 +244,29 @@ class Store:
     def put_chunk(self, sweep_id: str, chunk: int, n_valid: int, seconds: float, rows: Sequence[Sequence[Any]]) -> None:
         """Candidates and the chunk's completion marker commit together, or not at all."""
         placeholders = ",".join("?" * (len(CANDIDATE_COLUMNS) + 1))
+        columns = ", ".join(CANDIDATE_COLUMNS)
         with self.transaction() as db:
             db.executemany(
-                f"INSERT OR REPLACE INTO sweep_candidates (sweep_id, {', '.join(CANDIDATE_COLUMNS)}) VALUES ({placeholders})",
+                f"INSERT OR REPLACE INTO sweep_candidates (sweep_id, {columns}) VALUES ({placeholders})",
                 ((sweep_id, *row) for row in rows),
             )
-            db.execute("INSERT OR REPLACE INTO sweep_chunks VALUES (?, ?, ?, ?, ?)",
-                       (sweep_id, chunk, n_valid, len(rows), seconds))
+            db.execute(
+                "INSERT OR REPLACE INTO sweep_chunks VALUES (?, ?, ?, ?, ?)",
+                (sweep_id, chunk, n_valid, len(rows), seconds),
+            )
 
     def finish_sweep(self, sweep_id: str) -> None:
         with self.transaction() as db:
-            db.execute("UPDATE sweeps SET status = 'done', finished_at = ? WHERE id = ? AND status != 'done'",
-                       (time.time(), sweep_id))
+            db.execute(
+                "UPDATE sweeps SET status = 'done', finished_at = ? WHERE id = ? AND status != 'done'",
+                (time.time(), sweep_id),
+            )
 
     def sweep(self, sweep_id: str) -> dict[str, Any]:
-        row = self.db.execute("SELECT * FROM sweeps WHERE id = ? OR name = ? ORDER BY created_at DESC LIMIT 1",
-                              (sweep_id, sweep_id)).fetchone()
+        row = self.db.execute(
+            "SELECT * FROM sweeps WHERE id = ? OR name = ? ORDER BY created_at DESC LIMIT 1",
+            (sweep_id, sweep_id),
+        ).fetchone()
         if row is None:
             raise InputError("sweep", f"no sweep {sweep_id!r} in {self.path} (see `cobench store info`)")
         cols = [c[0] for c in self.db.execute("SELECT * FROM sweeps LIMIT 0").description]
@@ -205,7 +275,8 @@ class Store:
     def sweep_stats(self, sweep_id: str) -> dict[str, int]:
         n_valid, n_kept, n_done = self.db.execute(
             "SELECT COALESCE(SUM(n_valid), 0), COALESCE(SUM(n_kept), 0), COUNT(*) FROM sweep_chunks WHERE sweep_id = ?",
-            (sweep_id,)).fetchone()
+            (sweep_id,),
+        ).fetchone()
         return {"valid": int(n_valid), "kept": int(n_kept), "chunks_done": int(n_done)}
 
     def candidates(self, sweep_id: str, order_by: str = "e2e_s", limit: int | None = None) -> list[dict[str, Any]]:
@@ -213,8 +284,10 @@ class Store:
         if column not in CANDIDATE_COLUMNS:
             raise InputError("sort", f"unknown column {column!r} (one of {', '.join(CANDIDATE_COLUMNS)})")
         direction = "DESC" if order_by.startswith("-") else "ASC"
-        sql = (f"SELECT {', '.join(CANDIDATE_COLUMNS)} FROM sweep_candidates WHERE sweep_id = ? "
-               f"ORDER BY {column} {direction}, grid_index")
+        sql = (
+            f"SELECT {', '.join(CANDIDATE_COLUMNS)} FROM sweep_candidates WHERE sweep_id = ? "
+            f"ORDER BY {column} {direction}, grid_index"
+        )
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         return [dict(zip(CANDIDATE_COLUMNS, r, strict=True)) for r in self.db.execute(sql, (sweep_id,))]

@@ -49,10 +49,16 @@ def keep_mask(
     counts = param_counts(batch)
     columns = {f.name: getattr(batch, f.name) for f in fields(batch)}
     columns.update(
-        params_total=counts.total, params_active=counts.active,
+        params_total=counts.total,
+        params_active=counts.active,
         kv_bytes_per_token=kv_cache_bytes_per_token(batch, w.kv_bytes),
-        ttft_s=p.ttft_s, tpot_s=p.tpot_s, e2e_s=p.e2e_s, peak_memory_bytes=p.peak_memory_bytes, fits=p.fits,
-        prefill_compute_bound=p.prefill.compute_bound, decode_compute_bound=p.decode.compute_bound,
+        ttft_s=p.ttft_s,
+        tpot_s=p.tpot_s,
+        e2e_s=p.e2e_s,
+        peak_memory_bytes=p.peak_memory_bytes,
+        fits=p.fits,
+        prefill_compute_bound=p.prefill.compute_bound,
+        decode_compute_bound=p.decode.compute_bound,
     )
     return keep, columns
 
@@ -66,14 +72,26 @@ def device_fingerprint(device: DeviceSpec) -> dict[str, object]:
 
 
 def run_sweep(
-    space: SearchSpace, device: DeviceSpec, store: Store, params: RooflineParams, device_id: str,
+    space: SearchSpace,
+    device: DeviceSpec,
+    store: Store,
+    params: RooflineParams,
+    device_id: str,
     progress: Progress | None = None,
 ) -> SweepResult:
     """Predict and store every chunk not yet done; a chunk commits atomically with its marker."""
     start = time.perf_counter()
     sid = sweep_id(space, device, params)
-    store.begin_sweep(sid, space.name, space.source, device_id, space.workload.to_dict(), asdict(params),
-                      space.grid_size, space.n_chunks)
+    store.begin_sweep(
+        sid,
+        space.name,
+        space.source,
+        device_id,
+        space.workload.to_dict(),
+        asdict(params),
+        space.grid_size,
+        space.n_chunks,
+    )
     done = store.done_chunks(sid)
     ran = 0
     for k in range(space.n_chunks):

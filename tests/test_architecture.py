@@ -9,7 +9,7 @@ import pytest
 from conftest import HF, architectures
 from hypothesis import given
 
-from cobench.architecture import Architecture, ArchBatch, kv_cache_bytes_per_token, param_counts
+from cobench.architecture import ArchBatch, Architecture, kv_cache_bytes_per_token, param_counts
 from cobench.errors import InputError
 from cobench.hf_config import from_hf_config
 from cobench.spec import load_architecture, presets

@@ -57,8 +57,21 @@ def test_predict_json_and_store(tmp_path: Path) -> None:
     assert p["ttft_s"] > 0 and p["tpot_s"] > 0 and p["e2e_s"] == pytest.approx(p["ttft_s"] + 15 * p["tpot_s"])
     assert p["decode_bound"] == "memory" and p["fits"] is True and p["calibration"].startswith("uncalibrated")
     assert {o["phase"] for o in p["operators"]} == {"prefill", "decode"}
-    many = run_json("predict", "-a", "smollm2-135m", "-a", "llama-3.2-1b", "-d", "h100-sxm", "-d", "cpu",
-                    "--precision", "int8", "--store", str(store))
+    many = run_json(
+        "predict",
+        "-a",
+        "smollm2-135m",
+        "-a",
+        "llama-3.2-1b",
+        "-d",
+        "h100-sxm",
+        "-d",
+        "cpu",
+        "--precision",
+        "int8",
+        "--store",
+        str(store),
+    )
     assert len(many) == 4 and all(r["workload"]["precision"] == "int8" for r in many)
     with sqlite3.connect(store) as db:
         assert db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0] == 5
@@ -92,10 +105,19 @@ def test_sweep_json_resume_and_export(tmp_path: Path) -> None:
     [
         (["arch", "show", "gpt-17"], "arch: unknown preset"),
         (["predict", "-a", "qwen2.5-0.5b", "-d", "tpu"], "device: unknown device"),
-        (["predict", "-a", "qwen2.5-0.5b", "-d", "cpu", "--precision", "fp6"], "workload.precision: unknown precision"),
-        (["predict", "-a", "qwen2.5-0.5b", "-d", "cpu", "--prompt", "0"], "workload.prompt: must be a positive"),
+        (
+            ["predict", "-a", "qwen2.5-0.5b", "-d", "cpu", "--precision", "fp6"],
+            "workload.precision: unknown precision",
+        ),
+        (
+            ["predict", "-a", "qwen2.5-0.5b", "-d", "cpu", "--prompt", "0"],
+            "workload.prompt: must be a positive",
+        ),
         (["predict", "-a", "qwen2.5-0.5b", "-d", "jetson-thor", "--power-mode", "5W"], "power_mode:"),
-        (["sweep", "--space", "/nonexistent.yaml", "-d", "cpu"], "space: file /nonexistent.yaml does not exist"),
+        (
+            ["sweep", "--space", "/nonexistent.yaml", "-d", "cpu"],
+            "space: file /nonexistent.yaml does not exist",
+        ),
         (["store", "export", "--sweep", "nope", "--out", "x.csv"], "sweep: no sweep 'nope'"),
     ],
 )

@@ -10,8 +10,18 @@ import yaml
 from cobench.devices import catalogue, get_device, parse_device
 from cobench.errors import InputError
 
-REQUIRED = ["jetson-agx-orin-64gb", "jetson-orin-nx-16gb", "jetson-orin-nano-8gb", "jetson-thor", "h100-sxm", "h200",
-            "a100-80gb", "l4", "rtx-4090", "cpu"]
+REQUIRED = [
+    "jetson-agx-orin-64gb",
+    "jetson-orin-nx-16gb",
+    "jetson-orin-nano-8gb",
+    "jetson-thor",
+    "h100-sxm",
+    "h200",
+    "a100-80gb",
+    "l4",
+    "rtx-4090",
+    "cpu",
+]
 
 
 def test_catalogue_has_required_devices_with_sources() -> None:
@@ -47,10 +57,14 @@ def test_jetson_power_modes() -> None:
 
 
 GOOD = {
-    "name": "my-board", "kind": "gpu",
+    "name": "my-board",
+    "kind": "gpu",
     "memory_gb": {"value": 8, "source": "datasheet"},
     "memory_bandwidth_gbps": {"value": 100, "source": "datasheet"},
-    "peak_tflops": {"fp32": {"value": 5, "source": "datasheet"}, "fp16_tensor": {"value": 40, "source": "80 sparse", "derived": "/2"}},
+    "peak_tflops": {
+        "fp32": {"value": 5, "source": "datasheet"},
+        "fp16_tensor": {"value": 40, "source": "80 sparse", "derived": "/2"},
+    },
 }
 
 

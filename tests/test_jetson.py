@@ -16,7 +16,11 @@ def test_orin_nano_super_tree() -> None:
     info = discover(JETSON / "orin_nano_super")
     assert info.present and info.l4t == "R39.2.1"
     assert info.model == "NVIDIA Jetson Orin Nano Engineering Reference Developer Kit Super"
-    assert [r.label for r in info.rails] == ["VDD_IN", "VDD_CPU_GPU_CV", "VDD_SOC"]  # not "sum of shunt voltages"
+    assert [r.label for r in info.rails] == [
+        "VDD_IN",
+        "VDD_CPU_GPU_CV",
+        "VDD_SOC",
+    ]  # not "sum of shunt voltages"
     assert info.total_rail == "VDD_IN"
     vdd_in = info.rails[0]
     assert int(vdd_in.voltage_path.read_text()) * int(vdd_in.current_path.read_text()) / 1000 == 7551.36  # mW
@@ -57,4 +61,13 @@ def test_parse_every_recorded_nvpmodel_output() -> None:
 def test_parse_every_recorded_l4t_release() -> None:
     text = (JETSON / "nv_tegra_release.txt").read_text()
     releases = {parse_l4t_release(line) for line in text.splitlines() if "(release)" in line}
-    assert {"R35.4.1", "R35.1.0", "R36.4.4", "R36.4.7", "R36.5.0", "R38.4.0", "R39.2.0", "R39.2.1"} <= releases
+    assert {
+        "R35.4.1",
+        "R35.1.0",
+        "R36.4.4",
+        "R36.4.7",
+        "R36.5.0",
+        "R38.4.0",
+        "R39.2.0",
+        "R39.2.1",
+    } <= releases

@@ -12,7 +12,7 @@ from conftest import architectures
 from hypothesis import given, settings
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-from cobench.architecture import Architecture, ArchBatch, param_counts
+from cobench.architecture import ArchBatch, Architecture, param_counts
 from cobench.model import build_model, parameter_count
 from cobench.operators import Counting, forward_ops, total
 
@@ -57,8 +57,21 @@ def test_matmul_flops_match_flop_counter_dense(a: Architecture) -> None:
 
 def test_matmul_flops_match_flop_counter_moe() -> None:
     """Routed experts: every token runs exactly top_k experts, so the count is exact whatever the routing."""
-    a = Architecture(vocab_size=97, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=48, n_experts=5, top_k=2,
-                     d_ff_expert=24, n_shared_experts=1, d_ff_shared=16, shared_expert_gate=True, max_seq_len=64)
+    a = Architecture(
+        vocab_size=97,
+        d_model=32,
+        n_layers=2,
+        n_heads=4,
+        n_kv_heads=2,
+        d_ff=48,
+        n_experts=5,
+        top_k=2,
+        d_ff_expert=24,
+        n_shared_experts=1,
+        d_ff_shared=16,
+        shared_expert_gate=True,
+        max_seq_len=64,
+    )
     model = build_model(a, seed=3)
     ids = torch.randint(0, a.vocab_size, (3, 9))
     assert torch_flops(model, ids) == analytic_matmul_flops(a, 3, 9, 0)

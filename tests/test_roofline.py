@@ -10,14 +10,21 @@ from conftest import architectures
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cobench.architecture import Architecture, ArchBatch
+from cobench.architecture import ArchBatch, Architecture
 from cobench.devices import get_device
 from cobench.operators import Counting, expected_experts, forward_ops
 from cobench.roofline import RooflineParams, breakdown, predict
 from cobench.spec import presets
 from cobench.workload import Workload
 
-ISSUE_PRESETS = ["qwen2.5-0.5b", "llama-3.2-1b", "smollm2-135m", "tinyllama-1.1b", "mixtral-8x7b", "mobilellm-125m"]
+ISSUE_PRESETS = [
+    "qwen2.5-0.5b",
+    "llama-3.2-1b",
+    "smollm2-135m",
+    "tinyllama-1.1b",
+    "mixtral-8x7b",
+    "mobilellm-125m",
+]
 ORIN = ["jetson-agx-orin-64gb", "jetson-orin-nx-16gb", "jetson-orin-nano-8gb"]
 
 
@@ -72,7 +79,8 @@ DEVICE = get_device("jetson-orin-nx-16gb")
 @given(architectures(max_layers=4), st.sampled_from(["d_model", "n_layers", "d_ff", "vocab_size"]))
 def test_predictions_monotone_in_model_size(a: Architecture, field: str) -> None:
     bigger_value = {"d_model": a.d_model + a.n_heads * 8 if a.head_dim is None else a.d_model * 2}.get(
-        field, getattr(a, field) * 2)
+        field, getattr(a, field) * 2
+    )
     bigger = replace(a, **{field: bigger_value, "head_dim": a.head_dim})
     w = Workload(prompt=64, generate=8)
     p = predict(ArchBatch.of([a, bigger]), DEVICE, w)

@@ -23,8 +23,15 @@ from cobench.sweep import run_sweep
 SMALL = {
     "name": "small",
     "fixed": {"vocab_size": 1000, "tie_embeddings": True},
-    "grid": {"d_model": [64, 96, 128], "n_layers": [2, 4], "n_heads": [2, 3, 4], "n_kv_heads": [1, 2, 4],
-             "ffn_ratio": [2.0, 4.0], "n_experts": [0, 4], "top_k": [1, 2, 5]},
+    "grid": {
+        "d_model": [64, 96, 128],
+        "n_layers": [2, 4],
+        "n_heads": [2, 3, 4],
+        "n_kv_heads": [1, 2, 4],
+        "ffn_ratio": [2.0, 4.0],
+        "n_experts": [0, 4],
+        "top_k": [1, 2, 5],
+    },
     "constraints": {"max_params": 3.0e6, "ffn_multiple": 16, "head_dim_multiple": 8},
     "workload": {"prompt": 64, "generate": 4},
 }
@@ -38,9 +45,17 @@ def brute_force(spec: dict) -> set[tuple]:
         if experts == 0 and k != g["top_k"][0]:
             continue
         try:
-            a = Architecture(vocab_size=1000, d_model=d, n_layers=layers, n_heads=heads, n_kv_heads=kv,
-                             d_ff=int(np.ceil(ratio * d / 16) * 16), tie_embeddings=True, n_experts=experts,
-                             top_k=k if experts else 0)
+            a = Architecture(
+                vocab_size=1000,
+                d_model=d,
+                n_layers=layers,
+                n_heads=heads,
+                n_kv_heads=kv,
+                d_ff=int(np.ceil(ratio * d / 16) * 16),
+                tie_embeddings=True,
+                n_experts=experts,
+                top_k=k if experts else 0,
+            )
         except InputError:
             continue
         if a.head_dim % 8 or param_counts(a).total > 3.0e6:
@@ -53,9 +68,18 @@ def test_enumeration_matches_brute_force() -> None:
     s = parse_space(SMALL)
     got = set()
     for _, _, batch in s.chunks():
-        got |= set(zip(batch.d_model.tolist(), batch.n_layers.tolist(), batch.n_heads.tolist(),
-                       batch.n_kv_heads.tolist(), batch.d_ff.tolist(), batch.n_experts.tolist(), batch.top_k.tolist(),
-                       strict=True))
+        got |= set(
+            zip(
+                batch.d_model.tolist(),
+                batch.n_layers.tolist(),
+                batch.n_heads.tolist(),
+                batch.n_kv_heads.tolist(),
+                batch.d_ff.tolist(),
+                batch.n_experts.tolist(),
+                batch.top_k.tolist(),
+                strict=True,
+            )
+        )
     assert got == brute_force(SMALL)
 
 
@@ -119,10 +143,9 @@ def test_interrupted_chunk_commits_nothing(tmp_path: Path) -> None:
     store = Store(tmp_path / "s.db")
     _sweep(store)
     before = store.db.execute("SELECT COUNT(*) FROM sweep_candidates").fetchone()[0]
-    with pytest.raises(RuntimeError):
-        with store.transaction() as db:
-            db.execute("DELETE FROM sweep_candidates")
-            raise RuntimeError("crash mid-write")
+    with pytest.raises(RuntimeError), store.transaction() as db:
+        db.execute("DELETE FROM sweep_candidates")
+        raise RuntimeError("crash mid-write")
     assert store.db.execute("SELECT COUNT(*) FROM sweep_candidates").fetchone()[0] == before
 
 
