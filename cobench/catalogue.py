@@ -7,7 +7,6 @@ os.pathsep-separated list of files or folders) or the matching CLI flag; theirs 
 
 from __future__ import annotations
 
-import importlib.resources
 import os
 from pathlib import Path
 
@@ -15,10 +14,10 @@ KINDS = ("devices", "kernels", "presets", "spaces")
 
 
 def builtin_dir(kind: str) -> Path:
-    source = Path(__file__).resolve().parent.parent / kind
-    if source.is_dir():
-        return source
-    return Path(str(importlib.resources.files(f"cobench._catalogue.{kind}")))
+    """The wheel's package data if installed, else the checkout's folder (editable installs too)."""
+    package = Path(__file__).resolve().parent
+    installed = package / "_catalogue" / kind
+    return installed if installed.is_dir() else package.parent / kind
 
 
 def search_paths(kind: str, extra: list[Path] | None = None) -> list[Path]:

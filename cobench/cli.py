@@ -738,13 +738,17 @@ def store_export(
     sort: Annotated[str, typer.Option("--sort", help="Column to order by; '-' prefix for descending.")] = "e2e_s",
     limit: Annotated[int | None, typer.Option("--limit", help="At most this many rows.")] = None,
     store: StoreOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Export a sweep's candidates to CSV or JSON."""
     with _open_store(store) as db:
         sweep_id = db.sweep(sweep)["id"]
         rows = db.candidates(sweep_id, sort, limit)
     export_rows(rows, out_path)
+    if json_out:
+        return emit_json({"sweep_id": sweep_id, "rows": len(rows), "out": str(out_path)})
     err.print(f"wrote {len(rows):,} rows to {out_path}")
+    return None
 
 
 def main() -> None:

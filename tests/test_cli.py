@@ -94,8 +94,11 @@ def test_sweep_json_resume_and_export(tmp_path: Path) -> None:
     assert second["chunks_run"] == 0 and second["sweep_id"] == first["sweep_id"]
     other = run_json("sweep", "--space", str(space), "-d", "cpu", "--store", store, "--precision", "int4")
     assert other["sweep_id"] != first["sweep_id"]
-    run("store", "export", "--sweep", first["sweep_id"], "--out", str(tmp_path / "x.json"), "--store", store)
-    assert len(json.loads((tmp_path / "x.json").read_text())) == first["kept"]
+    out = tmp_path / "x.json"
+    exported = run_json("store", "export", "--sweep", first["sweep_id"], "--out", str(out), "--store", store)
+    assert exported["rows"] == first["kept"] == len(json.loads(out.read_text()))
+    latest = run_json("store", "export", "--sweep", "small", "--out", str(out), "--store", store)
+    assert latest["sweep_id"] == other["sweep_id"]  # a name picks the latest sweep of that name
     info = run_json("store", "info", "--store", store)
     assert info["schema_version"] == 1 and len(info["sweeps"]) == 2
 

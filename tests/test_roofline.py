@@ -36,6 +36,15 @@ def test_decode_memory_bound_prefill_compute_bound_on_orin(device: str, name: st
     assert p.prefill.compute_bound[0]
 
 
+@pytest.mark.parametrize("name", ["llama-3.2-1b", "tinyllama-1.1b", "mistral-7b-v0.1"])
+def test_thor_prefill_compute_bound_for_wide_models(name: str) -> None:
+    """Thor's ridge is ~950 FLOP/B (dense fp16 / 273 GB/s): a 1,024-token prefill of d_model < 2048 models
+    (whose GEMMs read and write their activations: intensity ~450) sits below it and is predicted
+    memory-bound there; from d_model 2048 the GEMMs dominate again."""
+    p = predict(presets()[name].arch, get_device("jetson-thor"), Workload())
+    assert p.prefill.compute_bound[0] and not p.decode.compute_bound[0]
+
+
 def test_batch1_decode_is_memory_bound_everywhere() -> None:
     archs = ArchBatch.of([p.arch for p in presets().values()])
     for device in ("jetson-thor", "h100-sxm", "a100-80gb", "l4", "rtx-4090", "h200", "cpu", *ORIN):
