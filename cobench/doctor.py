@@ -147,7 +147,7 @@ def jetson_checks(root: Path = Path("/")) -> list[Check]:
         )
     if info.rails:
         rails = ", ".join(r.label for r in info.rails)
-        checks.append(Check("ina3221", "ok", f"rails {rails}; total = {info.total_rail or 'sum of rails'}"))
+        checks.append(Check("ina3221", "ok", f"rails {rails}; total = {info.total_rail}"))
     else:
         checks.append(
             Check(

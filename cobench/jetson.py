@@ -10,7 +10,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-TOTAL_RAILS = ("VDD_IN", "VIN_SYS_5V0", "POM_5V_IN")  # Orin NX/Nano, AGX Orin/Thor, Nano: the input rail
+# The module's input rail where one is measured (Orin NX/Nano: VDD_IN; Nano: POM_5V_IN). AGX Orin and Thor
+# measure no input rail (VIN_SYS_5V0 is only the 5 V system rail): their total is the sum of the rails, as
+# jtop computes it and as a recorded AGX Orin power log reads it ("no VDD_IN rail ... total = sum").
+TOTAL_RAILS = ("VDD_IN", "POM_5V_IN")
+SUM_OF_RAILS = "sum of rails"
 GPU_DEVFREQ = re.compile(r"(ga10b|gv11b|gp10b|gm20b|\.gpu$|^gpu-gpc)")
 
 
@@ -45,7 +49,7 @@ class JetsonInfo:
 
     @property
     def present(self) -> bool:
-        return self.l4t is not None or self.model is not None and "jetson" in self.model.lower()
+        return self.l4t is not None or (self.model is not None and "jetson" in self.model.lower())
 
 
 def _read(path: Path) -> str | None:
@@ -83,6 +87,6 @@ def discover(root: Path = Path("/")) -> JetsonInfo:
         l4t=parse_l4t_release(release) if release else None,
         model=_read(root / "proc/device-tree/model"),
         rails=rails,
-        total_rail=next((t for t in TOTAL_RAILS if t in labels), None),
+        total_rail=next((t for t in TOTAL_RAILS if t in labels), SUM_OF_RAILS if labels else None),
         gpu_devfreq=find_gpu_devfreq(root),
     )

@@ -53,17 +53,16 @@ class Attention(nn.Module):
         k = self.k_proj(x).view(b, t, self.n_kv, self.hd).transpose(1, 2)  # (B, kv, T, hd)
         v = self.v_proj(x).view(b, t, self.n_kv, self.hd).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        if past_k is not None and past_v is not None:
+        mask = None
+        if past_k is not None and past_v is not None:  # new tokens see the whole cache and, causally, each other
+            past = past_k.shape[2]
             k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)  # (B, kv, C+T, hd)
+            mask = torch.ones(t, past + t, dtype=torch.bool, device=x.device).tril(diagonal=past)
         group = self.n_heads // self.n_kv
         k_all = k.repeat_interleave(group, dim=1) if group > 1 else k
         v_all = v.repeat_interleave(group, dim=1) if group > 1 else v
-        past = k.shape[2] - t
-        if past == 0:
-            y = F.scaled_dot_product_attention(q, k_all, v_all, is_causal=t > 1)
-        else:  # new tokens see the whole cache and, causally, each other
-            mask = torch.ones(t, past + t, dtype=torch.bool, device=x.device).tril(diagonal=past)
-            y = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask)
+        # (shape-independent branches, so that torch.export sees one graph per phase)
+        y = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask, is_causal=mask is None)
         y = y.transpose(1, 2).reshape(b, t, self.n_heads * self.hd)
         return self.o_proj(y), k, v
 

@@ -56,6 +56,22 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (sweep_id, grid_index));
     CREATE INDEX sweep_candidates_e2e ON sweep_candidates (sweep_id, e2e_s);
     """,
+    # 2: on-device measurements (`cobench profile`): one row per candidate run, raw samples, telemetry
+    """
+    CREATE TABLE profiles (
+        key TEXT PRIMARY KEY, arch_id TEXT NOT NULL REFERENCES architectures(id), arch_name TEXT NOT NULL,
+        device_id TEXT NOT NULL REFERENCES devices(id), backend TEXT NOT NULL, precision TEXT NOT NULL,
+        workload_json TEXT NOT NULL, status TEXT NOT NULL, reason TEXT,
+        ttft_s REAL, tpot_s REAL, e2e_s REAL, energy_per_token_j REAL,
+        predicted_json TEXT NOT NULL, summary_json TEXT, environment_json TEXT,
+        created_at REAL NOT NULL, seconds REAL NOT NULL);
+    CREATE TABLE timing_samples (
+        profile_key TEXT NOT NULL REFERENCES profiles(key), phase TEXT NOT NULL, samples_json TEXT NOT NULL,
+        statistics_json TEXT NOT NULL, PRIMARY KEY (profile_key, phase));
+    CREATE TABLE telemetry (
+        profile_key TEXT NOT NULL REFERENCES profiles(key), phase TEXT NOT NULL, series_json TEXT NOT NULL,
+        PRIMARY KEY (profile_key, phase));
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 CANDIDATE_COLUMNS = (
@@ -291,6 +307,82 @@ class Store:
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         return [dict(zip(CANDIDATE_COLUMNS, r, strict=True)) for r in self.db.execute(sql, (sweep_id,))]
+
+    # --- profiles ---------------------------------------------------------------------------------
+
+    def profile_status(self, key: str) -> str | None:
+        row = self.db.execute("SELECT status FROM profiles WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def put_profile(self, row: dict[str, Any], phases: dict[str, Any] | None) -> None:
+        """A profile with its raw samples and telemetry, in one transaction (replacing an earlier failure)."""
+        with self.transaction() as db:
+            for table in ("timing_samples", "telemetry"):
+                db.execute(f"DELETE FROM {table} WHERE profile_key = ?", (row["key"],))
+            db.execute(
+                "INSERT OR REPLACE INTO profiles (key, arch_id, arch_name, device_id, backend, precision,"
+                " workload_json, status, reason, ttft_s, tpot_s, e2e_s, energy_per_token_j, predicted_json,"
+                " summary_json, environment_json, created_at, seconds) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    row["key"],
+                    row["arch_id"],
+                    row["arch_name"],
+                    row["device_id"],
+                    row["backend"],
+                    row["precision"],
+                    json.dumps(row["workload"], sort_keys=True),
+                    row["status"],
+                    row.get("reason"),
+                    row.get("ttft_s"),
+                    row.get("tpot_s"),
+                    row.get("e2e_s"),
+                    row.get("energy_per_token_j"),
+                    json.dumps(row["predicted"]),
+                    json.dumps(row.get("summary")),
+                    json.dumps(row.get("environment")),
+                    time.time(),
+                    row["seconds"],
+                ),
+            )
+            for phase, data in (phases or {}).items():
+                stats = {k: v for k, v in data.items() if k not in ("samples_s", "telemetry")}
+                db.execute(
+                    "INSERT INTO timing_samples VALUES (?, ?, ?, ?)",
+                    (row["key"], phase, json.dumps(data["samples_s"]), json.dumps(stats)),
+                )
+                if data.get("telemetry"):
+                    db.execute(
+                        "INSERT INTO telemetry VALUES (?, ?, ?)", (row["key"], phase, json.dumps(data["telemetry"]))
+                    )
+
+    def profiles(self, keys: list[str] | None = None) -> list[dict[str, Any]]:
+        cols = [
+            "key",
+            "arch_name",
+            "backend",
+            "precision",
+            "workload_json",
+            "status",
+            "reason",
+            "ttft_s",
+            "tpot_s",
+            "e2e_s",
+            "energy_per_token_j",
+            "predicted_json",
+            "summary_json",
+            "environment_json",
+            "seconds",
+        ]
+        sql = f"SELECT {', '.join(cols)} FROM profiles ORDER BY created_at"
+        rows = [dict(zip(cols, r, strict=True)) for r in self.db.execute(sql)]
+        for r in rows:
+            for k in ("workload_json", "predicted_json", "summary_json", "environment_json"):
+                r[k.removesuffix("_json")] = json.loads(r.pop(k)) if r[k] else None
+        return [r for r in rows if keys is None or r["key"] in keys]
+
+    def samples(self, key: str) -> dict[str, list[float]]:
+        rows = self.db.execute("SELECT phase, samples_json FROM timing_samples WHERE profile_key = ?", (key,))
+        return {phase: json.loads(s) for phase, s in rows}
 
     def summary(self) -> dict[str, Any]:
         tables = [r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]

@@ -1,0 +1,219 @@
+"""Export numerics, runners and `profile`: real exports, real ORT and torch runs, subprocess isolation."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import FIXTURES
+from typer.testing import CliRunner
+
+from cobench.architecture import Architecture
+from cobench.cli import app
+from cobench.devices import get_device
+from cobench.errors import MissingDependency
+from cobench.export import export
+from cobench.model import build_model
+from cobench.profile import ProfileSettings, profile, task_for, task_key
+from cobench.roofline import RooflineParams
+from cobench.runners import open_runner
+from cobench.spec import presets
+from cobench.store import Store
+from cobench.timing import HarnessConfig
+from cobench.workload import Workload
+
+TINY = Architecture(
+    name="tiny", vocab_size=512, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128, max_seq_len=256
+)
+FAST = HarnessConfig(warmup_s=0.05, min_iters=5, min_time_s=0.1, max_time_s=0.5, target_rel_ci=0.05)
+
+
+@pytest.fixture(scope="session")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("export-cache")
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_export_matches_torch_and_is_cached(cache: Path, precision: str) -> None:
+    first = export(TINY, precision, cache)
+    assert not first.meta["cache_hit"]
+    tolerance = {"fp32": 1e-4, "fp16": 2e-2, "int8": 0.3}[precision]
+    assert first.meta["validation"]["prefill"] <= tolerance and first.meta["validation"]["decode"] <= tolerance
+    again = export(replace(TINY, name="renamed"), precision, cache)  # the name is not part of the key
+    assert again.meta["cache_hit"] and again.key == first.key and again.meta["sha256"] == first.meta["sha256"]
+
+
+def test_ort_runner_decodes_like_torch(cache: Path) -> None:
+    """Greedy generation through the ORT runner's prefill + decode graphs equals the torch module's."""
+    runner = open_runner("ort", TINY, "fp32", "cpu", cache, {})
+    assert runner.info()["providers"][0] == "CPUExecutionProvider"
+    model = build_model(TINY)
+    ids = np.random.default_rng(0).integers(0, TINY.vocab_size, (1, 12))
+    cache_ort = runner.prefill(ids)
+    for step in range(3):
+        token = np.array([[step + 1]])
+        cache_ort = runner.decode(token, cache_ort)
+    with torch.no_grad():
+        _, k, v = model(torch.from_numpy(ids))
+        for step in range(3):
+            _, k, v = model(torch.tensor([[step + 1]]), k, v)
+    np.testing.assert_allclose(cache_ort[0], k.numpy(), atol=1e-4)
+    assert cache_ort[0].shape[3] == 15
+
+
+def test_unavailable_provider_fails_loudly(cache: Path) -> None:
+    from cobench.runners.ort import BackendMismatch
+
+    with pytest.raises(BackendMismatch, match="CUDAExecutionProvider"):
+        open_runner("ort", TINY, "fp32", "cuda", cache, {})
+
+
+def test_trt_without_tensorrt_says_what_to_install(cache: Path) -> None:
+    with pytest.raises(MissingDependency, match="JetPack"):
+        open_runner("trt", TINY, "fp16", "cuda", cache, {})
+
+
+def _settings(cache: Path, backend: str = "ort", **kw) -> ProfileSettings:  # noqa: ANN003
+    return ProfileSettings(
+        backend=backend,
+        workload=Workload(prompt=32, generate=4),
+        harness=FAST,
+        telemetry="cpu",
+        idle_s=0.1,
+        cooldown_s=0,
+        timeout_s=120,
+        cache_dir=cache,
+        **kw,
+    )
+
+
+def test_profile_ort_and_torch_store_and_resume(cache: Path, tmp_path: Path) -> None:
+    store = Store(tmp_path / "p.db")
+    device = get_device("cpu")
+    params = RooflineParams.for_device(device)
+    candidates = [(TINY, "fp32"), (replace(TINY, name="tiny-mqa", n_kv_heads=1), "int8")]
+    rows = profile(candidates, device, _settings(cache), store, params)
+    assert [r.status for r in rows] == ["ok", "ok"]
+    m = rows[0].measured
+    assert m["ttft_s"] > 0 and m["tpot_s"] > 0 and m["e2e_s"] > m["ttft_s"]
+    assert set(m["decode_s"]) == {32, 34}  # the ends of the generated range
+    stored = store.profiles()
+    assert {r["status"] for r in stored} == {"ok"}
+    env = stored[0]["environment"]
+    assert env["runner"]["providers"] == ["CPUExecutionProvider"] and env["libraries"]["onnxruntime"]
+    assert env["harness"]["min_iters"] == FAST.min_iters
+    samples = store.samples(rows[0].key)
+    assert {"prefill", "decode@32", "decode@34", "e2e"} == set(samples) and len(samples["prefill"]) >= 5
+    again = profile(candidates, device, _settings(cache), store, params)
+    assert [r.status for r in again] == ["skipped", "skipped"]
+    torch_rows = profile([(TINY, "fp32"), (TINY, "bf16")], device, _settings(cache, "torch"), store, params)
+    assert [r.status for r in torch_rows] == ["ok", "ok"]
+    assert store.profiles([torch_rows[1].key])[0]["environment"]["runner"]["dtype"] == "torch.bfloat16"
+
+
+def test_crashing_and_hanging_candidates_are_recorded_and_the_rest_finish(cache: Path, tmp_path: Path) -> None:
+    store = Store(tmp_path / "p.db")
+    device = get_device("cpu")
+    worker = [sys.executable, str(FIXTURES / "faulty_worker.py")]
+    candidates = [
+        (replace(TINY, name="will-crash", d_ff=96), "fp32"),
+        (replace(TINY, name="will-hang", d_ff=112), "fp32"),
+        (TINY, "fp32"),
+    ]
+    settings = replace(_settings(cache), timeout_s=20)
+    rows = profile(candidates, device, settings, store, RooflineParams.for_device(device), worker=worker)
+    status = {r.arch: (r.status, r.reason) for r in rows}
+    assert status["will-crash"][0] == "failed" and "SIGABRT" in status["will-crash"][1]
+    assert "simulated native crash" in status["will-crash"][1]
+    assert status["will-hang"][0] == "failed" and status["will-hang"][1].startswith("timeout")
+    assert status["tiny"][0] in ("ok", "skipped")
+    assert {r["status"] for r in store.profiles()} == {"failed", "ok"}
+
+
+def test_interrupt_keeps_finished_candidates(cache: Path, tmp_path: Path) -> None:
+    store = Store(tmp_path / "p.db")
+    device = get_device("cpu")
+    params = RooflineParams.for_device(device)
+    candidates = [(TINY, "fp32"), (replace(TINY, name="tiny-mqa", n_kv_heads=1), "fp32")]
+
+    def stop_after_first(outcome, done: int, total: int) -> None:  # noqa: ANN001
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        profile(candidates, device, _settings(cache), store, params, stop_after_first)
+    assert len(store.profiles()) == 1
+    rows = profile(candidates, device, _settings(cache), store, params)
+    assert sorted(r.status for r in rows) == ["ok", "skipped"]
+
+
+def test_too_large_model_is_refused_before_it_is_built(cache: Path, tmp_path: Path) -> None:
+    store = Store(tmp_path / "p.db")
+    device = get_device("cpu")
+    rows = profile(
+        [(presets()["mixtral-8x7b"].arch, "fp32")], device, _settings(cache), store, RooflineParams.for_device(device)
+    )
+    assert rows[0].status == "refused" and "predicted footprint" in rows[0].reason and "GB" in rows[0].reason
+    assert store.profiles() == []
+
+
+def test_task_key_ignores_name_and_cache_location(cache: Path) -> None:
+    device = get_device("cpu")
+    a = task_key(task_for(TINY, "fp32", device, _settings(cache)))
+    b = task_key(task_for(replace(TINY, name="x"), "fp32", device, _settings(Path("/elsewhere"))))
+    c = task_key(task_for(TINY, "int8", device, _settings(cache)))
+    assert a == b != c
+
+
+def test_cli_profile_and_export(cache: Path, tmp_path: Path) -> None:
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(json.dumps({"architecture": TINY.to_dict()}))
+    runner = CliRunner()
+    args = [
+        "profile",
+        "-a",
+        str(spec),
+        "--prompt",
+        "32",
+        "--generate",
+        "4",
+        "--cache-dir",
+        str(cache),
+        "--store",
+        str(tmp_path / "c.db"),
+        "--warmup-s",
+        "0.05",
+        "--min-time-s",
+        "0.1",
+        "--max-time-s",
+        "0.5",
+        "--min-iters",
+        "5",
+        "--target-ci",
+        "5",
+        "--idle-s",
+        "0",
+        "--cooldown-s",
+        "0",
+        "--json",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    (row,) = json.loads(result.stdout)
+    assert row["status"] == "ok" and row["ttft_error_pct"] is not None and row["measured"]["tpot_s"] > 0
+    again = json.loads(runner.invoke(app, args).stdout)
+    assert again[0]["status"] == "skipped"
+    bad = runner.invoke(
+        app,
+        ["profile", "-a", str(spec), "--backend", "torch", "--precision", "int8", "--store", str(tmp_path / "c.db")],
+    )
+    assert bad.exit_code == 2 and "precision: backend torch runs" in bad.stderr
+    exported = runner.invoke(
+        app, ["export", "-a", str(spec), "--out", str(tmp_path / "onnx"), "--cache-dir", str(cache), "--json"]
+    )
+    assert exported.exit_code == 0, exported.stderr
+    assert (tmp_path / "onnx" / "tiny-fp32" / "decode.onnx").exists()
