@@ -60,7 +60,7 @@ test: install
 	$(PY) -m pytest -p no:cacheprovider
 
 bench: install
-	$(PY) benchmarks/run.py
+	cd benchmarks && ../$(PY) run.py
 
 lint: install
 	$(VENV)/bin/ruff check cobench tests benchmarks
