@@ -87,11 +87,15 @@ def main() -> int:
     low, high = np.percentile(boot, [2.5, 97.5]) - 1
     ok_agree, ok_tele = abs(agree) < 0.02, abs(tele) < 0.01
     print(f"cobench vs bare session.run loop: {agree:+.2%} (target within ±2%) -> {'PASS' if ok_agree else 'FAIL'}")
-    print(f"telemetry sampler at {DEFAULT_RATE_HZ:g} Hz ({source.name}) vs off, {TELEMETRY_PAIRS} paired "
-          f"{BLOCK_S:g} s blocks: {tele:+.2%} (95% CI of the mean ratio {low:+.2%} .. {high:+.2%}; target within ±1%)"
-          f" -> {'PASS' if ok_tele else 'FAIL'}")
-    print(f"  the sampler's own cost: {read_s * 1e6:.0f} µs per read x {DEFAULT_RATE_HZ:g} Hz = "
-          f"{read_s * DEFAULT_RATE_HZ:.2%} of one core")
+    print(
+        f"telemetry sampler at {DEFAULT_RATE_HZ:g} Hz ({source.name}) vs off, {TELEMETRY_PAIRS} paired "
+        f"{BLOCK_S:g} s blocks: {tele:+.2%} (95% CI of the mean ratio {low:+.2%} .. {high:+.2%}; target within ±1%)"
+        f" -> {'PASS' if ok_tele else 'FAIL'}"
+    )
+    print(
+        f"  the sampler's own cost: {read_s * 1e6:.0f} µs per read x {DEFAULT_RATE_HZ:g} Hz = "
+        f"{read_s * DEFAULT_RATE_HZ:.2%} of one core"
+    )
     return 0 if ok_agree and ok_tele else 1
 
 

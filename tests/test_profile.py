@@ -217,3 +217,60 @@ def test_cli_profile_and_export(cache: Path, tmp_path: Path) -> None:
     )
     assert exported.exit_code == 0, exported.stderr
     assert (tmp_path / "onnx" / "tiny-fp32" / "decode.onnx").exists()
+
+
+def test_profile_from_sweep_takes_the_top_candidates(cache: Path, tmp_path: Path) -> None:
+    import yaml
+
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        yaml.safe_dump(
+            {
+                "name": "micro",
+                "fixed": {"vocab_size": 512, "tie_embeddings": True},
+                "grid": {"d_model": [64], "n_layers": [1, 2], "n_heads": [4], "n_kv_heads": [2, 4], "ffn_ratio": [2.0]},
+                "constraints": {"head_dim_multiple": 8},
+                "workload": {"prompt": 32, "generate": 4},
+            }
+        )
+    )
+    runner = CliRunner()
+    store = str(tmp_path / "s.db")
+    sweep = runner.invoke(app, ["sweep", "--space", str(space), "-d", "cpu", "--store", store, "--json"])
+    assert sweep.exit_code == 0, sweep.stderr
+    args = [
+        "profile",
+        "--from-sweep",
+        "micro",
+        "--top",
+        "2",
+        "--prompt",
+        "32",
+        "--generate",
+        "4",
+        "--cache-dir",
+        str(cache),
+        "--store",
+        store,
+        "--warmup-s",
+        "0.05",
+        "--min-time-s",
+        "0.1",
+        "--max-time-s",
+        "0.3",
+        "--min-iters",
+        "5",
+        "--target-ci",
+        "10",
+        "--idle-s",
+        "0",
+        "--cooldown-s",
+        "0",
+        "--telemetry",
+        "off",
+        "--json",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert len(rows) == 2 and all(r["status"] == "ok" and r["arch"].startswith("micro#") for r in rows)

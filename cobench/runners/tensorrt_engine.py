@@ -18,7 +18,7 @@ import numpy as np
 
 from cobench.architecture import Architecture
 from cobench.errors import InputError, MissingDependency
-from cobench.export import Exported, export
+from cobench.export import Exported, export, file_sha256
 
 INSTALL = (
     "the trt backend needs TensorRT with a CUDA GPU: on a Jetson it comes with JetPack (make the venv with "
@@ -35,6 +35,7 @@ class TensorRTRunner:
     build_s: float
     engine_cache_hit: bool
     trt_version: str
+    engine_sha256: dict[str, str]
     name: str = "trt"
 
     @classmethod
@@ -76,7 +77,8 @@ class TensorRTRunner:
                 build_s += time.perf_counter() - t0
             engines[phase] = trt.Runtime(logger).deserialize_cuda_engine(path.read_bytes())
         contexts = {p: e.create_execution_context() for p, e in engines.items()}
-        return cls(exported, engines, contexts, build_s, hit, trt.__version__)
+        hashes = {p: file_sha256(exported.directory / f"{p}.{trt.__version__}.{precision}.engine") for p in engines}
+        return cls(exported, engines, contexts, build_s, hit, trt.__version__, hashes)
 
     def info(self) -> dict[str, Any]:
         return {
