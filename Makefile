@@ -54,7 +54,9 @@ demo: install
 	$(COBENCH) predict -a qwen2.5-0.5b -d jetson-orin-nx-16gb --store $(STORE)
 	mkdir -p out
 	$(COBENCH) sweep --space $(SPACE) --device jetson-orin-nx-16gb --sort=-params_total --store $(STORE) --out out/sweep-demo.csv
-	@echo "store: $(STORE); sweep results: out/sweep-demo.csv"
+	$(COBENCH) profile -a tiny-gqa-4l -a tiny-mqa-4l --backend ort --backend torch --device cpu --prompt 256 \
+		--max-time-s 3 --store $(STORE)
+	@echo "store: $(STORE); sweep results: out/sweep-demo.csv; profiles: cobench store info --store $(STORE)"
 
 test: install
 	$(PY) -m pytest -p no:cacheprovider
