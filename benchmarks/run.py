@@ -5,11 +5,16 @@ from __future__ import annotations
 import sys
 
 import harness_honesty
+import kernel_ceilings
 import sweep_throughput
 
 if __name__ == "__main__":
     results = []
-    for name, bench in (("sweep throughput", sweep_throughput), ("harness honesty", harness_honesty)):
+    for name, bench in (
+        ("sweep throughput", sweep_throughput),
+        ("harness honesty", harness_honesty),
+        ("kernel ceilings", kernel_ceilings),
+    ):
         print(f"== {name} ==", flush=True)
         results.append((name, bench.main()))
     print("== summary ==")

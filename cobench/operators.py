@@ -11,6 +11,8 @@ Counting conventions (the FLOP-counter test and the exported graphs follow the s
   FLOPs are counted but never make them compute-bound).
 - Bytes are split into weights, activations and KV cache, so it is visible why an op is memory-bound.
   Each weight and each KV element is read once per forward (batch and GQA groups share the read).
+- KV-cache update: "append" writes only the new positions; "concat" (what the exported graphs and the
+  eager module do) also copies the cached ones into a new tensor every step.
 - MoE: each token runs top_k experts; the weights read are those of the expected number of distinct
   experts that n routed tokens touch, E·(1 − (1 − k/E)^n) — k for batch-1 decode, up to E in prefill.
 
@@ -53,6 +55,9 @@ class Counting:
     causal: bool = True
     fused_attention: bool = True
     logits: str = "last"
+    kv_update: str = "append"  # "append": new K/V written in place (serving engines); "concat": the step
+    # returns past ++ new as a fresh tensor, so the whole cache is read and written again (cobench's
+    # exported ONNX graphs and the eager torch module do this)
 
 
 def linear(
@@ -101,13 +106,15 @@ def forward_ops(
     routed = n * a.top_k
     touched = expected_experts(a.n_experts, a.top_k, n)
     logit_rows = batch if counting.logits == "last" else n
+    copied = batch * past * 2 if counting.kv_update == "concat" else 0  # read + write of the old positions
+    kv_written = n + copied
     norm = norm_params(a)
     return [
         Op("embed", "gather", 1, 0, np.minimum(n, a.vocab_size) * d * wb, n * d * ab),
         Op("attn_norm", "elementwise", layers, 4 * n * d, norm * ab, 2 * n * d * ab),
         linear("qkv_proj", n, d, qkv_width(a), a.qkv_bias, layers, wb, ab),
         elementwise("rope", n * (q_width + kv_width), n * (q_width + kv_width), 3, layers, ab),
-        Op("kv_write", "elementwise", layers, 0, 0, n * 2 * kv_width * ab, n * 2 * kv_width * kvb),
+        Op("kv_write", "elementwise", layers, 0, 0, n * 2 * kv_width * ab, kv_written * 2 * kv_width * kvb),
         Op(
             "attention",
             "attention",

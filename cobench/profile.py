@@ -26,6 +26,7 @@ import numpy as np
 
 from cobench.architecture import Architecture, param_counts
 from cobench.devices import DeviceSpec
+from cobench.operators import Counting
 from cobench.roofline import RooflineParams, predict
 from cobench.store import Store, content_id
 from cobench.timing import HarnessConfig
@@ -106,9 +107,12 @@ def task_key(task: dict[str, Any]) -> str:
 def predicted(
     arch: Architecture, device: DeviceSpec, w: Workload, contexts: tuple[int, ...], params: RooflineParams
 ) -> dict[str, Any]:
-    p = predict(arch, device, w, params)
+    counting = Counting(kv_update="concat")  # the exported graphs and the eager module copy the cache
+    p = predict(arch, device, w, params, counting)
     per_context = {
-        c: float(predict(arch, device, Workload(w.batch, c, 1, w.precision, w.kv_precision), params).tpot_s[0])
+        c: float(
+            predict(arch, device, Workload(w.batch, c, 1, w.precision, w.kv_precision), params, counting).tpot_s[0]
+        )
         for c in contexts
     }
     return {

@@ -72,6 +72,14 @@ MIGRATIONS: list[str] = [
         profile_key TEXT NOT NULL REFERENCES profiles(key), phase TEXT NOT NULL, series_json TEXT NOT NULL,
         PRIMARY KEY (profile_key, phase));
     """,
+    # 3: kernel microbenchmarks (`cobench kernels run`)
+    """
+    CREATE TABLE kernel_results (
+        key TEXT PRIMARY KEY, device_id TEXT NOT NULL REFERENCES devices(id), backend TEXT NOT NULL,
+        runner_device TEXT NOT NULL, suite TEXT NOT NULL, kind TEXT NOT NULL, shape_json TEXT NOT NULL,
+        precision TEXT NOT NULL, cold INTEGER NOT NULL, flops REAL NOT NULL, bytes REAL NOT NULL,
+        median_s REAL NOT NULL, summary_json TEXT NOT NULL, environment_json TEXT NOT NULL, created_at REAL NOT NULL);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 CANDIDATE_COLUMNS = (
@@ -383,6 +391,58 @@ class Store:
     def samples(self, key: str) -> dict[str, list[float]]:
         rows = self.db.execute("SELECT phase, samples_json FROM timing_samples WHERE profile_key = ?", (key,))
         return {phase: json.loads(s) for phase, s in rows}
+
+    # --- kernel microbenchmarks ------------------------------------------------------------------
+
+    def put_kernel(self, row: dict[str, Any]) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO kernel_results VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    row["key"],
+                    row["device_id"],
+                    row["backend"],
+                    row["runner_device"],
+                    row["suite"],
+                    row["kind"],
+                    json.dumps(row["shape"], sort_keys=True),
+                    row["precision"],
+                    int(row["cold"]),
+                    row["flops"],
+                    row["bytes"],
+                    row["median_s"],
+                    json.dumps(row["summary"]),
+                    json.dumps(row["environment"]),
+                    time.time(),
+                ),
+            )
+
+    def has_kernel(self, key: str) -> bool:
+        return self.db.execute("SELECT 1 FROM kernel_results WHERE key = ?", (key,)).fetchone() is not None
+
+    def kernels(self, device_name: str) -> list[dict[str, Any]]:
+        cols = [
+            "key",
+            "backend",
+            "runner_device",
+            "suite",
+            "kind",
+            "shape_json",
+            "precision",
+            "cold",
+            "flops",
+            "bytes",
+            "median_s",
+            "summary_json",
+        ]
+        sql = (
+            f"SELECT {', '.join('k.' + c for c in cols)} FROM kernel_results k JOIN devices d ON d.id = k.device_id"
+            " WHERE d.name = ? ORDER BY k.suite, k.kind, k.created_at"
+        )
+        rows = [dict(zip(cols, r, strict=True)) for r in self.db.execute(sql, (device_name,))]
+        for r in rows:
+            r["shape"], r["summary"] = json.loads(r.pop("shape_json")), json.loads(r.pop("summary_json"))
+        return rows
 
     def summary(self) -> dict[str, Any]:
         tables = [r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]

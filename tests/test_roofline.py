@@ -149,3 +149,12 @@ def test_memory_fit() -> None:
     assert not predict(mixtral, get_device("jetson-orin-nano-8gb"), Workload()).fits[0]
     assert predict(mixtral, get_device("h200"), Workload()).fits[0]
     assert predict(mixtral, get_device("jetson-agx-orin-64gb"), Workload(precision="int4")).fits[0]
+
+
+def test_concat_kv_update_copies_the_cache() -> None:
+    a = presets()["tiny-gqa-4l"].arch
+    append = _decode_op(a, "kv_write", past=100)
+    ops = forward_ops(ArchBatch.of([a]), 1, 1, 100, 2, 2, 2, Counting(kv_update="concat"))
+    concat = next(o for o in ops if o.name == "kv_write")
+    per_position = 2 * a.n_kv_heads * a.head_dim * 2
+    assert float(concat.kv_bytes[0]) - float(append.kv_bytes[0]) == 2 * 100 * per_position

@@ -1,0 +1,83 @@
+"""The empirical roofline figure: spec ceilings, measured ceilings, and every kernel as a point."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cobench.devices import DeviceSpec
+from cobench.kernels import Ceilings, KernelResult
+from cobench.precision import PRECISIONS
+
+MARKERS = {
+    "gemm": "o",
+    "attention": "s",
+    "rmsnorm": "^",
+    "softmax": "v",
+    "silu_mul": "<",
+    "add": ">",
+    "gather": "D",
+    "copy": "x",
+    "triad": "+",
+}
+
+
+def plot(device: DeviceSpec, results: list[KernelResult], measured: Ceilings, out: Path) -> list[Path]:
+    """Write <out>.png and <out>.svg; log-log FLOP/s against arithmetic intensity."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
+    ai = np.logspace(-2, 4, 200)
+    spec_bw = device.bandwidth_bytes_s
+    colours = {"fp32": "tab:blue", "fp16": "tab:orange", "bf16": "tab:green"}
+    precisions = sorted({r.spec.precision for r in results} | set(measured.flops_per_s))
+    for p in precisions:
+        peak = device.peak_flops(PRECISIONS[p].matmul_peaks)
+        ax.plot(
+            ai,
+            np.minimum(ai * spec_bw, peak),
+            "--",
+            color=colours.get(p, "grey"),
+            lw=1,
+            label=f"spec {p}: {peak / 1e12:.3g} TFLOP/s, {spec_bw / 1e9:.3g} GB/s",
+        )
+        if p in measured.flops_per_s and measured.bytes_per_s:
+            ax.plot(
+                ai,
+                np.minimum(ai * measured.bytes_per_s, measured.flops_per_s[p]),
+                "-",
+                color=colours.get(p, "grey"),
+                lw=2,
+                label=f"measured {p}: {measured.flops_per_s[p] / 1e12:.3g} TFLOP/s, "
+                f"{measured.bytes_per_s / 1e9:.3g} GB/s",
+            )
+    for r in results:
+        if r.flops > 0:
+            ax.scatter(
+                r.intensity,
+                r.flops_per_s,
+                marker=MARKERS.get(r.spec.kind, "o"),
+                color=colours.get(r.spec.precision, "grey"),
+                s=28,
+                alpha=0.8,
+            )
+    for kind in sorted({r.spec.kind for r in results if r.flops > 0}):
+        ax.scatter([], [], marker=MARKERS.get(kind, "o"), color="black", label=kind)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("arithmetic intensity (FLOP / byte)")
+    ax.set_ylabel("attained FLOP/s")
+    ax.set_title(f"Empirical roofline: {device.display_name}")
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    paths = [out.with_suffix(".png"), out.with_suffix(".svg")]
+    for path in paths:
+        fig.savefig(path)
+    plt.close(fig)
+    return paths

@@ -1,0 +1,101 @@
+"""Kernel microbenchmarks: suite parsing, FLOP/byte accounting, a real timed run, ceilings and the plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from cobench.cli import app
+from cobench.errors import InputError
+from cobench.kernels import KernelSpec, ceilings, cost, load_suites, run_kernel
+from cobench.timing import HarnessConfig
+
+QUICK = HarnessConfig(warmup_s=0.02, min_iters=3, min_time_s=0.05, max_time_s=0.3, target_rel_ci=0.05)
+
+
+def test_shipped_suites_parse_and_cover_every_class() -> None:
+    specs = load_suites()
+    assert {s.suite for s in specs} >= {"gemm", "gemv", "attention", "elementwise", "memory"}
+    assert {s.kind for s in specs} >= {
+        "gemm",
+        "attention",
+        "rmsnorm",
+        "softmax",
+        "silu_mul",
+        "add",
+        "gather",
+        "copy",
+        "triad",
+    }
+
+
+def test_costs_follow_the_operator_conventions() -> None:
+    assert cost("gemm", {"m": 2, "n": 3, "k": 4}, 4) == (2 * 2 * 3 * 4, (8 + 12 + 6) * 4)
+    flops, nbytes = cost("attention", {"batch": 1, "heads": 2, "q": 1, "kv": 10, "head_dim": 8}, 2)
+    assert flops == 4 * 2 * 10 * 8 and nbytes == (2 * 2 * 8 + 2 * 2 * 10 * 8) * 2
+    assert cost("copy", {"elements": 100}, 4) == (0.0, 800)
+    assert cost("triad", {"elements": 100}, 4) == (200, 1200)
+
+
+@pytest.mark.parametrize(
+    ("doc", "field"),
+    [
+        ({"kernels": [{"kind": "fft", "shapes": [{"n": 1}]}]}, "bad.yaml.kernels[0].kind"),
+        ({"kernels": [{"kind": "gemm", "shapes": [{"m": 1, "n": 2}]}]}, "bad.yaml.kernels[0].shapes[0]"),
+        ({"kernels": [{"kind": "gemm", "shapes": [{"m": 0, "n": 2, "k": 2}]}]}, "bad.yaml.kernels[0].shapes[0]"),
+        ({"precisions": ["fp64"], "kernels": [{"kind": "copy", "shapes": [{"elements": 8}]}]}, "bad.yaml.precisions"),
+    ],
+)
+def test_bad_suites_name_the_field(tmp_path: Path, doc: dict, field: str) -> None:
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(doc))
+    with pytest.raises(InputError) as e:
+        load_suites(["bad"], [tmp_path / "bad.yaml"])
+    assert e.value.field == field
+    with pytest.raises(InputError, match="unknown suite"):
+        load_suites(["nope"])
+
+
+def test_a_real_gemm_and_copy_and_their_ceilings() -> None:
+    gemm = run_kernel(KernelSpec("t", "gemm", {"m": 128, "n": 128, "k": 128}, "fp32"), cfg=QUICK, cache_bytes=1 << 20)
+    copy = run_kernel(KernelSpec("t", "copy", {"elements": 1 << 20}, "fp32"), cfg=QUICK, cache_bytes=1 << 20)
+    assert gemm.flops_per_s > 1e8 and gemm.intensity == pytest.approx(2 * 128**3 / (3 * 128 * 128 * 4))
+    assert copy.bytes_per_s > 1e8 and copy.flops == 0
+    c = ceilings([gemm, copy])
+    assert c.flops_per_s == {"fp32": gemm.flops_per_s} and c.bytes_per_s == copy.bytes_per_s
+
+
+def test_cli_kernels_run_and_roofline(tmp_path: Path) -> None:
+    suite = tmp_path / "mini.yaml"
+    suite.write_text(
+        yaml.safe_dump(
+            {
+                "name": "mini",
+                "precisions": ["fp32"],
+                "kernels": [
+                    {"kind": "gemm", "shapes": [{"m": 64, "n": 64, "k": 64}]},
+                    {"kind": "copy", "shapes": [{"elements": 1 << 18}]},
+                    {"kind": "rmsnorm", "shapes": [{"rows": 64, "cols": 64}]},
+                ],
+            }
+        )
+    )
+    runner = CliRunner()
+    store = str(tmp_path / "k.db")
+    result = runner.invoke(app, ["kernels", "run", "mini", "--kernels-path", str(suite), "--store", store, "--json"])
+    assert result.exit_code == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert {r["kind"] for r in rows} == {"gemm", "copy", "rmsnorm"} and all(r["median_s"] > 0 for r in rows)
+    again = runner.invoke(app, ["kernels", "run", "mini", "--kernels-path", str(suite), "--store", store, "--json"])
+    assert len(json.loads(again.stdout)) == 3  # stored results reused, not duplicated
+    plot = runner.invoke(app, ["kernels", "roofline", "--store", store, "--out", str(tmp_path / "fig"), "--json"])
+    assert plot.exit_code == 0, plot.stderr
+    summary = json.loads(plot.stdout)
+    assert summary["measured_flops_per_s"]["fp32"] > 0 and summary["measured_bytes_per_s"] > 0
+    for figure in summary["figures"]:
+        assert Path(figure).stat().st_size > 1000
+    empty = runner.invoke(app, ["kernels", "roofline", "-d", "h100-sxm", "--store", store])
+    assert empty.exit_code == 2 and "no kernel results for h100-sxm" in empty.stderr
