@@ -992,6 +992,12 @@ def kernels_run(
     warm: Annotated[
         bool, typer.Option("--warm", help="Warm cache (default: cold, rotating buffers > 2x LLC).")
     ] = False,
+    precision: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--precision", help="Only these precisions (repeatable) [default: those the device runs natively]."
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Measure again kernels already in the store.")] = False,
     store: StoreOpt = None,
     devices_path: DevicesPathOpt = None,
@@ -999,14 +1005,21 @@ def kernels_run(
     json_out: JsonOpt = False,
 ) -> None:
     """Time the kernel suites (GEMM, GEMV, attention, element-wise, gather, copy/triad) on this machine."""
-    from cobench.kernels import last_level_cache_bytes, load_suites, run_kernel
+    from cobench.kernels import last_level_cache_bytes, load_suites, native_precisions, run_kernel
     from cobench.store import content_id
 
     if backend != "torch":
         raise InputError("backend", f"kernel suites run on torch only so far, not {backend!r}")
     d = get_device(device, power_mode, devices_path)
     where = runner_device or ("cpu" if d.kind == "cpu" else "cuda")
-    specs = load_suites(suite, kernels_path)
+    native = native_precisions(where)
+    every = load_suites(suite, kernels_path)
+    specs = [s for s in every if s.precision in (precision or native)]
+    if not specs:
+        raise InputError("precision", f"no kernel of the chosen suites runs in {', '.join(precision or native)}")
+    skipped = sorted({s.precision for s in every} - set(precision or native))
+    if skipped and not json_out:
+        err.print(f"note: skipping {', '.join(skipped)} (emulated on this {where}); ask for it with --precision")
     llc = last_level_cache_bytes(where)
     rows = []
     with _open_store(store) as db:

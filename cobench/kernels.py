@@ -135,6 +135,23 @@ def _parse_suite(name: str, data: dict[str, Any], where: str) -> list[KernelSpec
     return specs
 
 
+def native_precisions(device: str) -> set[str]:
+    """Precisions this device runs in hardware: a CPU without bf16/fp16 units emulates them ~100x slower,
+    which is worth knowing but not worth minutes of default benchmarking."""
+    if device == "cuda":
+        return set(TORCH_DTYPES)
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return {"fp32"}
+    native = {"fp32"}
+    if "avx512_bf16" in flags or "amx_bf16" in flags:
+        native.add("bf16")
+    if "avx512_fp16" in flags or "amx_fp16" in flags:
+        native.add("fp16")
+    return native
+
+
 def last_level_cache_bytes(device: str) -> int:
     """L2 of a GPU, or the largest CPU cache level from sysfs (fallback 32 MiB)."""
     import torch

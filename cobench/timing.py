@@ -52,7 +52,7 @@ def run(step: Step, cfg: HarnessConfig = HarnessConfig(), clock: Callable[[], fl
     """Time `step` with a time-based warm-up and a CI-of-the-median stopping rule."""
     start = clock()
     first = step()
-    warm_end = clock() + cfg.warmup_s
+    warm_end = clock() + max(cfg.warmup_s - first, 0.0)  # the first call counts toward the warm-up
     warmup = 0
     while clock() < warm_end:
         step()

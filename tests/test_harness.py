@@ -92,3 +92,10 @@ def test_real_clock_measures_a_sleep() -> None:
         HarnessConfig(warmup_s=0.01, min_iters=5, min_time_s=0.05, max_time_s=1.0, target_rel_ci=0.05),
     )
     assert 0.002 <= float(np.median(s.samples_s)) < 0.02
+
+
+def test_a_call_longer_than_the_warm_up_is_its_own_warm_up() -> None:
+    """A 3 s kernel with a 0.5 s warm-up budget runs once to warm up, not twice."""
+    clock = FakeClock(itertools.cycle([3.0]))
+    s = run(clock.step, HarnessConfig(warmup_s=0.5, min_iters=10, min_time_s=1.0, max_time_s=5.0), clock)
+    assert s.warmup_iters == 0 and s.stopped_by == "max_time" and len(s.samples_s) == 2
