@@ -48,6 +48,14 @@ def test_export_matches_torch_and_is_cached(cache: Path, precision: str) -> None
     assert again.meta["cache_hit"] and again.key == first.key and again.meta["sha256"] == first.meta["sha256"]
 
 
+def test_moe_export_matches_torch(cache: Path) -> None:
+    """Top-k routing (data-dependent gathers) survives torch.export and runs in ORT with the same numbers."""
+    moe = replace(TINY, name="tiny-moe", n_experts=4, top_k=2, d_ff_expert=48, n_shared_experts=1, d_ff_shared=32,
+                  shared_expert_gate=True)
+    exported = export(moe, "fp32", cache)
+    assert exported.meta["validation"]["prefill"] <= 1e-4 and exported.meta["validation"]["decode"] <= 1e-4
+
+
 def test_ort_runner_decodes_like_torch(cache: Path) -> None:
     """Greedy generation through the ORT runner's prefill + decode graphs equals the torch module's."""
     runner = open_runner("ort", TINY, "fp32", "cpu", cache, {})

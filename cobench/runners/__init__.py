@@ -7,6 +7,7 @@ profile loop never look inside a runner.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -45,6 +46,25 @@ class Runner(Protocol):
     def timed(self, fn: Callable[[], Any]) -> float:
         """Run fn once, wait for the device, return seconds."""
         ...
+
+
+def time_host(fn: Callable[[], Any]) -> float:
+    """Seconds by the host clock; for backends whose calls return only when their results are ready."""
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def time_cuda(fn: Callable[[], Any]) -> float:
+    """Seconds of fn's work on the current CUDA stream, between two CUDA events (then synchronised)."""
+    import torch
+
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    fn()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / 1e3
 
 
 def open_runner(

@@ -19,6 +19,7 @@ import numpy as np
 from cobench.architecture import Architecture
 from cobench.errors import CobenchError, InputError, MissingDependency
 from cobench.export import Exported, export
+from cobench.runners import time_host
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64}
@@ -128,6 +129,4 @@ class OrtRunner:
         return lambda: self.decode(ids, cache)
 
     def timed(self, fn: Callable[[], Any]) -> float:
-        t0 = time.perf_counter()
-        fn()  # ORT returns when the outputs are ready (run_with_iobinding synchronises by default)
-        return time.perf_counter() - t0
+        return time_host(fn)  # ORT returns when the outputs are ready (run_with_iobinding synchronises)

@@ -14,6 +14,7 @@ import numpy as np
 
 from cobench.architecture import Architecture
 from cobench.errors import InputError, MissingDependency
+from cobench.runners import time_cuda, time_host
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
@@ -113,15 +114,4 @@ class TorchRunner:
         return graph.replay
 
     def timed(self, fn: Callable[[], Any]) -> float:
-        if self.device != "cuda":
-            t0 = time.perf_counter()
-            fn()
-            return time.perf_counter() - t0
-        import torch
-
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        return start.elapsed_time(end) / 1e3
+        return time_cuda(fn) if self.device == "cuda" else time_host(fn)

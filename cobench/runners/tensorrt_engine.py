@@ -19,6 +19,7 @@ import numpy as np
 from cobench.architecture import Architecture
 from cobench.errors import InputError, MissingDependency
 from cobench.export import Exported, export, file_sha256
+from cobench.runners import time_cuda
 
 INSTALL = (
     "the trt backend needs TensorRT with a CUDA GPU: on a Jetson it comes with JetPack (make the venv with "
@@ -133,14 +134,7 @@ class TensorRTRunner:
         return lambda: self.decode(ids, cache)
 
     def timed(self, fn: Callable[[], Any]) -> float:
-        import torch
-
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        return start.elapsed_time(end) / 1e3
+        return time_cuda(fn)
 
 
 def _build(
