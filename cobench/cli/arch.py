@@ -1,0 +1,144 @@
+"""`cobench arch show|list`: what an architecture is, counted exactly."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cobench.arch_summary import arch_summary
+from cobench.architecture import param_counts
+from cobench.cli.common import (
+    JsonOpt,
+    app,
+    handles_errors,
+)
+from cobench.precision import PRECISIONS
+from cobench.render import emit_json, kv_table, out, si, table
+from cobench.spec import load_architecture, presets
+
+arch_app = typer.Typer(
+    help="Architectures: presets, cobench YAML/JSON files, Hugging Face config.json.", no_args_is_help=True
+)
+app.add_typer(arch_app, name="arch")
+
+
+@arch_app.command("show")
+@handles_errors
+def arch_show(
+    spec: Annotated[str, typer.Argument(help="Preset name, cobench architecture YAML/JSON, or HF config.json.")],
+    prompt: Annotated[int, typer.Option("--prompt", "-p", help="Context (tokens) for the per-token FLOPs.")] = 1024,
+    json_out: JsonOpt = False,
+) -> None:
+    """Parameters, KV-cache and weight bytes, FLOPs per token and the per-layer operator list."""
+    a = load_architecture(spec)
+    s = arch_summary(a, prompt)
+    if json_out:
+        return emit_json(s)
+    p = s["params"]
+    published = ""
+    if s["published_total"]:
+        mark = "[green]matches[/green]" if s["matches_published"] else "[red]DIFFERS[/red]"
+        published = f" — published {s['published_total']:,}: {mark}"
+    out.print(f"[bold]{a.name}[/bold]  total {p['total']:,} params{published}")
+    fields_ = [(k, v) for k, v in a.to_dict().items() if k != "name" and v not in (None, 0, False)]
+    out.print(kv_table("architecture", fields_))
+    out.print(
+        kv_table(
+            "parameters",
+            [
+                ("total", f"{p['total']:,}"),
+                ("non-embedding", f"{p['non_embedding']:,}"),
+                ("active per token", f"{p['active']:,}"),
+                ("embedding (+ untied head)", f"{p['embedding']:,}"),
+            ],
+        )
+    )
+    out.print(
+        table(
+            "memory",
+            ["type", "weights", "KV cache / token"],
+            [
+                [
+                    k,
+                    si(s["weight_bytes"][k], "B") if k in s["weight_bytes"] else "—",
+                    si(s["kv_cache_bytes_per_token"][k], "B") if k in s["kv_cache_bytes_per_token"] else "—",
+                ]
+                for k in PRECISIONS
+            ],
+            right={1, 2},
+        )
+    )
+    f = s["flops_per_token"]
+    out.print(
+        f"FLOPs per token: prefill {si(f['prefill'], 'FLOP')} (mean over {prompt} tokens), "
+        f"decode {si(f['decode'], 'FLOP')} (at context {prompt}); 2 FLOPs per multiply-add, causal attention halved"
+    )
+    out.print(
+        table(
+            "operators (per occurrence; count = occurrences per forward; prefill of the whole prompt, one decode step)",
+            ["op", "class", "count", "prefill FLOPs", "decode FLOPs", "decode weight reads (fp16)"],
+            [
+                [
+                    o["name"],
+                    o["class"],
+                    o["count"],
+                    si(o["prefill_flops"]),
+                    si(o["decode_flops"]),
+                    si(o["decode_weight_bytes_fp16"], "B"),
+                ]
+                for o in s["operators"]
+            ],
+            right={2, 3, 4, 5},
+        )
+    )
+    return None
+
+
+@arch_app.command("list")
+@handles_errors
+def arch_list(json_out: JsonOpt = False) -> None:
+    """The presets, with their counts checked against the published totals."""
+    rows = []
+    for name, p in sorted(presets().items()):
+        c = param_counts(p.arch)
+        rows.append(
+            {
+                "name": name,
+                "total": c.total,
+                "active": c.active,
+                "published_total": p.published_total,
+                "matches_published": p.published_total == c.total if p.published_total else None,
+                "d_model": p.arch.d_model,
+                "n_layers": p.arch.n_layers,
+                "n_heads": p.arch.n_heads,
+                "n_kv_heads": p.arch.n_kv_heads,
+                "n_experts": p.arch.n_experts,
+                "source": p.source,
+            }
+        )
+    if json_out:
+        return emit_json(rows)
+    out.print(
+        table(
+            "presets",
+            ["name", "params", "active", "published", "d_model", "layers", "heads/kv", "experts"],
+            [
+                [
+                    r["name"],
+                    si(r["total"]),
+                    si(r["active"]),
+                    ("✓ " if r["matches_published"] else "✗ ") + f"{r['published_total']:,}"
+                    if r["published_total"]
+                    else "—",
+                    r["d_model"],
+                    r["n_layers"],
+                    f"{r['n_heads']}/{r['n_kv_heads']}",
+                    r["n_experts"] or "—",
+                ]
+                for r in rows
+            ],
+            right={1, 2, 3, 4, 5},
+        )
+    )
+    return None
