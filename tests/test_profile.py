@@ -50,8 +50,16 @@ def test_export_matches_torch_and_is_cached(cache: Path, precision: str) -> None
 
 def test_moe_export_matches_torch(cache: Path) -> None:
     """Top-k routing (data-dependent gathers) survives torch.export and runs in ORT with the same numbers."""
-    moe = replace(TINY, name="tiny-moe", n_experts=4, top_k=2, d_ff_expert=48, n_shared_experts=1, d_ff_shared=32,
-                  shared_expert_gate=True)
+    moe = replace(
+        TINY,
+        name="tiny-moe",
+        n_experts=4,
+        top_k=2,
+        d_ff_expert=48,
+        n_shared_experts=1,
+        d_ff_shared=32,
+        shared_expert_gate=True,
+    )
     exported = export(moe, "fp32", cache)
     assert exported.meta["validation"]["prefill"] <= 1e-4 and exported.meta["validation"]["decode"] <= 1e-4
 
@@ -282,3 +290,16 @@ def test_profile_from_sweep_takes_the_top_candidates(cache: Path, tmp_path: Path
     assert result.exit_code == 0, result.stderr
     rows = json.loads(result.stdout)
     assert len(rows) == 2 and all(r["status"] == "ok" and r["arch"].startswith("micro#") for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--backend", "trt", "--precision", "fp16"], "JetPack"),
+        (["--runner-device", "cuda"], "CUDAExecutionProvider is not in this onnxruntime build"),
+        (["--backend", "torch", "--runner-device", "cuda"], "needs a CUDA GPU"),
+    ],
+)
+def test_unavailable_backend_is_refused_before_any_work(tmp_path: Path, args: list[str], words: str) -> None:
+    result = CliRunner().invoke(app, ["profile", "-a", "tiny-gqa-4l", "--store", str(tmp_path / "s.db"), *args])
+    assert result.exit_code == 3 and words in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -173,7 +173,7 @@ def profile_cmd(
     and a re-run skips what is done.
     """
     from cobench.profile import DEFAULT_CACHE, Outcome, ProfileSettings, error_pct, profile
-    from cobench.runners import BACKENDS
+    from cobench.runners import BACKENDS, check_available
     from cobench.timing import HarnessConfig
 
     d = get_device(device, power_mode, devices_path)
@@ -191,6 +191,7 @@ def profile_cmd(
         for b in backend or ["ort"]:
             if b not in BACKENDS:
                 raise InputError("backend", f"unknown backend {b!r} (one of {', '.join(BACKENDS)})")
+            check_available(b, runner_device or ("cpu" if d.kind == "cpu" else "cuda"))
             settings = ProfileSettings(
                 backend=b,
                 runner_device=runner_device or ("cpu" if d.kind == "cpu" else "cuda"),

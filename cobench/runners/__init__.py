@@ -67,6 +67,39 @@ def time_cuda(fn: Callable[[], Any]) -> float:
     return start.elapsed_time(end) / 1e3
 
 
+def check_available(backend: str, device: str) -> None:
+    """Fail before any candidate is launched when the backend cannot run here, with what to install."""
+    import importlib.util
+
+    from cobench.errors import MissingDependency
+
+    if backend == "trt" and importlib.util.find_spec("tensorrt") is None:
+        from cobench.runners.tensorrt_engine import INSTALL
+
+        raise MissingDependency(INSTALL)
+    if backend == "ort":
+        if importlib.util.find_spec("onnxruntime") is None:
+            raise MissingDependency("the ort backend needs onnxruntime (CPU) or onnxruntime-gpu: make install")
+        import onnxruntime
+
+        from cobench.runners.ort import PROVIDERS
+
+        wanted = PROVIDERS.get(device)
+        if wanted is None:
+            raise InputError("runner_device", f"ort runs on {', '.join(PROVIDERS)}, not {device!r}")
+        available = onnxruntime.get_available_providers()
+        if wanted not in available:
+            raise MissingDependency(
+                f"{wanted} is not in this onnxruntime build (it has {', '.join(available)}):"
+                " install onnxruntime-gpu (on a Jetson, NVIDIA's Jetson wheel)"
+            )
+    if device == "cuda" and backend in ("torch", "trt"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise MissingDependency(f"the {backend} backend on cuda needs a CUDA GPU and a CUDA build of torch")
+
+
 def open_runner(
     backend: str, arch: Architecture, precision: str, device: str, cache_dir: Path, options: dict[str, Any]
 ) -> Runner:
