@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from cobench.errors import InputError
+
 KINDS = ("devices", "kernels", "presets", "spaces")
 
 
@@ -29,8 +31,6 @@ def search_paths(kind: str, extra: list[Path] | None = None) -> list[Path]:
 
 def data_files(kind: str, extra: list[Path] | None = None, suffixes: tuple[str, ...] = (".yaml", ".yml")) -> list[Path]:
     """Every data file of a kind, in override order; a missing user path is an error, not silence."""
-    from cobench.errors import InputError
-
     files: list[Path] = []
     for path in search_paths(kind, extra):
         if path.is_dir():

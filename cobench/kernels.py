@@ -12,7 +12,6 @@ each result written once), so attained FLOP/s and GB/s are comparable with the r
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 
 from cobench.catalogue import data_files
 from cobench.errors import InputError
+from cobench.runners import time_cuda, time_host
 from cobench.spec import read_mapping
 from cobench.stats import summarize
 from cobench.timing import HarnessConfig, run
@@ -221,16 +221,13 @@ def run_kernel(
         copies = min(copies, 256)
     sets = [operands] + [[t.clone() for t in operands] for _ in range(copies - 1)]
     state = {"i": 0}
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    timer = time_cuda if device == "cuda" else time_host
 
     def step() -> float:
         args = sets[state["i"] % copies]
         state["i"] += 1
-        t0 = time.perf_counter()
         with torch.inference_mode():
-            op(*args)
-        sync()
-        return time.perf_counter() - t0
+            return timer(lambda: op(*args))
 
     samples = run(step, cfg)
     summary = summarize(samples.samples_s)

@@ -29,6 +29,7 @@ from cobench.devices import DeviceSpec
 from cobench.operators import Counting
 from cobench.roofline import RooflineParams, predict
 from cobench.store import Store, content_id
+from cobench.telemetry.nvml import BENIGN
 from cobench.timing import HarnessConfig
 from cobench.workload import Workload
 
@@ -135,7 +136,7 @@ def summarise_measurement(result: dict[str, Any], w: Workload, contexts: tuple[i
     energies = [p["energy_per_call_j"] for p in tpot_phases if p.get("energy_per_call_j") is not None]
     warnings = result["environment"]["telemetry"].get("warnings", [])
     throttled = any(
-        int(m) & ~0x11
+        int(m) & ~BENIGN
         for p in phases.values()
         if p.get("telemetry")
         for m in p["telemetry"]["values"].get("throttle_mask", [])

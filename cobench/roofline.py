@@ -226,6 +226,11 @@ def predict(
     )
 
 
+def scalar(x: Any) -> float:
+    """One candidate's op quantity as a float: decode arrays hold one value per sampled context (mean)."""
+    return float(np.mean(x))
+
+
 @dataclass(frozen=True)
 class OpRow:
     """One line of the per-operator breakdown of a single candidate (decode: mean over the steps)."""
@@ -259,9 +264,6 @@ def breakdown(
     rows: list[OpRow] = []
     for phase in ("prefill", "decode"):
         timed = time_ops(phase_ops(a, workload, phase, counting), device, workload, params)
-
-        def scalar(x: Any) -> float:
-            return float(np.mean(np.broadcast_to(np.asarray(x, dtype=np.float64), np.shape(x) or (1,))))
 
         phase_time = sum(scalar(t.total_s) for t in timed)
         for t in timed:

@@ -94,6 +94,15 @@ def test_trt_without_tensorrt_says_what_to_install(cache: Path) -> None:
         open_runner("trt", TINY, "fp16", "cuda", cache, {})
 
 
+def quick_profile_flags(cache: Path, store: str) -> list[str]:
+    """`cobench profile` flags for a fast, short-harness run of tiny candidates (JSON out)."""
+    return [
+        "--prompt", "32", "--generate", "4", "--cache-dir", str(cache), "--store", store, "--warmup-s", "0.05",
+        "--min-time-s", "0.1", "--max-time-s", "0.5", "--min-iters", "5", "--target-ci", "5", "--idle-s", "0",
+        "--cooldown-s", "0", "--json",
+    ]  # fmt: skip
+
+
 def _settings(cache: Path, backend: str = "ort", **kw) -> ProfileSettings:  # noqa: ANN003
     return ProfileSettings(
         backend=backend,
@@ -189,34 +198,7 @@ def test_cli_profile_and_export(cache: Path, tmp_path: Path) -> None:
     spec = tmp_path / "tiny.yaml"
     spec.write_text(json.dumps({"architecture": TINY.to_dict()}))
     runner = CliRunner()
-    args = [
-        "profile",
-        "-a",
-        str(spec),
-        "--prompt",
-        "32",
-        "--generate",
-        "4",
-        "--cache-dir",
-        str(cache),
-        "--store",
-        str(tmp_path / "c.db"),
-        "--warmup-s",
-        "0.05",
-        "--min-time-s",
-        "0.1",
-        "--max-time-s",
-        "0.5",
-        "--min-iters",
-        "5",
-        "--target-ci",
-        "5",
-        "--idle-s",
-        "0",
-        "--cooldown-s",
-        "0",
-        "--json",
-    ]
+    args = ["profile", "-a", str(spec), *quick_profile_flags(cache, str(tmp_path / "c.db"))]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.stderr
     (row,) = json.loads(result.stdout)
@@ -254,38 +236,7 @@ def test_profile_from_sweep_takes_the_top_candidates(cache: Path, tmp_path: Path
     store = str(tmp_path / "s.db")
     sweep = runner.invoke(app, ["sweep", "--space", str(space), "-d", "cpu", "--store", store, "--json"])
     assert sweep.exit_code == 0, sweep.stderr
-    args = [
-        "profile",
-        "--from-sweep",
-        "micro",
-        "--top",
-        "2",
-        "--prompt",
-        "32",
-        "--generate",
-        "4",
-        "--cache-dir",
-        str(cache),
-        "--store",
-        store,
-        "--warmup-s",
-        "0.05",
-        "--min-time-s",
-        "0.1",
-        "--max-time-s",
-        "0.3",
-        "--min-iters",
-        "5",
-        "--target-ci",
-        "10",
-        "--idle-s",
-        "0",
-        "--cooldown-s",
-        "0",
-        "--telemetry",
-        "off",
-        "--json",
-    ]
+    args = ["profile", "--from-sweep", "micro", "--top", "2", *quick_profile_flags(cache, store), "--telemetry", "off"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.stderr
     rows = json.loads(result.stdout)
