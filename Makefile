@@ -27,7 +27,7 @@ else
   EXTRAS := cpu,dev
 endif
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo test bench bench-accuracy lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
@@ -63,6 +63,11 @@ test: install
 
 bench: install
 	cd benchmarks && ../$(PY) run.py
+
+# Calibrate on <= 10 profiled architectures + ORT kernels, predict >= 15 held-out ones (~30 min on 2 cores;
+# resumes after an interruption; rm benchmarks/out/accuracy.db to start afresh).
+bench-accuracy: install
+	cd benchmarks && ../$(PY) accuracy.py
 
 lint: install
 	$(VENV)/bin/ruff check cobench tests benchmarks

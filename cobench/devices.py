@@ -14,6 +14,7 @@ from typing import Any
 
 from cobench.catalogue import data_files
 from cobench.errors import InputError
+from cobench.operators import OP_CLASSES
 from cobench.spec import read_mapping
 
 DEVICE_KINDS = ("jetson", "gpu", "cpu")
@@ -28,7 +29,6 @@ PEAK_KEYS = (
     "fp8_tensor",
     "int8_tensor",
 )
-ROOFLINE_CLASSES = ("matmul", "attention", "elementwise", "gather")
 
 
 @dataclass(frozen=True)
@@ -157,10 +157,10 @@ def _roofline(data: Any, where: str) -> dict[str, Any]:
         if key in data and not 0 < data[key] <= 1:
             raise InputError(f"{where}.{key}", f"must be in (0, 1], got {data[key]}")
     for cls, eff in (data.get("compute_efficiency") or {}).items():
-        if cls not in ROOFLINE_CLASSES:
+        if cls not in OP_CLASSES:
             raise InputError(
                 f"{where}.compute_efficiency.{cls}",
-                f"unknown op class (one of {', '.join(ROOFLINE_CLASSES)})",
+                f"unknown op class (one of {', '.join(OP_CLASSES)})",
             )
         if not 0 < eff <= 1:
             raise InputError(f"{where}.compute_efficiency.{cls}", f"must be in (0, 1], got {eff}")

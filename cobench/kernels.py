@@ -19,15 +19,19 @@ from typing import Any
 
 import numpy as np
 
+from cobench.architecture import qkv_width
 from cobench.catalogue import data_files
 from cobench.errors import InputError
 from cobench.runners import time_cuda, time_host
+from cobench.space import SearchSpace, load_space
 from cobench.spec import read_mapping
 from cobench.stats import summarize
 from cobench.timing import HarnessConfig, run
 
 KINDS = ("gemm", "attention", "rmsnorm", "softmax", "silu_mul", "add", "gather", "copy", "triad")
 TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+ELEMENT_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
+KERNEL_BACKENDS = ("torch", "ort")
 KERNEL_HARNESS = HarnessConfig(warmup_s=0.2, min_iters=10, min_time_s=0.3, max_time_s=2.0, target_rel_ci=0.01)
 
 
@@ -65,6 +69,12 @@ class KernelResult:
         return self.flops / self.bytes if self.bytes else float("inf")
 
 
+def from_row(row: dict[str, Any]) -> KernelResult:
+    """A stored kernel result (`Store.kernels`) as a KernelResult."""
+    spec = KernelSpec(row["suite"], row["kind"], row["shape"], row["precision"])
+    return KernelResult(spec, row["flops"], row["bytes"], row["median_s"], row["summary"], bool(row["cold"]))
+
+
 SHAPE_KEYS = {
     "gemm": ("m", "n", "k"),
     "attention": ("batch", "heads", "q", "kv", "head_dim"),
@@ -97,8 +107,11 @@ def cost(kind: str, s: dict[str, int], elem_bytes: float) -> tuple[float, float]
     return per_element * rows * cols, (reads + 1) * rows * cols * elem_bytes
 
 
-def load_suites(names: list[str] | None = None, extra: list[Path] | None = None) -> list[KernelSpec]:
-    """Kernel specs from kernels/*.yaml (plus user paths); unknown suites or kinds are named."""
+def load_suites(
+    names: list[str] | None = None, extra: list[Path] | None = None, space: Path | None = None
+) -> list[KernelSpec]:
+    """Kernel specs from kernels/*.yaml (plus user paths, plus a search space's shapes); unknown suites
+    or kinds are named."""
     suites: dict[str, list[KernelSpec]] = {}
     for path in data_files("kernels", extra):
         data = read_mapping(path, "kernels")
@@ -108,7 +121,8 @@ def load_suites(names: list[str] | None = None, extra: list[Path] | None = None)
         unknown = [n for n in names if n not in suites]
         if unknown:
             raise InputError("suite", f"unknown suite {unknown[0]!r} (suites: {', '.join(sorted(suites))})")
-    return [k for n, specs in sorted(suites.items()) if not names or n in names for k in specs]
+    chosen = [k for n, specs in sorted(suites.items()) if not names or n in names for k in specs]
+    return chosen + (space_kernels(load_space(space)) if space else [])
 
 
 def _parse_suite(name: str, data: dict[str, Any], where: str) -> list[KernelSpec]:
@@ -132,6 +146,55 @@ def _parse_suite(name: str, data: dict[str, Any], where: str) -> list[KernelSpec
             specs += [KernelSpec(name, kind, dict(shape), p) for p in precisions]
     if not specs:
         raise InputError(f"{where}.kernels", "a suite needs at least one kernel shape")
+    return specs
+
+
+def space_kernels(space: SearchSpace, per_kind: int = 8) -> list[KernelSpec]:
+    """The kernel shapes a search space's candidates run at its workload: GEMMs of the prefill (m = B·P)
+    and GEMVs of decode (m = B), attention over the prompt and one decode step against the full cache,
+    norms / activations / softmax / residuals at the prompt's rows, and the embedding gather. Of the
+    distinct shapes of each kind, `per_kind` are kept, spread evenly over their size."""
+    w = space.workload
+    kernel_precision = "fp32" if w.precision == "fp32" else "fp16"  # activation type of the other precisions
+    rows_p, ctx = w.batch * w.prompt, w.prompt + w.generate
+    found: dict[str, list[np.ndarray]] = {}
+    for _, _, a in space.chunks():
+        moe = a.n_experts > 0
+        gated = np.where(a.gated, 2, 1)
+        ffn = np.where(moe, a.d_ff_expert, a.d_ff)  # a routed expert's GEMMs see ~tokens·k/E rows
+        m_ffn = np.where(moe, np.ceil(rows_p * a.top_k / np.maximum(a.n_experts, 1)), rows_p).astype(np.int64)
+        q_width = a.n_heads * a.head_dim
+        n = np.ones_like(a.d_model)
+        linear = ((qkv_width(a), a.d_model), (a.d_model, q_width))
+        shapes = {
+            "gemm": [np.c_[m * n, out, inp] for m in (rows_p, w.batch) for out, inp in linear]
+            + [np.c_[m, gated * ffn, a.d_model] for m in (m_ffn, w.batch * n)]
+            + [np.c_[m, a.d_model, ffn] for m in (m_ffn, w.batch * n)]
+            + [np.c_[w.batch * n, a.vocab_size, a.d_model]],
+            "attention": [
+                np.c_[w.batch * n, a.n_heads, w.prompt * n, w.prompt * n, a.head_dim],
+                np.c_[w.batch * n, a.n_heads, n, ctx * n, a.head_dim],
+            ],
+            "rmsnorm": [np.c_[rows_p * n, a.d_model]],
+            "add": [np.c_[rows_p * n, a.d_model]],
+            "silu_mul": [np.c_[m_ffn, ffn]],
+            "softmax": [np.c_[w.batch * a.n_heads * w.prompt, w.prompt * n]],
+            "gather": [np.c_[a.vocab_size, a.d_model, rows_p * n]],
+        }
+        for kind, arrays in shapes.items():
+            found.setdefault(kind, []).append(np.unique(np.concatenate(arrays), axis=0))
+    specs = []
+    for kind, parts in found.items():
+        unique = np.unique(np.concatenate(parts), axis=0)
+        size = np.prod(unique.astype(np.float64), axis=1)
+        picks = unique[np.argsort(size)][
+            np.unique(np.linspace(0, len(unique) - 1, min(per_kind, len(unique))).round().astype(int))
+        ]
+        keys = SHAPE_KEYS[kind]
+        specs += [
+            KernelSpec(f"space:{space.name}", kind, dict(zip(keys, map(int, row), strict=True)), kernel_precision)
+            for row in picks
+        ]
     return specs
 
 
@@ -199,35 +262,55 @@ def _make(kind: str, s: dict[str, int], dtype: Any, device: str, gen: Any) -> tu
     return [x, rnd(s["rows"], s["cols"])], torch.add
 
 
+def _torch_calls(spec: KernelSpec, device: str) -> tuple[int, Callable[[int], Callable[[], Any]]]:
+    """Operand bytes, and a factory of independent calls (copy i > 0 clones the operands)."""
+    import torch
+
+    dtype = getattr(torch, TORCH_DTYPES[spec.precision])
+    gen = torch.Generator(device=device).manual_seed(0)
+    operands, op = _make(spec.kind, spec.shape, dtype, device, gen)
+
+    def call(i: int) -> Callable[[], Any]:
+        args = operands if i == 0 else [t.clone() for t in operands]
+
+        def run() -> Any:
+            with torch.inference_mode():
+                return op(*args)
+
+        return run
+
+    return sum(t.numel() * t.element_size() for t in operands), call
+
+
 def run_kernel(
     spec: KernelSpec,
     device: str = "cpu",
     cold: bool = True,
     cfg: HarnessConfig = KERNEL_HARNESS,
     cache_bytes: int | None = None,
+    backend: str = "torch",
 ) -> KernelResult:
-    """Time one kernel; cold: rotate through copies of the operands totalling > 2x the last-level cache."""
-    import torch
+    """Time one kernel on torch or ORT; cold: rotate through copies of the operands totalling > 2x the
+    last-level cache, so no call finds its operands cached."""
+    if backend == "ort":
+        from cobench.kernels_ort import ort_calls
 
-    dtype = getattr(torch, TORCH_DTYPES[spec.precision])
-    gen = torch.Generator(device=device).manual_seed(0)
-    elem = torch.tensor([], dtype=dtype).element_size()
-    flops, nbytes = cost(spec.kind, spec.shape, elem)
-    operands, op = _make(spec.kind, spec.shape, dtype, device, gen)
-    operand_bytes = sum(t.numel() * t.element_size() for t in operands)
+        operand_bytes, make_call = ort_calls(spec)
+    else:
+        operand_bytes, make_call = _torch_calls(spec, device)
+    flops, nbytes = cost(spec.kind, spec.shape, ELEMENT_BYTES[spec.precision])
     copies = 1
     if cold:
         copies = max(1, int(np.ceil(2 * (cache_bytes or last_level_cache_bytes(device)) / max(operand_bytes, 1))) + 1)
         copies = min(copies, 256)
-    sets = [operands] + [[t.clone() for t in operands] for _ in range(copies - 1)]
+    calls = [make_call(i) for i in range(copies)]
     state = {"i": 0}
-    timer = time_cuda if device == "cuda" else time_host
+    timer = time_cuda if device == "cuda" and backend == "torch" else time_host
 
     def step() -> float:
-        args = sets[state["i"] % copies]
+        fn = calls[state["i"] % copies]
         state["i"] += 1
-        with torch.inference_mode():
-            return timer(lambda: op(*args))
+        return timer(fn)
 
     samples = run(step, cfg)
     summary = summarize(samples.samples_s)

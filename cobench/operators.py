@@ -11,8 +11,10 @@ Counting conventions (the FLOP-counter test and the exported graphs follow the s
   FLOPs are counted but never make them compute-bound).
 - Bytes are split into weights, activations and KV cache, so it is visible why an op is memory-bound.
   Each weight and each KV element is read once per forward (batch and GQA groups share the read).
-- KV-cache update: "append" writes only the new positions; "concat" (what the exported graphs and the
-  eager module do) also copies the cached ones into a new tensor every step.
+- KV-cache update (op class "kv", memory only): "append" writes only the new positions; "concat" (what
+  the exported graphs and the eager module do) also copies the cached ones into a new tensor every step.
+- GQA/MQA K/V expansion: with `kv_expand` the graph repeats K and V to all query heads before attention
+  (the eager module's repeat_interleave, hence the exported graphs), writing and reading the wide copy.
 - MoE: each token runs top_k experts; the weights read are those of the expected number of distinct
   experts that n routed tokens touch, E·(1 − (1 − k/E)^n) — k for batch-1 decode, up to E in prefill.
 
@@ -28,7 +30,7 @@ import numpy as np
 
 from cobench.architecture import ArchLike, dense_ffn_width, norm_params, qkv_width
 
-OP_CLASSES = ("matmul", "attention", "elementwise", "gather")
+OP_CLASSES = ("matmul", "attention", "elementwise", "gather", "kv")
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class Counting:
     kv_update: str = "append"  # "append": new K/V written in place (serving engines); "concat": the step
     # returns past ++ new as a fresh tensor, so the whole cache is read and written again (cobench's
     # exported ONNX graphs and the eager torch module do this)
+    kv_expand: bool = False  # K/V repeated to n_heads before attention (cobench's graphs), not shared
 
 
 def linear(
@@ -109,12 +112,15 @@ def forward_ops(
     copied = batch * past * 2 if counting.kv_update == "concat" else 0  # read + write of the old positions
     kv_written = n + copied
     norm = norm_params(a)
+    # K/V bytes per cached position that attention reads: compact, or (expanded) compact read + wide write + wide read
+    grouped = (a.n_kv_heads < a.n_heads) & counting.kv_expand
+    attended_width = np.where(grouped, kv_width + 2 * q_width, kv_width)
     return [
         Op("embed", "gather", 1, 0, np.minimum(n, a.vocab_size) * d * wb, n * d * ab),
         Op("attn_norm", "elementwise", layers, 4 * n * d, norm * ab, 2 * n * d * ab),
         linear("qkv_proj", n, d, qkv_width(a), a.qkv_bias, layers, wb, ab),
         elementwise("rope", n * (q_width + kv_width), n * (q_width + kv_width), 3, layers, ab),
-        Op("kv_write", "elementwise", layers, 0, 0, n * 2 * kv_width * ab, kv_written * 2 * kv_width * kvb),
+        Op("kv_write", "kv", layers, 0, 0, n * 2 * kv_width * ab, kv_written * 2 * kv_width * kvb),
         Op(
             "attention",
             "attention",
@@ -122,7 +128,7 @@ def forward_ops(
             flops=4 * a.head_dim * pairs,  # QK^T and AV
             weight_bytes=0,
             act_bytes=2 * n * q_width * ab + materialised * 4 * pairs * ab,
-            kv_bytes=batch * (past + tokens) * 2 * kv_width * kvb,
+            kv_bytes=batch * (past + tokens) * 2 * attended_width * kvb,
         ),
         Op("softmax", "elementwise", layers, 5 * pairs, 0, materialised * 2 * pairs * ab),
         linear("o_proj", n, q_width, d, a.o_bias, layers, wb, ab),

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from cobench.architecture import Architecture, param_counts
+from cobench.calibration import LatencyModel
 from cobench.devices import DeviceSpec
-from cobench.operators import Counting
-from cobench.roofline import RooflineParams, predict
+from cobench.roofline import predict
 from cobench.store import Store, content_id
 from cobench.telemetry.nvml import BENIGN
 from cobench.timing import HarnessConfig
@@ -106,9 +106,10 @@ def task_key(task: dict[str, Any]) -> str:
 
 
 def predicted(
-    arch: Architecture, device: DeviceSpec, w: Workload, contexts: tuple[int, ...], params: RooflineParams
+    arch: Architecture, device: DeviceSpec, w: Workload, contexts: tuple[int, ...], model: LatencyModel
 ) -> dict[str, Any]:
-    counting = Counting(kv_update="concat")  # the exported graphs and the eager module copy the cache
+    """The prediction stored beside a measurement, by the backend's counting (or its calibration)."""
+    params, counting = model.params, model.counting
     p = predict(arch, device, w, params, counting)
     per_context = {
         c: float(
@@ -116,6 +117,7 @@ def predicted(
         )
         for c in contexts
     }
+    bounds = {m: model.bounds(m, float(v[0])) for m, v in (("ttft", p.ttft_s), ("tpot", p.tpot_s))}
     return {
         "ttft_s": float(p.ttft_s[0]),
         "tpot_s": float(p.tpot_s[0]),
@@ -125,6 +127,8 @@ def predicted(
         "fits": bool(p.fits[0]),
         "usable_memory_bytes": device.usable_memory_bytes,
         "params_source": p.params_source,
+        "calibration": model.calibration.label if model.calibration else None,
+        **{f"{m}_interval_s": [float(x) for x in b] if b else None for m, b in bounds.items()},
     }
 
 
@@ -197,11 +201,13 @@ def profile(
     device: DeviceSpec,
     settings: ProfileSettings,
     store: Store,
-    params: RooflineParams,
+    model_for: Callable[[str], LatencyModel],
     progress: Callable[[Outcome, int, int], None] | None = None,
     worker: list[str] = WORKER,
 ) -> list[Outcome]:
-    """Measure every (architecture, precision) not measured yet; return all rows in candidate order."""
+    """Measure every (architecture, precision) not measured yet; return all rows in candidate order.
+
+    `model_for(precision)` gives the latency model whose prediction is stored beside each measurement."""
     device_id = store.put_device(device.name, device.mode, asdict(device))
     order = list(range(len(candidates)))
     random.Random(settings.seed).shuffle(order)  # interleave: drift does not favour the first candidates
@@ -212,7 +218,7 @@ def profile(
         task = task_for(arch, precision, device, settings)
         key = task_key(task)
         w = Workload(**task["workload"])
-        pred = predicted(arch, device, w, settings.contexts, params)
+        pred = predicted(arch, device, w, settings.contexts, model_for(precision))
         status = store.profile_status(key)
         if status == "ok" or (status == "failed" and not settings.retry_failed):
             outcomes[i] = _stored(store, key, arch, precision, pred)

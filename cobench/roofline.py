@@ -1,8 +1,9 @@
 """Roofline latency predictor, vectorised over candidates: TTFT, TPOT, end-to-end, memory, fit.
 
 Per operator: time = max(FLOPs / (η_c[class] · peak), bytes / (η_m[class] · bandwidth)) + overhead[class];
-per forward pass a step overhead is added (engine launch, host sync). The η and overheads are the
-parameters that calibration fits; `RooflineParams.ideal()` is the raw roofline (η = 1, no overhead).
+per forward pass a step overhead of its phase is added (engine launch, host sync, sampling). The η and
+overheads are the parameters that calibration fits (`cobench.calibration`); `RooflineParams.ideal()` is
+the raw roofline (η = 1, no overhead).
 
 Phases: TTFT is the prefill of the prompt (which yields the first token). TPOT is the mean decode step
 over the G − 1 further tokens, whose cached context grows from P to P + G − 2; more than
@@ -32,7 +33,8 @@ from cobench.precision import PRECISIONS
 from cobench.workload import Workload
 
 MAX_DECODE_SAMPLES = 64
-DEFAULT_COMPUTE_EFFICIENCY = {"matmul": 0.7, "attention": 0.5, "elementwise": 0.5, "gather": 1.0}
+PHASES = ("prefill", "decode")
+DEFAULT_COMPUTE_EFFICIENCY = {"matmul": 0.7, "attention": 0.5, "elementwise": 0.5, "gather": 1.0, "kv": 1.0}
 DEFAULT_MEMORY_EFFICIENCY = 0.8
 DEFAULT_OP_OVERHEAD_US = 4.0
 LOGITS_BYTES = 4  # engines return fp32 logits
@@ -42,7 +44,7 @@ LOGITS_BYTES = 4  # engines return fp32 logits
 class RooflineParams:
     """The latency model's free parameters, per operator class. Calibration replaces the defaults.
 
-    Defaults: η_c matmul 0.7, attention 0.5, element-wise 0.5, gather 1; η_m 0.8; 4 µs per operator
+    Defaults: η_c matmul 0.7, attention 0.5, element-wise 0.5, gather and KV copies 1; η_m 0.8; 4 µs per operator
     launch; no step overhead — overridden by a device file's `roofline:` section (cited there).
     """
 
@@ -53,14 +55,20 @@ class RooflineParams:
     op_overhead_s: Mapping[str, float] = field(
         default_factory=lambda: dict.fromkeys(OP_CLASSES, DEFAULT_OP_OVERHEAD_US * 1e-6)
     )
-    step_overhead_s: float = 0.0
+    step_overhead_s: Mapping[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
     source: str = "cobench defaults"
 
     @classmethod
     def ideal(cls) -> RooflineParams:
         """The raw roofline: datasheet ceilings, no overheads."""
         ones = dict.fromkeys(OP_CLASSES, 1.0)
-        return cls(ones, dict(ones), dict.fromkeys(OP_CLASSES, 0.0), 0.0, "ideal roofline (datasheet peaks)")
+        return cls(
+            ones,
+            dict(ones),
+            dict.fromkeys(OP_CLASSES, 0.0),
+            dict.fromkeys(PHASES, 0.0),
+            "ideal roofline (datasheet peaks)",
+        )
 
     @classmethod
     def for_device(cls, device: DeviceSpec) -> RooflineParams:
@@ -71,7 +79,7 @@ class RooflineParams:
         compute = {**DEFAULT_COMPUTE_EFFICIENCY, **(r.get("compute_efficiency") or {})}
         memory = dict.fromkeys(OP_CLASSES, float(r.get("memory_efficiency", DEFAULT_MEMORY_EFFICIENCY)))
         overhead = dict.fromkeys(OP_CLASSES, float(r.get("op_overhead_us", DEFAULT_OP_OVERHEAD_US)) * 1e-6)
-        step = float(r.get("step_overhead_us", 0.0)) * 1e-6
+        step = dict.fromkeys(PHASES, float(r.get("step_overhead_us", 0.0)) * 1e-6)
         return cls(compute, memory, overhead, step, f"device defaults ({device.name}): {r.get('source', '')}")
 
 
@@ -89,7 +97,8 @@ class OpTime:
         return self.op.count * self.time_s
 
 
-def _peak(op_class: str, device: DeviceSpec, w: Workload) -> float:
+def peak_flops(op_class: str, device: DeviceSpec, w: Workload) -> float:
+    """The FLOP/s ceiling an operator of this class runs against at the workload's precision."""
     types = w.types
     if op_class == "matmul":
         return device.peak_flops(types.matmul_peaks)
@@ -98,15 +107,31 @@ def _peak(op_class: str, device: DeviceSpec, w: Workload) -> float:
     return device.peak_flops(types.vector_peaks)
 
 
+def op_seconds(
+    flops: Any, nbytes: Any, peak: Any, bandwidth: Any, eta_compute: Any, eta_memory: Any, overhead_s: Any
+) -> tuple[Any, Any, Any]:
+    """(compute term, memory term, time) of one occurrence: the slower term plus the launch overhead of an
+    operator that does anything. The one pricing formula: prediction and calibration both call it."""
+    compute = flops / (eta_compute * peak)
+    memory = nbytes / (eta_memory * bandwidth)
+    present = (np.asarray(flops) > 0) | (np.asarray(nbytes) > 0)
+    return compute, memory, np.maximum(compute, memory) + overhead_s * present
+
+
 def time_ops(ops: list[Op], device: DeviceSpec, w: Workload, params: RooflineParams) -> list[OpTime]:
-    bandwidth = device.bandwidth_bytes_s
     timed = []
     for op in ops:
         c = op.op_class
-        compute = op.flops / (params.compute_efficiency[c] * _peak(c, device, w))
-        memory = op.bytes / (params.memory_efficiency[c] * bandwidth)
-        present = (np.asarray(op.flops) > 0) | (np.asarray(op.bytes) > 0)
-        timed.append(OpTime(op, compute, memory, np.maximum(compute, memory) + params.op_overhead_s[c] * present))
+        terms = op_seconds(
+            op.flops,
+            op.bytes,
+            peak_flops(c, device, w),
+            device.bandwidth_bytes_s,
+            params.compute_efficiency[c],
+            params.memory_efficiency[c],
+            params.op_overhead_s[c],
+        )
+        timed.append(OpTime(op, *terms))
     return timed
 
 
@@ -148,15 +173,16 @@ class PhaseTotals:
         return self.compute_bound_s > 0.5 * (self.time_s - self.step_overhead_s)
 
 
-def _totals(timed: list[OpTime], params: RooflineParams, decode: bool) -> PhaseTotals:
+def _totals(timed: list[OpTime], params: RooflineParams, phase: str) -> PhaseTotals:
     def phase_sum(values: list[Any]) -> np.ndarray:
         s = np.asarray(sum(values), dtype=np.float64)
-        return s.mean(axis=-1) if decode else s
+        return s.mean(axis=-1) if phase == "decode" else s
 
+    step = params.step_overhead_s[phase]
     return PhaseTotals(
-        time_s=phase_sum([t.total_s for t in timed]) + params.step_overhead_s,
+        time_s=phase_sum([t.total_s for t in timed]) + step,
         compute_bound_s=phase_sum([t.total_s * (t.compute_s > t.memory_s) for t in timed]),
-        step_overhead_s=params.step_overhead_s,
+        step_overhead_s=step,
         compute_s=phase_sum([t.op.count * t.compute_s for t in timed]),
         memory_s=phase_sum([t.op.count * t.memory_s for t in timed]),
         flops=phase_sum([t.op.count * t.op.flops for t in timed]),
@@ -207,8 +233,10 @@ def predict(
     assert isinstance(a, ArchBatch)
     params = params or RooflineParams.for_device(device)
     counting = counting or Counting()
-    prefill = _totals(time_ops(phase_ops(a, workload, "prefill", counting), device, workload, params), params, False)
-    decode = _totals(time_ops(phase_ops(a, workload, "decode", counting), device, workload, params), params, True)
+    prefill, decode = (
+        _totals(time_ops(phase_ops(a, workload, phase, counting), device, workload, params), params, phase)
+        for phase in PHASES
+    )
     weights, kv, acts = memory_footprint(a, workload, counting)
     peak = weights + kv + acts
     return Prediction(
@@ -262,7 +290,7 @@ def breakdown(
     params = params or RooflineParams.for_device(device)
     counting = counting or Counting()
     rows: list[OpRow] = []
-    for phase in ("prefill", "decode"):
+    for phase in PHASES:
         timed = time_ops(phase_ops(a, workload, phase, counting), device, workload, params)
 
         phase_time = sum(scalar(t.total_s) for t in timed)

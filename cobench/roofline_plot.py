@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from cobench.devices import DeviceSpec
+from cobench.figures import pyplot, save
 from cobench.kernels import Ceilings, KernelResult
 from cobench.precision import PRECISIONS
 
@@ -25,12 +26,7 @@ MARKERS = {
 
 def plot(device: DeviceSpec, results: list[KernelResult], measured: Ceilings, out: Path) -> list[Path]:
     """Write <out>.png and <out>.svg; log-log FLOP/s against arithmetic intensity."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
+    fig, ax = pyplot().subplots(figsize=(8, 5.5), dpi=120)
     ai = np.logspace(-2, 4, 200)
     spec_bw = device.bandwidth_bytes_s
     colours = {"fp32": "tab:blue", "fp16": "tab:orange", "bf16": "tab:green"}
@@ -74,10 +70,4 @@ def plot(device: DeviceSpec, results: list[KernelResult], measured: Ceilings, ou
     ax.set_title(f"Empirical roofline: {device.display_name}")
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    paths = [out.with_suffix(".png"), out.with_suffix(".svg")]
-    for path in paths:
-        fig.savefig(path)
-    plt.close(fig)
-    return paths
+    return save(fig, out)

@@ -80,6 +80,25 @@ MIGRATIONS: list[str] = [
         precision TEXT NOT NULL, cold INTEGER NOT NULL, flops REAL NOT NULL, bytes REAL NOT NULL,
         median_s REAL NOT NULL, summary_json TEXT NOT NULL, environment_json TEXT NOT NULL, created_at REAL NOT NULL);
     """,
+    # 4: fitted latency models (`cobench calibrate`), numbered per device, power mode, backend and precision
+    """
+    CREATE TABLE calibrations (
+        device TEXT NOT NULL, power_mode TEXT NOT NULL, backend TEXT NOT NULL, precision TEXT NOT NULL,
+        version INTEGER NOT NULL, body_json TEXT NOT NULL, created_at REAL NOT NULL,
+        PRIMARY KEY (device, power_mode, backend, precision, version));
+    """,
+    # 5: short training runs (`cobench train`) and loss-law fits (`cobench fit`)
+    """
+    CREATE TABLE training_runs (
+        key TEXT PRIMARY KEY, arch_id TEXT NOT NULL REFERENCES architectures(id), arch_name TEXT NOT NULL,
+        corpus TEXT NOT NULL, config_json TEXT NOT NULL, status TEXT NOT NULL, steps INTEGER NOT NULL,
+        tokens INTEGER NOT NULL, final_loss REAL, final_bpb REAL, n_params INTEGER NOT NULL,
+        n_params_total INTEGER NOT NULL, tokens_per_s REAL, curve_json TEXT NOT NULL, environment_json TEXT,
+        created_at REAL NOT NULL);
+    CREATE TABLE law_fits (
+        id INTEGER PRIMARY KEY, law TEXT NOT NULL, source TEXT NOT NULL, body_json TEXT NOT NULL,
+        created_at REAL NOT NULL);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 CANDIDATE_COLUMNS = (
@@ -381,10 +400,16 @@ class Store:
             "environment_json",
             "seconds",
         ]
-        sql = f"SELECT {', '.join(cols)} FROM profiles ORDER BY created_at"
+        joined = [
+            "(SELECT spec_json FROM architectures a WHERE a.id = p.arch_id) AS arch_json",
+            "(SELECT name FROM devices d WHERE d.id = p.device_id) AS device",
+            "(SELECT power_mode FROM devices d WHERE d.id = p.device_id) AS power_mode",
+        ]
+        sql = f"SELECT {', '.join(['p.' + c for c in cols] + joined)} FROM profiles p ORDER BY p.created_at"
+        cols += ["arch_json", "device", "power_mode"]
         rows = [dict(zip(cols, r, strict=True)) for r in self.db.execute(sql)]
         for r in rows:
-            for k in ("workload_json", "predicted_json", "summary_json", "environment_json"):
+            for k in ("workload_json", "predicted_json", "summary_json", "environment_json", "arch_json"):
                 r[k.removesuffix("_json")] = json.loads(r.pop(k)) if r[k] else None
         return [r for r in rows if keys is None or r["key"] in keys]
 
@@ -443,6 +468,122 @@ class Store:
         for r in rows:
             r["shape"], r["summary"] = json.loads(r.pop("shape_json")), json.loads(r.pop("summary_json"))
         return rows
+
+    # --- calibrations --------------------------------------------------------------------------------
+
+    def put_calibration(self, body: dict[str, Any]) -> int:
+        """Store a calibration as the next version for its device, mode, backend and precision."""
+        key = (body["device"], body.get("power_mode") or "", body["backend"], body["precision"])
+        with self.transaction() as db:
+            (latest,) = db.execute(
+                "SELECT COALESCE(MAX(version), 0) FROM calibrations WHERE device = ? AND power_mode = ?"
+                " AND backend = ? AND precision = ?",
+                key,
+            ).fetchone()
+            version = int(latest) + 1
+            db.execute(
+                "INSERT INTO calibrations VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (*key, version, json.dumps(body | {"version": version}, sort_keys=True), time.time()),
+            )
+        return version
+
+    def calibration(
+        self, device: str, power_mode: str | None, precision: str, backend: str | None = None
+    ) -> dict[str, Any] | None:
+        """The newest calibration for this device/mode/precision (of `backend`, or of any backend)."""
+        sql = "SELECT body_json FROM calibrations WHERE device = ? AND power_mode = ? AND precision = ?"
+        args: list[Any] = [device, power_mode or "", precision]
+        if backend:
+            sql += " AND backend = ?"
+            args.append(backend)
+        row = self.db.execute(sql + " ORDER BY created_at DESC, version DESC LIMIT 1", args).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def calibrations(self) -> list[dict[str, Any]]:
+        return [
+            json.loads(r[0])
+            for r in self.db.execute("SELECT body_json FROM calibrations ORDER BY device, backend, precision, version")
+        ]
+
+    # --- training runs and loss-law fits ---------------------------------------------------------------
+
+    def training_status(self, key: str) -> str | None:
+        row = self.db.execute("SELECT status FROM training_runs WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def put_training_run(self, row: dict[str, Any]) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO training_runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    row["key"],
+                    row["arch_id"],
+                    row["arch_name"],
+                    row["corpus"],
+                    json.dumps(row["config"], sort_keys=True),
+                    row["status"],
+                    row["steps"],
+                    row["tokens"],
+                    row.get("final_loss"),
+                    row.get("final_bpb"),
+                    row["n_params"],
+                    row["n_params_total"],
+                    row.get("tokens_per_s"),
+                    json.dumps(row["curve"]),
+                    json.dumps(row.get("environment")),
+                    time.time(),
+                ),
+            )
+
+    def training_runs(self, status: str | None = "done") -> list[dict[str, Any]]:
+        cols = [
+            "key",
+            "arch_name",
+            "corpus",
+            "config_json",
+            "status",
+            "steps",
+            "tokens",
+            "final_loss",
+            "final_bpb",
+            "n_params",
+            "n_params_total",
+            "tokens_per_s",
+            "curve_json",
+        ]
+        sql = (
+            f"SELECT {', '.join('t.' + c for c in cols)}, a.spec_json FROM training_runs t"
+            " JOIN architectures a ON a.id = t.arch_id"
+        )
+        args: tuple[Any, ...] = ()
+        if status:
+            sql += " WHERE t.status = ?"
+            args = (status,)
+        rows = []
+        for r in self.db.execute(sql + " ORDER BY t.created_at", args):
+            row = dict(zip([*cols, "arch_json"], r, strict=True))
+            for k in ("config_json", "curve_json", "arch_json"):
+                row[k.removesuffix("_json")] = json.loads(row.pop(k))
+            rows.append(row)
+        return rows
+
+    def put_law_fit(self, law: str, source: str, body: dict[str, Any]) -> int:
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO law_fits (law, source, body_json, created_at) VALUES (?, ?, ?, ?)",
+                (law, source, json.dumps(body, sort_keys=True), time.time()),
+            )
+        return int(cursor.lastrowid or 0)
+
+    def law_fit(self, which: str | None = None) -> dict[str, Any] | None:
+        """A fit by id, or the newest of a law (by name), or the newest of any law."""
+        sql, args = "SELECT id, body_json FROM law_fits", ()
+        if which and which.isdigit():
+            sql, args = sql + " WHERE id = ?", (int(which),)
+        elif which:
+            sql, args = sql + " WHERE law = ?", (which,)
+        row = self.db.execute(sql + " ORDER BY id DESC LIMIT 1", args).fetchone()
+        return json.loads(row[1]) | {"id": row[0]} if row else None
 
     def summary(self) -> dict[str, Any]:
         tables = [r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]

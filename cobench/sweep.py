@@ -15,11 +15,15 @@ import numpy as np
 
 from cobench.architecture import ArchBatch, kv_cache_bytes_per_token, param_counts
 from cobench.devices import DeviceSpec
+from cobench.operators import Counting
 from cobench.roofline import RooflineParams, predict
 from cobench.space import SearchSpace
 from cobench.store import CANDIDATE_COLUMNS, Store, content_id
 
 Progress = Callable[[int, int], None]  # (chunks done, chunks total)
+
+
+ENGINE = Counting()  # a serving engine's conventions, unless a calibration says otherwise
 
 
 @dataclass(frozen=True)
@@ -34,11 +38,11 @@ class SweepResult:
 
 
 def keep_mask(
-    space: SearchSpace, device: DeviceSpec, batch: ArchBatch, params: RooflineParams
+    space: SearchSpace, device: DeviceSpec, batch: ArchBatch, params: RooflineParams, counting: Counting = ENGINE
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Predict a batch; return which candidates meet the memory and latency constraints, and the columns."""
     w = space.workload
-    p = predict(batch, device, w, params)
+    p = predict(batch, device, w, params, counting)
     c = space.constraints
     keep = np.ones(len(batch), dtype=bool)
     if c.get("fits_memory", True):
@@ -63,8 +67,12 @@ def keep_mask(
     return keep, columns
 
 
-def sweep_id(space: SearchSpace, device: DeviceSpec, params: RooflineParams) -> str:
-    return content_id([space.source, space.workload.to_dict(), device_fingerprint(device), asdict(params)])
+def sweep_id(space: SearchSpace, device: DeviceSpec, params: RooflineParams, counting: Counting = ENGINE) -> str:
+    """Same space, device, parameters and counting: same sweep (so it resumes); any change: a new one."""
+    fingerprint = [space.source, space.workload.to_dict(), device_fingerprint(device), asdict(params)]
+    if counting != ENGINE:
+        fingerprint.append(asdict(counting))
+    return content_id(fingerprint)
 
 
 def device_fingerprint(device: DeviceSpec) -> dict[str, object]:
@@ -78,10 +86,11 @@ def run_sweep(
     params: RooflineParams,
     device_id: str,
     progress: Progress | None = None,
+    counting: Counting = ENGINE,
 ) -> SweepResult:
     """Predict and store every chunk not yet done; a chunk commits atomically with its marker."""
     start = time.perf_counter()
-    sid = sweep_id(space, device, params)
+    sid = sweep_id(space, device, params, counting)
     store.begin_sweep(
         sid,
         space.name,
@@ -101,7 +110,7 @@ def run_sweep(
             continue
         t0 = time.perf_counter()
         index, batch = space.chunk(k)
-        keep, columns = keep_mask(space, device, batch, params)
+        keep, columns = keep_mask(space, device, batch, params, counting)
         columns["grid_index"] = index
         table = np.column_stack([np.asarray(columns[c], dtype=np.float64) for c in CANDIDATE_COLUMNS])[keep]
         rows = [_row(r) for r in table.tolist()]

@@ -5,7 +5,19 @@ the problem, with a non-zero exit; --debug (or COBENCH_DEBUG=1) shows the traceb
 per command group; importing them registers their commands on `app`.
 """
 
-from cobench.cli import arch, devices, kernels, predict, profile, store, sweep  # noqa: F401
+from cobench.cli import (  # noqa: F401
+    arch,
+    calibrate,
+    devices,
+    fit,
+    kernels,
+    pareto,
+    predict,
+    profile,
+    store,
+    sweep,
+    train,
+)
 from cobench.cli.common import app
 
 

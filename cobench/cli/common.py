@@ -6,16 +6,18 @@ import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from cobench import __version__
 from cobench.devices import DeviceSpec
-from cobench.errors import CobenchError
+from cobench.errors import CobenchError, InputError
+from cobench.operators import Counting
 from cobench.precision import KV_PRECISIONS, PRECISIONS
 from cobench.render import err, out
 from cobench.roofline import RooflineParams
+from cobench.spec import read_mapping
 from cobench.store import Store, default_path
 from cobench.workload import Workload
 
@@ -26,9 +28,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+if TYPE_CHECKING:
+    from cobench.calibration import LatencyModel
+
 F = TypeVar("F", bound=Callable[..., Any])
 STATE = {"debug": os.environ.get("COBENCH_DEBUG") == "1"}
-UNCALIBRATED = "uncalibrated roofline: error unknown until the device is profiled and calibrated"
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout (nothing else there).")]
 StoreOpt = Annotated[
@@ -126,8 +130,46 @@ def workload_from_options(
     return Workload(**values)
 
 
-def roofline_params(device: DeviceSpec, raw: bool) -> RooflineParams:
-    return RooflineParams.ideal() if raw else RooflineParams.for_device(device)
+CalibrationOpt = Annotated[
+    Path | None,
+    typer.Option("--calibration", help="Use this calibration JSON (from `cobench calibrate`) instead of the store's."),
+]
+UncalibratedOpt = Annotated[
+    bool, typer.Option("--uncalibrated", help="Ignore stored calibrations: the device file's default parameters.")
+]
+ModelBackendOpt = Annotated[
+    str | None,
+    typer.Option("--backend", help="Predict for this backend's calibration (ort, torch, trt) [default: newest]."),
+]
+
+
+def latency_model(
+    db: Store | None,
+    device: DeviceSpec,
+    precision: str,
+    backend: str | None = None,
+    calibration_file: Path | None = None,
+    raw: bool = False,
+    uncalibrated: bool = False,
+) -> LatencyModel:
+    """The parameters a prediction uses: --raw > --calibration FILE > the store's newest calibration for this
+    device, power mode, precision (and backend) > the device file's defaults."""
+    from cobench.calibration import BACKEND_COUNTING, Calibration, LatencyModel
+
+    counting = BACKEND_COUNTING.get(backend or "", Counting())
+    if raw:
+        return LatencyModel(RooflineParams.ideal(), counting)
+    if calibration_file is not None:
+        c = Calibration.from_json(read_mapping(calibration_file, "calibration"), where=str(calibration_file))
+        if c.device != device.name or c.precision != precision:
+            raise InputError(
+                "calibration", f"{calibration_file} is for {c.device} {c.precision}, not {device.name} {precision}"
+            )
+        return LatencyModel.of(c)
+    found = None if uncalibrated or db is None else db.calibration(device.name, device.mode, precision, backend)
+    if found:
+        return LatencyModel.of(Calibration.from_json(found))
+    return LatencyModel(RooflineParams.for_device(device), counting)
 
 
 def open_store(path: Path | None) -> Store:

@@ -38,7 +38,9 @@ def kernels_run(
     suite: Annotated[list[str] | None, typer.Argument(help="Suites to run (default: all in kernels/).")] = None,
     device: Annotated[str, typer.Option("--device", "-d", help="Catalogue device this machine is.")] = "cpu",
     power_mode: ModeOpt = None,
-    backend: Annotated[str, typer.Option("--backend", help="Kernel backend: torch.")] = "torch",
+    backend: Annotated[
+        str, typer.Option("--backend", help="Kernel backend: torch, or ort (CPU provider; fp32/fp16).")
+    ] = "torch",
     runner_device: Annotated[
         str | None, typer.Option("--runner-device", help="cpu or cuda [default: cpu on a cpu device, else cuda].")
     ] = None,
@@ -52,21 +54,30 @@ def kernels_run(
         ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Measure again kernels already in the store.")] = False,
+    from_space: Annotated[
+        Path | None,
+        typer.Option("--from-space", help="Also the GEMM/GEMV/attention/... shapes a search space's candidates use."),
+    ] = None,
     store: StoreOpt = None,
     devices_path: DevicesPathOpt = None,
     kernels_path: KernelsPathOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Time the kernel suites (GEMM, GEMV, attention, element-wise, gather, copy/triad) on this machine."""
-    from cobench.kernels import last_level_cache_bytes, load_suites, native_precisions, run_kernel
+    from cobench.kernels import KERNEL_BACKENDS, last_level_cache_bytes, load_suites, native_precisions, run_kernel
+    from cobench.kernels_ort import ORT_KINDS
     from cobench.store import content_id
 
-    if backend != "torch":
-        raise InputError("backend", f"kernel suites run on torch only so far, not {backend!r}")
+    if backend not in KERNEL_BACKENDS:
+        raise InputError("backend", f"kernel suites run on {', '.join(KERNEL_BACKENDS)}, not {backend!r}")
     d = get_device(device, power_mode, devices_path)
-    where = runner_device or ("cpu" if d.kind == "cpu" else "cuda")
+    where = runner_device or ("cpu" if d.kind == "cpu" or backend == "ort" else "cuda")
+    if backend == "ort" and where != "cpu":
+        raise InputError("runner_device", "ort kernels run on the CPU provider only (GPU kernels: --backend torch)")
     native = native_precisions(where)
-    every = load_suites(suite, kernels_path)
+    every = load_suites(suite, kernels_path, from_space)
+    if backend == "ort":
+        every = [s for s in every if s.kind in ORT_KINDS and s.precision != "bf16"]
     specs = [s for s in every if s.precision in (precision or native)]
     if not specs:
         raise InputError("precision", f"no kernel of the chosen suites runs in {', '.join(precision or native)}")
@@ -81,7 +92,7 @@ def kernels_run(
             key = content_id([device_id, backend, where, asdict(spec), not warm])
             if db.has_kernel(key) and not force:
                 continue
-            r = run_kernel(spec, where, cold=not warm, cache_bytes=llc)
+            r = run_kernel(spec, where, cold=not warm, cache_bytes=llc, backend=backend)
             db.put_kernel(
                 {
                     "key": key,
@@ -102,7 +113,7 @@ def kernels_run(
             )
             if not json_out:
                 err.print(f"[{i}/{len(specs)}] {spec.suite} {spec.label} {spec.precision}: {ms(r.median_s)}")
-        rows = [r for r in db.kernels(d.name) if r["suite"] in {s.suite for s in specs}]
+        rows = [r for r in db.kernels(d.name) if r["suite"] in {s.suite for s in specs} and r["backend"] == backend]
     for r in rows:
         r["flops_per_s"], r["bytes_per_s"] = r["flops"] / r["median_s"], r["bytes"] / r["median_s"]
         peak = d.peak_flops(PRECISIONS[r["precision"]].matmul_peaks)
@@ -146,7 +157,7 @@ def kernels_roofline(
     json_out: JsonOpt = False,
 ) -> None:
     """Measured ceilings (best GEMM per precision, best copy/triad) and the empirical roofline plot."""
-    from cobench.kernels import KernelResult, KernelSpec, ceilings
+    from cobench.kernels import ceilings, from_row
     from cobench.roofline_plot import plot
 
     d = get_device(device, power_mode, devices_path)
@@ -156,17 +167,7 @@ def kernels_roofline(
         raise InputError(
             "device", f"no kernel results for {d.name} in the store: run `cobench kernels run -d {d.name}`"
         )
-    results = [
-        KernelResult(
-            KernelSpec(r["suite"], r["kind"], r["shape"], r["precision"]),
-            r["flops"],
-            r["bytes"],
-            r["median_s"],
-            r["summary"],
-            bool(r["cold"]),
-        )
-        for r in rows
-    ]
+    results = [from_row(r) for r in rows]
     c = ceilings(results)
     target = out_path.with_name(f"{out_path.name}-{d.name}")
     figures = plot(d, results, c, target)

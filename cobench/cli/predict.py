@@ -2,41 +2,47 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Annotated, Any
 
 import typer
 
 from cobench.architecture import Architecture, param_counts
+from cobench.calibration import LatencyModel
 from cobench.cli.common import (
-    UNCALIBRATED,
     BatchOpt,
+    CalibrationOpt,
     DevicesPathOpt,
     GenerateOpt,
     JsonOpt,
     KvOpt,
+    ModelBackendOpt,
     ModeOpt,
     PrecisionOpt,
     PromptOpt,
     RawOpt,
     StoreOpt,
+    UncalibratedOpt,
     app,
     handles_errors,
+    latency_model,
     open_store,
-    roofline_params,
     workload_from_options,
 )
 from cobench.devices import DeviceSpec, get_device
 from cobench.errors import InputError
-from cobench.operators import Counting
 from cobench.render import emit_json, err, ms, out, si, table
 from cobench.roofline import Prediction, breakdown, predict
 from cobench.spec import load_architecture
 from cobench.workload import Workload
 
 
-def prediction_record(a: Architecture, d: DeviceSpec, w: Workload, p: Prediction) -> dict[str, Any]:
-    """One candidate's prediction as data (index 0 of a 1-candidate Prediction)."""
+def prediction_record(a: Architecture, d: DeviceSpec, w: Workload, p: Prediction, m: LatencyModel) -> dict[str, Any]:
+    """One candidate's prediction as data (index 0 of a 1-candidate Prediction), with its interval if known."""
+    intervals = {
+        f"{metric}_interval_s": [float(x) for x in b] if (b := m.bounds(metric, value)) else None
+        for metric, value in (("ttft", p.ttft_s[0]), ("tpot", p.tpot_s[0]))
+    }
     return {
         "arch": a.name,
         "device": d.name,
@@ -59,8 +65,10 @@ def prediction_record(a: Architecture, d: DeviceSpec, w: Workload, p: Prediction
         "usable_memory_bytes": d.usable_memory_bytes,
         "fits": bool(p.fits[0]),
         "params_source": p.params_source,
-        "error_estimate": None,
-        "calibration": UNCALIBRATED,
+        **intervals,
+        "interval_level": m.calibration.intervals["ttft"]["level"] if intervals["ttft_interval_s"] else None,
+        "calibration": m.calibration.label if m.calibration else None,
+        "model": m.describe,
     }
 
 
@@ -80,17 +88,23 @@ def predict_cmd(
         bool, typer.Option("--ops/--no-ops", help="Per-operator breakdown (single arch and device).")
     ] = True,
     unfused_attention: Annotated[
-        bool,
-        typer.Option("--unfused-attention", help="Attention scores go through memory (no flash-style fusion)."),
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--unfused-attention/--fused-attention",
+            help="Attention scores through memory, or flash-style fused [default: the calibration's, else fused].",
+        ),
+    ] = None,
     kv_update: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--kv-update",
             help="append: KV written in place (engines); concat: the cache is copied each step "
-            "(cobench's exported graphs).",
+            "(cobench's exported graphs) [default: the calibration's, else append].",
         ),
-    ] = "append",
+    ] = None,
+    backend: ModelBackendOpt = None,
+    calibration: CalibrationOpt = None,
+    uncalibrated: UncalibratedOpt = False,
     store: StoreOpt = None,
     no_store: Annotated[bool, typer.Option("--no-store", help="Do not record the prediction.")] = False,
     devices_path: DevicesPathOpt = None,
@@ -98,28 +112,32 @@ def predict_cmd(
 ) -> None:
     """Predicted TTFT, TPOT, end-to-end latency and peak memory, with the per-operator roofline."""
     w = workload_from_options(Workload(), batch, prompt, generate, precision, kv_precision)
-    if kv_update not in ("append", "concat"):
+    if kv_update not in (None, "append", "concat"):
         raise InputError("kv_update", f"append or concat, got {kv_update!r}")
-    counting = Counting(fused_attention=not unfused_attention, kv_update=kv_update)
     archs = [load_architecture(s) for s in arch]
     devs = [get_device(n, power_mode, devices_path) for n in device]
     records, details = [], []
-    db = None if no_store else open_store(store)
+    db = open_store(store)
     for d in devs:
-        params = roofline_params(d, raw)
+        m = latency_model(db, d, w.precision, backend, calibration, raw, uncalibrated)
+        counting = replace(
+            m.counting,
+            **{"kv_update": kv_update} if kv_update else {},
+            **{"fused_attention": not unfused_attention} if unfused_attention is not None else {},
+        )
+        params = m.params
         for a in archs:
             p = predict(a, d, w, params, counting)
-            rec = prediction_record(a, d, w, p)
+            rec = prediction_record(a, d, w, p, m)
             records.append(rec)
-            if db:
+            if not no_store:
                 counts = param_counts(a)
                 arch_id = db.put_architecture(a.to_dict(), counts.total, counts.active)
                 device_id = db.put_device(d.name, d.mode, asdict(d))
                 db.put_prediction(arch_id, device_id, w.to_dict(), asdict(params), rec)
             if ops and len(archs) * len(devs) == 1:
                 details = [asdict(r) for r in breakdown(a, d, w, params, counting)]
-    if db:
-        db.close()
+    db.close()
     if json_out:
         return emit_json(records[0] | {"operators": details} if details else records)
     _print_predictions(records, w)
@@ -152,8 +170,8 @@ def _print_predictions(records: list[dict[str, Any]], w: Workload) -> None:
                 [
                     r["arch"],
                     r["device"] + (f"@{r['power_mode']}" if r["power_mode"] else ""),
-                    ms(r["ttft_s"]),
-                    ms(r["tpot_s"]),
+                    ms(r["ttft_s"]) + _interval(r["ttft_interval_s"]),
+                    ms(r["tpot_s"]) + _interval(r["tpot_interval_s"]),
                     f"{r['decode_tokens_per_s']:.4g}",
                     ms(r["e2e_s"]),
                     r["prefill_bound"],
@@ -166,9 +184,12 @@ def _print_predictions(records: list[dict[str, Any]], w: Workload) -> None:
             right={2, 3, 4, 5, 8},
         )
     )
-    for source in dict.fromkeys(r["params_source"] for r in records):
-        out.print(f"roofline parameters: {source}")
-    err.print(f"note: {UNCALIBRATED}")
+    for model in dict.fromkeys(r["model"] for r in records):
+        err.print(f"model: {model}")
+
+
+def _interval(bounds: list[float] | None) -> str:
+    return f" [{ms(bounds[0])}–{ms(bounds[1])}]" if bounds else ""
 
 
 def _print_breakdown(rows: list[dict[str, Any]]) -> None:

@@ -11,7 +11,6 @@ import typer
 
 from cobench.architecture import Architecture
 from cobench.cli.common import (
-    UNCALIBRATED,
     BatchOpt,
     DevicesPathOpt,
     GenerateOpt,
@@ -19,15 +18,16 @@ from cobench.cli.common import (
     ModeOpt,
     PromptOpt,
     StoreOpt,
+    UncalibratedOpt,
     app,
     handles_errors,
+    latency_model,
     open_store,
     workload_from_options,
 )
 from cobench.devices import get_device
 from cobench.errors import InputError
 from cobench.render import emit_json, err, ms, out, si, table
-from cobench.roofline import RooflineParams
 from cobench.spec import load_architecture
 from cobench.workload import Workload
 
@@ -162,6 +162,7 @@ def profile_cmd(
         bool, typer.Option("--retry-failed", help="Measure again candidates that failed before.")
     ] = False,
     seed: Annotated[int, typer.Option("--seed", help="Weights, prompt tokens and candidate order.")] = 0,
+    uncalibrated: UncalibratedOpt = False,
     cache_dir: CacheOpt = None,
     store: StoreOpt = None,
     devices_path: DevicesPathOpt = None,
@@ -188,6 +189,7 @@ def profile_cmd(
         if not archs:
             raise InputError("arch", "give --arch SPEC (repeatable) or --from-sweep ID")
         outcomes: list[tuple[str, Outcome]] = []
+        described: dict[str, None] = {}
         for b in backend or ["ort"]:
             if b not in BACKENDS:
                 raise InputError("backend", f"unknown backend {b!r} (one of {', '.join(BACKENDS)})")
@@ -227,8 +229,9 @@ def profile_cmd(
                     )
 
             candidates = [(a, p) for a in archs for p in (precision or ["fp32"])]
-            params = RooflineParams.for_device(d)
-            outcomes += [(b, o) for o in profile(candidates, d, settings, db, params, report)]
+            models = {p: latency_model(db, d, p, b, uncalibrated=uncalibrated) for p in precision or ["fp32"]}
+            outcomes += [(b, o) for o in profile(candidates, d, settings, db, models.__getitem__, report)]
+            described |= {m.describe: None for m in models.values()}
     rows = [
         {
             "arch": o.arch,
@@ -248,7 +251,7 @@ def profile_cmd(
         return emit_json(rows)
     out.print(
         table(
-            f"profile on {d.name} (B={w.batch}, P={w.prompt}, G={w.generate}); predicted = {UNCALIBRATED}",
+            f"profile on {d.name} (B={w.batch}, P={w.prompt}, G={w.generate}); measured vs predicted",
             [
                 "arch",
                 "backend",
@@ -289,6 +292,8 @@ def profile_cmd(
     )
     for warning in dict.fromkeys(w_ for r in rows if r["measured"] for w_ in r["measured"]["warnings"]):
         err.print(f"warning: {warning}")
+    for model in described:
+        err.print(f"predicted by: {model}")
     return None
 
 

@@ -10,21 +10,23 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cobench.cli.common import (
-    UNCALIBRATED,
     BatchOpt,
+    CalibrationOpt,
     DevicesPathOpt,
     GenerateOpt,
     JsonOpt,
     KvOpt,
+    ModelBackendOpt,
     ModeOpt,
     PrecisionOpt,
     PromptOpt,
     RawOpt,
     StoreOpt,
+    UncalibratedOpt,
     app,
     handles_errors,
+    latency_model,
     open_store,
-    roofline_params,
     workload_from_options,
 )
 from cobench.devices import get_device
@@ -57,6 +59,9 @@ def sweep_cmd(
     out_path: Annotated[
         Path | None, typer.Option("--out", "-o", help="Also write every kept candidate to .csv or .json.")
     ] = None,
+    backend: ModelBackendOpt = None,
+    calibration: CalibrationOpt = None,
+    uncalibrated: UncalibratedOpt = False,
     store: StoreOpt = None,
     devices_path: DevicesPathOpt = None,
     json_out: JsonOpt = False,
@@ -66,8 +71,9 @@ def sweep_cmd(
     w = workload_from_options(s.workload, batch, prompt, generate, precision, kv_precision)
     s = replace(s, workload=w, source={**s.source, "workload": w.to_dict()})
     d = get_device(device, power_mode, devices_path)
-    params = roofline_params(d, raw)
     with open_store(store) as db:
+        model = latency_model(db, d, w.precision, backend, calibration, raw, uncalibrated)
+        params = model.params
         device_id = db.put_device(d.name, d.mode, asdict(d))
         show = not json_out and err.is_terminal
         with Progress(
@@ -80,7 +86,9 @@ def sweep_cmd(
             disable=not show,
         ) as bar:
             task = bar.add_task(s.name, total=s.n_chunks)
-            result = run_sweep(s, d, db, params, device_id, lambda done, _: bar.update(task, completed=done))
+            result = run_sweep(
+                s, d, db, params, device_id, lambda done, _: bar.update(task, completed=done), model.counting
+            )
         best = db.candidates(result.sweep_id, sort, top)
         if out_path:
             export_rows(db.candidates(result.sweep_id, sort), out_path)
@@ -90,7 +98,9 @@ def sweep_cmd(
         "workload": w.to_dict(),
         "candidates_per_s": result.valid / result.seconds if result.chunks_run else None,
         "params_source": params.source,
-        "calibration": UNCALIBRATED,
+        "calibration": model.calibration.label if model.calibration else None,
+        "intervals": model.calibration.intervals if model.calibration else None,
+        "model": model.describe,
         "top": best,
     }
     if json_out:
@@ -145,5 +155,5 @@ def sweep_cmd(
     )
     if out_path:
         err.print(f"wrote {out_path}")
-    err.print(f"note: {UNCALIBRATED}")
+    err.print(f"model: {model.describe}")
     return None

@@ -1,0 +1,189 @@
+"""`make bench-accuracy`: how well a calibrated latency model predicts architectures it never saw.
+
+On this machine with the ORT runner on the CPU: run the ORT kernel suites, profile the training and
+held-out architectures of accuracy/architectures.yaml, calibrate on the training ones (≤ 10) plus the
+kernels, then predict every held-out one (deep-thin, wide-shallow, MQA, large vocabularies, MoE, long
+context) and compare with its measurement — beside the raw roofline's error. Everything goes through the
+`cobench` command line, in one store, so an interrupted run resumes where it stopped (delete the store
+to start afresh). Target on held-out: MAPE ≤ 5 % for TTFT and for TPOT, ≥ 95 % within ±10 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from cobench.calibration import (
+    Calibration,
+    error_metrics,
+    learning_curve,
+    log_errors,
+    profiled_from_rows,
+)
+from cobench.devices import get_device
+from cobench.kernels import from_row
+from cobench.roofline import RooflineParams
+from cobench.spec import presets
+from cobench.store import Store
+
+HERE = Path(__file__).parent
+SET = HERE / "accuracy" / "architectures.yaml"
+TARGET_MAPE, TARGET_WITHIN_10 = 5.0, 0.95
+PROFILE_FLAGS = ["--backend", "ort", "--precision", "fp32", "--max-time-s", "4"]
+
+
+def cobench(*args: str, capture: bool = False) -> str:
+    """Run the CLI as a user would (same interpreter), echoing the command."""
+    print("$ cobench " + " ".join(args), flush=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "cobench", *args], check=True, text=True, stdout=subprocess.PIPE if capture else None
+    )
+    return done.stdout if capture else ""
+
+
+def architecture_files(out: Path) -> tuple[dict[str, list[str]], dict[str, int], int]:
+    """Write every inline architecture to a YAML file; return SPECs by role, prompt per name, default prompt."""
+    data = yaml.safe_load(SET.read_text())
+    known = presets()
+    folder = out / "archs"
+    folder.mkdir(parents=True, exist_ok=True)
+    specs: dict[str, list[str]] = {"train": [], "held_out": []}
+    prompts = {}
+    for role in specs:
+        for e in data[role]:
+            if "preset" in e:
+                name, spec = e["preset"], e["preset"]
+                assert name in known, name
+            else:
+                name = e["architecture"]["name"]
+                path = folder / f"{name}.yaml"
+                path.write_text(yaml.safe_dump({"architecture": e["architecture"]}))
+                spec = str(path)
+            specs[role].append(spec)
+            prompts[name] = int(e.get("prompt", data["workload"]["prompt"]))
+    return specs, prompts, int(data["workload"]["prompt"])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--store", type=Path, default=HERE / "out" / "accuracy.db")
+    parser.add_argument("--out", type=Path, default=HERE / "out" / "accuracy")
+    args = parser.parse_args()
+    args.store.parent.mkdir(parents=True, exist_ok=True)
+    store = str(args.store)
+    t0 = time.perf_counter()
+    specs, prompts, default_prompt = architecture_files(args.out)
+
+    cobench("kernels", "run", "--backend", "ort", "--precision", "fp32", "--store", store)
+    names = {spec: Path(spec).stem for role in specs.values() for spec in role}
+    for prompt in sorted(set(prompts.values())):
+        group = [s for role in specs.values() for s in role if prompts[names[s]] == prompt]
+        flags = [f for s in group for f in ("-a", s)]
+        cobench("profile", *flags, "--prompt", str(prompt), *PROFILE_FLAGS, "--store", store)
+    train = [names[s] for s in specs["train"]]
+    held_out = [names[s] for s in specs["held_out"]]
+    assert not set(train) & set(held_out) and len(train) <= 10 and len(held_out) >= 15
+    cal = json.loads(
+        cobench(
+            "calibrate",
+            *[f for n in train for f in ("-a", n)],
+            "--backend", "ort", "--precision", "fp32", "--out", str(args.out), "--store", store, "--json",
+            capture=True,
+        )
+    )  # fmt: skip
+    calibration = Calibration.from_json(cal)
+
+    device = get_device("cpu")
+    with Store(args.store) as db:
+        rows = [r for r in db.profiles() if r["status"] == "ok" and r["backend"] == "ort" and r["precision"] == "fp32"]
+        kernels = [from_row(r) for r in db.kernels("cpu") if r["backend"] == "ort" and r["precision"] == "fp32"]
+    by_name = {r["arch_name"]: r for r in rows if prompts.get(r["arch_name"]) == r["workload"]["prompt"]}
+    missing = [n for n in train + held_out if n not in by_name]
+    if missing:
+        print(f"FAIL: no successful profile of {', '.join(missing)}")
+        return 1
+    test = profiled_from_rows([by_name[n] for n in held_out])
+    fitted = profiled_from_rows([by_name[n] for n in train])
+    counting = calibration.counting
+    errs = {
+        "raw roofline": log_errors(test, device, RooflineParams.ideal(), counting),
+        "device defaults (uncalibrated)": log_errors(test, device, RooflineParams.for_device(device), counting),
+        "calibrated": log_errors(test, device, calibration.params, counting),
+    }
+    curve = learning_curve(fitted, kernels, device, counting, evaluate_on=test)
+    report = render(calibration, test, errs, curve, len(kernels), time.perf_counter() - t0)
+    print(report)
+    (args.out / "report.md").write_text(report)
+    print(f"wrote {args.out / 'report.md'}")
+    ok = all(
+        (m := error_metrics(errs["calibrated"][metric]))["mape"] <= TARGET_MAPE and m["within_10"] >= TARGET_WITHIN_10
+        for metric in ("ttft", "tpot")
+    )
+    print(f"target (held-out MAPE ≤ {TARGET_MAPE:g} %, ≥ {TARGET_WITHIN_10:.0%} within ±10 %): {'PASS' if ok else 'FAIL'}")
+    return 0 if ok else 1
+
+
+def render(
+    c: Calibration,
+    test: list,  # list[Profiled]
+    errs: dict[str, dict[str, np.ndarray]],
+    curve: list[dict],
+    n_kernels: int,
+    seconds: float,
+) -> str:
+    lines = [
+        f"Calibration {c.label}: {len(c.report['models'])} training architectures + {n_kernels} ORT kernels; "
+        f"{len(test)} held-out architectures ({seconds / 60:.1f} min in all).",
+        "",
+        "| model | metric | MAPE | median abs | max abs | within ±5 % | within ±10 % | mean signed |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for label, e in errs.items():
+        for metric in ("ttft", "tpot"):
+            m = error_metrics(e[metric])
+            lines.append(
+                f"| {label} | {metric.upper()} | {m['mape']:.1f} % | {m['median_ape']:.1f} % | {m['max_ape']:.1f} % "
+                f"| {m['within_5']:.0%} | {m['within_10']:.0%} | {m['bias']:+.1f} % |"
+            )
+    lines += [
+        "",
+        "Held-out architectures (calibrated prediction with its 90 % interval; errors = predicted/measured − 1):",
+        "",
+        "| arch | P | TTFT meas | TTFT pred [90 % PI] | err | raw err | TPOT meas | TPOT pred [90 % PI] | err | raw err |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    cal, raw = errs["calibrated"], errs["raw roofline"]
+    for i, p in enumerate(test):
+        cells = [p.arch.name, str(p.workload.prompt)]
+        for metric, measured in (("ttft", p.ttft_s), ("tpot", p.tpot_s)):
+            pred = measured * float(np.exp(cal[metric][i]))
+            bounds = c.bounds(metric, pred)
+            pi = f" [{bounds[0] * 1e3:.3g}–{bounds[1] * 1e3:.3g}]" if bounds else ""
+            cells += [
+                f"{measured * 1e3:.3g} ms",
+                f"{pred * 1e3:.3g} ms{pi}",
+                f"{np.expm1(cal[metric][i]) * 100:+.1f} %",
+                f"{np.expm1(raw[metric][i]) * 100:+.0f} %",
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Learning curve (fit on n training architectures + kernels, median over random subsets; scored on all "
+        "held-out):",
+        "",
+        "| n | TTFT MAPE | TPOT MAPE |",
+        "|---|---|---|",
+        *[f"| {r['models']} | {r['ttft_mape']:.1f} % | {r['tpot_mape']:.1f} % |" for r in curve],
+    ]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

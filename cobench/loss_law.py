@@ -1,0 +1,247 @@
+"""Loss laws: predicted loss as a function of size, data and shape, fitted to (short) training runs.
+
+Three forms, each a superset of the one before:
+- chinchilla: L = E + A/N^α + B/D^β (Hoffmann et al. 2022), N non-embedding parameters, D tokens.
+- shape: (E + A·N^−α + B·D^−β)(1 + ε·R^γ), R = d_model/n_layers (Bian et al., ICML 2025).
+- codesign: the shape form with an effective size N_eff = N · q^κ · (f/f₀)^φ · ρ^−μ, where q = n_kv/n_heads
+  (KV sharing), f = d_ff/d_model against f₀ = 8/3 (FFN ratio), ρ = top_k/n_experts (MoE sparsity; 1 for
+  dense, with N the active parameters, so μ = 1 means total parameters count and μ = 0 active ones).
+
+Fit (as Hoffmann et al.): Huber loss (δ = 1e-3) on log-loss residuals, summed, minimised by L-BFGS-B
+from a grid of initialisations; scale parameters live in log space. Uncertainty: bootstrap over runs.
+Quality: R² and RMSE of the loss itself on the fitting runs and on held-out runs.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import optimize
+
+from cobench.errors import InputError
+
+HUBER_DELTA = 1e-3
+FFN_REFERENCE = 8 / 3
+ARCH_COLUMNS = ("d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff", "n_experts", "top_k")
+
+
+@dataclass(frozen=True)
+class Runs:
+    """Training runs as columns: non-embedding parameters N (active, for MoE), tokens D, final loss, and
+    the architecture columns the shape-aware laws need (NaN where unknown)."""
+
+    n_params: np.ndarray
+    n_tokens: np.ndarray
+    loss: np.ndarray
+    arch: Mapping[str, np.ndarray] = field(default_factory=dict)
+    names: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.loss)
+
+    def take(self, index: np.ndarray) -> Runs:
+        return Runs(
+            self.n_params[index],
+            self.n_tokens[index],
+            self.loss[index],
+            {k: v[index] for k, v in self.arch.items()},
+            tuple(self.names[i] for i in index) if self.names else (),
+        )
+
+    def column(self, name: str, law: str) -> np.ndarray:
+        if name not in self.arch or np.isnan(self.arch[name]).any():
+            raise InputError(name, f"the {law} law needs the architecture column {name!r} for every run")
+        return self.arch[name]
+
+
+@dataclass(frozen=True)
+class Law:
+    """A loss-law form: its parameter names, their bounds, initial grid, and the prediction."""
+
+    name: str
+    params: tuple[str, ...]
+    bounds: tuple[tuple[float, float], ...]
+    grid: tuple[tuple[float, ...], ...]
+
+    def features(self, runs: Runs) -> dict[str, np.ndarray]:
+        """What the form needs beyond N and D (validated up front, so a missing column is one clear error)."""
+        f: dict[str, np.ndarray] = {}
+        if self.name in ("shape", "codesign"):
+            f["R"] = runs.column("d_model", self.name) / runs.column("n_layers", self.name)
+        if self.name == "codesign":
+            f["q"] = runs.column("n_kv_heads", self.name) / runs.column("n_heads", self.name)
+            f["ffn"] = runs.column("d_ff", self.name) / runs.column("d_model", self.name) / FFN_REFERENCE
+            experts = runs.arch.get("n_experts", np.zeros(len(runs)))
+            top_k = runs.arch.get("top_k", np.zeros(len(runs)))
+            f["rho"] = np.where(np.nan_to_num(experts) > 0, np.nan_to_num(top_k) / np.maximum(experts, 1), 1.0)
+        return f
+
+    def log_loss(self, x: np.ndarray, n: np.ndarray, d: np.ndarray, f: Mapping[str, np.ndarray]) -> np.ndarray:
+        """log L for raw parameter vector x (log E, log A, log B, α, β, then the form's extras)."""
+        log_e, log_a, log_b, alpha, beta = x[:5]
+        log_n = np.log(n)
+        if self.name == "codesign":
+            kappa, phi, mu = x[7:10]
+            log_n = log_n + kappa * np.log(f["q"]) + phi * np.log(f["ffn"]) - mu * np.log(f["rho"])
+        base = np.logaddexp.reduce(
+            np.stack(np.broadcast_arrays(log_e, log_a - alpha * log_n, log_b - beta * np.log(d))), axis=0
+        )
+        if self.name == "chinchilla":
+            return base
+        log_eps, gamma = x[5:7]
+        return base + np.log1p(np.exp(log_eps + gamma * np.log(f["R"])))
+
+    def named(self, x: np.ndarray) -> dict[str, float]:
+        """Parameters by their published names (E, A, B, ε in natural units)."""
+        out = {}
+        for name, value in zip(self.params, x, strict=True):
+            if name in ("E", "A", "B", "epsilon"):
+                out[name] = float(np.exp(value))
+            else:
+                out[name] = float(value)
+        return out
+
+
+_BASE_BOUNDS = ((-5.0, 3.0), (-5.0, 30.0), (-5.0, 30.0), (0.0, 2.0), (0.0, 2.0))
+_BASE_GRID = ((-1.0, 0.5), (0.0, 5.0, 10.0), (0.0, 5.0, 10.0), (0.0, 0.5), (0.0, 0.5))
+LAWS = {
+    "chinchilla": Law("chinchilla", ("E", "A", "B", "alpha", "beta"), _BASE_BOUNDS, _BASE_GRID),
+    "shape": Law(
+        "shape",
+        ("E", "A", "B", "alpha", "beta", "epsilon", "gamma"),
+        (*_BASE_BOUNDS, (-15.0, 3.0), (-3.0, 3.0)),
+        (*_BASE_GRID, (-6.0, -2.0), (-0.5, 0.5)),
+    ),
+    "codesign": Law(
+        "codesign",
+        ("E", "A", "B", "alpha", "beta", "epsilon", "gamma", "kappa", "phi", "mu"),
+        (*_BASE_BOUNDS, (-15.0, 3.0), (-3.0, 3.0), (-2.0, 2.0), (-2.0, 2.0), (0.0, 1.5)),
+        (*_BASE_GRID, (-6.0, -2.0), (-0.5, 0.5), (0.0,), (0.0,), (0.0, 0.5)),
+    ),
+}
+
+
+def law(name: str) -> Law:
+    if name not in LAWS:
+        raise InputError("law", f"unknown law {name!r} (one of {', '.join(LAWS)})")
+    return LAWS[name]
+
+
+def huber(r: np.ndarray, delta: float = HUBER_DELTA) -> np.ndarray:
+    a = np.abs(r)
+    return np.where(a <= delta, 0.5 * r**2, delta * (a - 0.5 * delta))
+
+
+def _objective(form: Law, runs: Runs) -> Any:
+    n, d, target, f = runs.n_params, runs.n_tokens, np.log(runs.loss), form.features(runs)
+
+    def objective(x: np.ndarray) -> float:
+        return float(np.sum(huber(form.log_loss(x, n, d, f) - target)))  # sum: the mean stops L-BFGS early
+
+    return objective
+
+
+def _minimise(form: Law, runs: Runs, starts: list[np.ndarray]) -> np.ndarray:
+    objective = _objective(form, runs)
+    best_x, best = starts[0], np.inf
+    for x0 in starts:
+        r = optimize.minimize(objective, x0, method="L-BFGS-B", bounds=form.bounds, options={"maxiter": 2000})
+        if r.fun < best:
+            best_x, best = r.x, r.fun
+    return np.asarray(best_x)
+
+
+@dataclass(frozen=True)
+class LawFit:
+    law: str
+    x: np.ndarray  # raw parameter vector (log scales)
+    params: dict[str, float]
+    intervals: dict[str, tuple[float, float]]  # 95 % bootstrap percentile intervals
+    fit_metrics: dict[str, float]
+    heldout_metrics: dict[str, float] | None
+    n_fit: int
+    n_heldout: int
+
+    def predict(self, runs: Runs) -> np.ndarray:
+        form = law(self.law)
+        return np.exp(form.log_loss(self.x, runs.n_params, runs.n_tokens, form.features(runs)))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "law": self.law,
+            "x": self.x.tolist(),
+            "params": self.params,
+            "intervals": {k: list(v) for k, v in self.intervals.items()},
+            "fit": self.fit_metrics,
+            "heldout": self.heldout_metrics,
+            "n_fit": self.n_fit,
+            "n_heldout": self.n_heldout,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LawFit:
+        return cls(
+            data["law"],
+            np.asarray(data["x"], dtype=float),
+            dict(data["params"]),
+            {k: (float(v[0]), float(v[1])) for k, v in data["intervals"].items()},
+            dict(data["fit"]),
+            data.get("heldout"),
+            int(data["n_fit"]),
+            int(data["n_heldout"]),
+        )
+
+
+def quality(predicted: np.ndarray, observed: np.ndarray) -> dict[str, float]:
+    """R² and RMSE of the loss itself (not its log), and the worst absolute error."""
+    residual = predicted - observed
+    total = float(np.sum((observed - observed.mean()) ** 2))
+    return {
+        "r2": 1 - float(np.sum(residual**2)) / total if total > 0 else float("nan"),
+        "rmse": float(np.sqrt(np.mean(residual**2))),
+        "max_abs": float(np.max(np.abs(residual))),
+        "n": len(observed),
+    }
+
+
+def fit_law(name: str, runs: Runs, heldout: Runs | None = None, bootstrap: int = 200, seed: int = 0) -> LawFit:
+    """Fit one form on `runs` (grid of starts), bootstrap its parameters, score fit and held-out runs."""
+    form = law(name)
+    if len(runs) < len(form.params) + 1:
+        raise InputError(
+            "runs", f"the {name} law has {len(form.params)} parameters: fit it on at least {len(form.params) + 1} runs"
+        )
+    starts = [np.array(s, dtype=float) for s in itertools.product(*form.grid)]
+    x = _minimise(form, runs, starts)
+    rng = np.random.default_rng(seed)
+    samples = []
+    for _ in range(bootstrap):
+        pick = rng.integers(0, len(runs), len(runs))
+        if len(np.unique(pick)) < len(form.params):
+            continue
+        samples.append(form.named(_minimise(form, runs.take(pick), [x])))
+    intervals = (
+        {
+            p: (float(np.percentile([s[p] for s in samples], 2.5)), float(np.percentile([s[p] for s in samples], 97.5)))
+            for p in form.params
+        }
+        if samples
+        else {}
+    )
+    fitted = LawFit(name, x, form.named(x), intervals, {}, None, len(runs), len(heldout) if heldout else 0)
+    fit_q = quality(fitted.predict(runs), runs.loss)
+    held_q = quality(fitted.predict(heldout), heldout.loss) if heldout is not None and len(heldout) else None
+    return LawFit(name, x, fitted.params, intervals, fit_q, held_q, len(runs), len(heldout) if heldout else 0)
+
+
+def split(runs: Runs, heldout_fraction: float, seed: int = 0) -> tuple[Runs, Runs]:
+    """A seeded random split into fitting and held-out runs."""
+    if not 0 <= heldout_fraction < 1:
+        raise InputError("heldout", f"a fraction in [0, 1), got {heldout_fraction}")
+    order = np.random.default_rng(seed).permutation(len(runs))
+    k = int(round(heldout_fraction * len(runs)))
+    return runs.take(np.sort(order[k:])), runs.take(np.sort(order[:k]))

@@ -1,0 +1,293 @@
+"""Calibration: the fit recovers a known device from its own measurements, is robust, cross-validates by
+architecture, is stored in versions, and is used by predict / sweep / profile."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import architectures
+from hypothesis import given
+from test_cli import run, run_json
+from test_space_sweep import SMALL
+
+from cobench.architecture import Architecture, param_counts
+from cobench.calibration import (
+    BACKEND_COUNTING,
+    KERNEL_CLASS,
+    Calibration,
+    Profiled,
+    build_table,
+    calibrate,
+    error_metrics,
+    interval,
+    log_errors,
+)
+from cobench.devices import get_device
+from cobench.kernels import KernelResult, KernelSpec, cost
+from cobench.operators import OP_CLASSES
+from cobench.roofline import PHASES, RooflineParams, op_seconds, peak_flops, predict
+from cobench.store import Store
+from cobench.workload import Workload
+
+CPU = get_device("cpu")
+ORT = BACKEND_COUNTING["ort"]
+TRUE = RooflineParams(
+    compute_efficiency={"matmul": 0.4, "attention": 0.2, "elementwise": 0.5, "gather": 1.0, "kv": 1.0},
+    memory_efficiency={"matmul": 0.6, "attention": 0.5, "elementwise": 0.3, "gather": 0.7, "kv": 0.25},
+    op_overhead_s={"matmul": 3e-6, "attention": 2e-6, "elementwise": 5e-6, "gather": 2e-6, "kv": 2e-6},
+    step_overhead_s={"prefill": 30e-6, "decode": 50e-6},
+    source="truth",
+)
+KERNEL_CALL_S = 15e-6
+
+
+def _archs(n: int, seed: int) -> list[Architecture]:
+    rng = np.random.default_rng(seed)
+    found = []
+    for i in range(n):
+        heads = int(rng.choice([4, 6, 8]))
+        kv = int(rng.choice([h for h in (1, 2, heads) if heads % h == 0]))
+        moe = i % 5 == 4
+        found.append(
+            Architecture(
+                name=f"synthetic-{seed}-{i}",
+                vocab_size=int(rng.choice([4096, 8192, 32000])),
+                d_model=heads * int(rng.choice([32, 48, 64])),
+                n_layers=int(rng.integers(1, 9)),
+                n_heads=heads,
+                n_kv_heads=kv,
+                d_ff=int(rng.choice([256, 512, 1024])),
+                n_experts=8 if moe else 0,
+                top_k=2 if moe else 0,
+                max_seq_len=4096,
+            )
+        )
+    return found
+
+
+def _measure(a: Architecture, prompt: int, rng: np.random.Generator, noise: float) -> Profiled:
+    """What a device with TRUE parameters would measure, with log-normal noise."""
+    w = Workload(1, prompt, 16, "fp32")
+
+    def jitter() -> float:
+        return float(np.exp(rng.normal(0, noise)))
+
+    p = predict(a, CPU, w, TRUE, ORT)
+    decode = {
+        c: float(predict(a, CPU, Workload(1, c, 1, "fp32"), TRUE, ORT).tpot_s[0]) * jitter()
+        for c in (prompt, prompt + 14)
+    }
+    return Profiled(a, w, float(p.ttft_s[0]) * jitter(), float(p.tpot_s[0]) * jitter(), decode, a.name)
+
+
+def _kernels(rng: np.random.Generator, noise: float) -> list[KernelResult]:
+    shapes = (
+        [("gemm", {"m": m, "n": n, "k": k}) for m in (1, 64, 512) for n, k in ((256, 256), (1024, 512), (4096, 1024))]
+        + [("attention", {"batch": 1, "heads": 8, "q": q, "kv": 1024, "head_dim": 64}) for q in (1, 256, 1024)]
+        + [("rmsnorm", {"rows": r, "cols": 512}) for r in (1, 64, 1024)]
+        + [("copy", {"elements": 1 << e}) for e in (12, 18, 24)]
+    )
+    found = []
+    for kind, shape in shapes:
+        spec = KernelSpec("synthetic", kind, shape, "fp32")
+        flops, nbytes = cost(kind, shape, 4)
+        c = KERNEL_CLASS.get(kind, "elementwise")
+        _, _, t = op_seconds(
+            flops,
+            nbytes,
+            peak_flops(c, CPU, Workload(precision="fp32")),
+            CPU.bandwidth_bytes_s,
+            TRUE.compute_efficiency[c],
+            TRUE.memory_efficiency[c],
+            TRUE.op_overhead_s[c],
+        )
+        found.append(
+            KernelResult(spec, flops, nbytes, float(t + KERNEL_CALL_S) * float(np.exp(rng.normal(0, noise))), {}, True)
+        )
+    return found
+
+
+@given(architectures())
+def test_flattened_table_prices_exactly_like_the_roofline(a: Architecture) -> None:
+    w = Workload(1, 64, 4, "fp32")
+    m = _measure(a, 64, np.random.default_rng(0), 0.0)
+    table = build_table([m], [], CPU, ORT)
+    got = table.predict(TRUE, KERNEL_CALL_S)
+    assert got[0] == pytest.approx(float(predict(a, CPU, w, TRUE, ORT).ttft_s[0]), rel=1e-9)
+    for i, c in enumerate(m.decode_s, start=1):
+        expected = float(predict(a, CPU, Workload(1, c, 1, "fp32"), TRUE, ORT).tpot_s[0])
+        assert got[i] == pytest.approx(expected, rel=1e-9)
+
+
+def test_fit_recovers_a_known_device_and_predicts_unseen_architectures() -> None:
+    rng = np.random.default_rng(1)
+    train = [_measure(a, 512, rng, 0.01) for a in _archs(8, seed=1)]
+    unseen = [_measure(a, p, rng, 0.0) for a, p in zip(_archs(10, seed=2), [512, 2048] * 5, strict=True)]
+    c = calibrate(train, _kernels(rng, 0.01), CPU, "ort", "fp32", curve=False)
+    for metric, errs in log_errors(unseen, CPU, c.params, c.counting).items():
+        m = error_metrics(errs)
+        assert m["max_ape"] < 5, (metric, m)
+    raw = c.report["errors"]["ttft"]["raw"]["mape"]
+    assert raw > 30  # the raw roofline is far off this device; the calibrated one is not
+    assert c.report["errors"]["ttft"]["cross_validated"]["mape"] < 5
+
+
+def test_one_wild_measurement_does_not_drag_the_fit() -> None:
+    rng = np.random.default_rng(3)
+    train = [_measure(a, 512, rng, 0.005) for a in _archs(8, seed=3)]
+    train[0] = replace(train[0], ttft_s=train[0].ttft_s * 3)  # e.g. a throttled run
+    unseen = [_measure(a, 512, rng, 0.0) for a in _archs(6, seed=4)]
+    c = calibrate(train, _kernels(rng, 0.005), CPU, "ort", "fp32", curve=False)
+    assert error_metrics(log_errors(unseen, CPU, c.params, c.counting)["ttft"])["max_ape"] < 5
+
+
+def test_few_shot_learning_curve_and_interval() -> None:
+    rng = np.random.default_rng(5)
+    train = [_measure(a, 512, rng, 0.02) for a in _archs(5, seed=5)]
+    c = calibrate(train, _kernels(rng, 0.02), CPU, "ort", "fp32")
+    curve = c.report["learning_curve"]
+    assert [r["models"] for r in curve] == [0, 1, 2, 3, 4]  # 0 = kernels alone
+    assert curve[-1]["ttft_mape"] < curve[0]["ttft_mape"]
+    for metric in ("ttft", "tpot"):
+        iv = c.intervals[metric]
+        assert iv is not None and iv["low"] < 1 < iv["high"] and iv["n"] == 5
+
+
+def test_interval_covers_about_its_level() -> None:
+    rng = np.random.default_rng(0)
+    hits = []
+    for _ in range(400):
+        errs = rng.normal(0.02, 0.05, size=9)  # out-of-fold log errors of a fit
+        iv = interval(errs[:8])
+        assert iv is not None
+        measured_over_predicted = np.exp(-errs[8])
+        hits.append(iv["low"] <= measured_over_predicted <= iv["high"])
+    assert 0.85 <= np.mean(hits) <= 0.95
+    assert interval(np.array([0.1])) is None
+
+
+def test_too_few_models_is_an_input_error() -> None:
+    one = [_measure(_archs(1, 7)[0], 256, np.random.default_rng(0), 0.0)]
+    with pytest.raises(Exception, match="profiles: calibration needs at least 2"):
+        calibrate(one, [], CPU, "ort", "fp32")
+
+
+def test_calibration_json_round_trip() -> None:
+    rng = np.random.default_rng(9)
+    c = calibrate([_measure(a, 256, rng, 0.01) for a in _archs(3, 9)], [], CPU, "ort", "fp32", curve=False)
+    back = Calibration.from_json(json.loads(json.dumps(c.to_json())))
+    assert back == c
+    with pytest.raises(Exception, match="schema"):
+        Calibration.from_json({"schema": 99})
+
+
+def _store_profiles(path: Path, archs: list[Architecture], seed: int) -> None:
+    """Profiles in the store as `cobench profile` writes them (values from the synthetic device)."""
+    rng = np.random.default_rng(seed)
+    with Store(path) as db:
+        device_id = db.put_device(CPU.name, CPU.mode, {"name": CPU.name})
+        for a in archs:
+            m = _measure(a, 256, rng, 0.01)
+            counts = param_counts(a)
+            db.put_profile(
+                {
+                    "key": f"k-{a.name}",
+                    "arch_id": db.put_architecture(a.to_dict(), counts.total, counts.active),
+                    "arch_name": a.name,
+                    "device_id": device_id,
+                    "backend": "ort",
+                    "precision": "fp32",
+                    "workload": m.workload.to_dict() | {"contexts": list(m.decode_s)},
+                    "predicted": {},
+                    "seconds": 1.0,
+                    "status": "ok",
+                    "summary": {"ttft_s": m.ttft_s, "tpot_s": m.tpot_s, "decode_s": m.decode_s},
+                    "ttft_s": m.ttft_s,
+                    "tpot_s": m.tpot_s,
+                },
+                None,
+            )
+
+
+def test_calibrate_cli_versions_and_is_used_by_predict_and_sweep(tmp_path: Path) -> None:
+    store = tmp_path / "cal.db"
+    _store_profiles(store, _archs(6, seed=11), seed=11)
+    arch = tmp_path / "probe.yaml"
+    arch.write_text(json.dumps({"architecture": _archs(1, seed=12)[0].to_dict()}))
+    before = run_json(
+        "predict", "--no-ops", "-a", str(arch), "-d", "cpu", "--precision", "fp32", "--store", str(store)
+    )[0]
+    assert before["calibration"] is None and before["ttft_interval_s"] is None
+
+    first = run_json("calibrate", "--store", str(store), "-o", str(tmp_path / "cal"), "--no-curve")
+    second = run_json("calibrate", "--store", str(store), "-o", str(tmp_path / "cal"), "--no-curve", "--folds", "3")
+    assert (first["version"], second["version"]) == (1, 2)
+    assert Path(second["file"]).name == "cpu-ort-fp32-v2.json" and all(Path(f).exists() for f in second["figures"])
+    assert second["report"]["errors"]["ttft"]["cross_validated"]["mape"] < 5
+
+    after = run_json("predict", "--no-ops", "-a", str(arch), "-d", "cpu", "--precision", "fp32", "--store", str(store))[
+        0
+    ]
+    assert after["calibration"] == "cpu ort fp32 v2"
+    low, high = after["ttft_interval_s"]
+    assert low < after["ttft_s"] < high
+    truth = float(predict(_archs(1, seed=12)[0], CPU, Workload(precision="fp32"), TRUE, ORT).ttft_s[0])
+    assert after["ttft_s"] == pytest.approx(truth, rel=0.05)
+
+    opted_out = run_json(
+        "predict",
+        "--no-ops",
+        "-a",
+        str(arch),
+        "-d",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--store",
+        str(store),
+        "--uncalibrated",
+    )[0]
+    assert opted_out["ttft_s"] == before["ttft_s"]
+    from_file = run_json(
+        "predict",
+        "--no-ops",
+        "-a",
+        str(arch),
+        "-d",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--calibration",
+        first["file"],
+        "--no-store",
+    )[0]
+    assert from_file["calibration"] == "cpu ort fp32 v1"
+
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(SMALL))
+    sweep = run_json("sweep", "--space", str(space), "-d", "cpu", "--store", str(store), "--precision", "fp32")
+    assert sweep["calibration"] == "cpu ort fp32 v2" and sweep["intervals"]["ttft"]["low"] < 1
+
+
+def test_calibrate_cli_bad_input_names_the_field(tmp_path: Path) -> None:
+    store = tmp_path / "cal.db"
+    r = run("calibrate", "--store", str(store), code=2)
+    assert "profiles:" in r.stderr and r.stderr.count("\n") == 1
+    _store_profiles(store, _archs(3, seed=13), seed=13)
+    assert "arch:" in run("calibrate", "--store", str(store), "-a", "nope", code=2).stderr
+    assert "backend:" in run("calibrate", "--store", str(store), "--backend", "tvm", code=2).stderr
+    assert "folds:" in run("calibrate", "--store", str(store), "--folds", "1", code=2).stderr
+    with Store(store) as db:
+        assert db.calibrations() == []  # nothing half-written
+
+
+def test_every_op_class_and_phase_is_a_fitted_parameter() -> None:
+    rng = np.random.default_rng(0)
+    c = calibrate([_measure(a, 256, rng, 0.01) for a in _archs(3, 0)], [], CPU, "ort", "fp32", curve=False)
+    assert set(c.params.compute_efficiency) == set(OP_CLASSES) == set(c.params.op_overhead_s)
+    assert set(c.params.step_overhead_s) == set(PHASES)
