@@ -82,18 +82,35 @@ class Law:
 
     def log_loss(self, x: np.ndarray, n: np.ndarray, d: np.ndarray, f: Mapping[str, np.ndarray]) -> np.ndarray:
         """log L for raw parameter vector x (log E, log A, log B, α, β, then the form's extras)."""
+        return self.log_loss_and_grad(x, n, d, f)[0]
+
+    def log_loss_and_grad(
+        self, x: np.ndarray, n: np.ndarray, d: np.ndarray, f: Mapping[str, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """log L and its Jacobian (runs × parameters), analytically: L-BFGS needs exact gradients to
+        converge on the tiny Huber objective, and finite differences would cost a pass per parameter."""
         log_e, log_a, log_b, alpha, beta = x[:5]
         log_n = np.log(n)
         if self.name == "codesign":
             kappa, phi, mu = x[7:10]
-            log_n = log_n + kappa * np.log(f["q"]) + phi * np.log(f["ffn"]) - mu * np.log(f["rho"])
-        base = np.logaddexp.reduce(
-            np.stack(np.broadcast_arrays(log_e, log_a - alpha * log_n, log_b - beta * np.log(d))), axis=0
-        )
+            logs = (np.log(f["q"]), np.log(f["ffn"]), -np.log(f["rho"]))
+            log_n = log_n + kappa * logs[0] + phi * logs[1] + mu * logs[2]
+        terms = np.stack(np.broadcast_arrays(log_e, log_a - alpha * log_n, log_b - beta * np.log(d)))
+        value = np.logaddexp.reduce(terms, axis=0)
+        w = np.exp(terms - value)  # each term's share of L
+        jac = np.zeros((len(value), len(x)))
+        jac[:, 0], jac[:, 1], jac[:, 2] = w[0], w[1], w[2]
+        jac[:, 3], jac[:, 4] = -w[1] * log_n, -w[2] * np.log(d)
         if self.name == "chinchilla":
-            return base
+            return value, jac
         log_eps, gamma = x[5:7]
-        return base + np.log1p(np.exp(log_eps + gamma * np.log(f["R"])))
+        s = log_eps + gamma * np.log(f["R"])
+        share = 1 / (1 + np.exp(-s))  # d log1p(e^s) / ds
+        jac[:, 5], jac[:, 6] = share, share * np.log(f["R"])
+        if self.name == "codesign":
+            for j, g in enumerate(logs):
+                jac[:, 7 + j] = -alpha * w[1] * g
+        return value + np.logaddexp(0, s), jac
 
     def named(self, x: np.ndarray) -> dict[str, float]:
         """Parameters by their published names (E, A, B, ε in natural units)."""
@@ -139,20 +156,35 @@ def huber(r: np.ndarray, delta: float = HUBER_DELTA) -> np.ndarray:
 def _objective(form: Law, runs: Runs) -> Any:
     n, d, target, f = runs.n_params, runs.n_tokens, np.log(runs.loss), form.features(runs)
 
-    def objective(x: np.ndarray) -> float:
-        return float(np.sum(huber(form.log_loss(x, n, d, f) - target)))  # sum: the mean stops L-BFGS early
+    def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
+        value, jac = form.log_loss_and_grad(x, n, d, f)
+        r = value - target
+        # the sum, not the mean, of the Huber terms: the mean's tiny gradients stop L-BFGS early
+        return float(np.sum(huber(r))), jac.T @ np.clip(r, -HUBER_DELTA, HUBER_DELTA)
 
     return objective
 
 
-def _minimise(form: Law, runs: Runs, starts: list[np.ndarray]) -> np.ndarray:
+def _minimise(form: Law, runs: Runs, starts: list[np.ndarray], keep: int = 3) -> np.ndarray:
+    """L-BFGS-B from every start briefly, then to convergence from the `keep` best."""
     objective = _objective(form, runs)
-    best_x, best = starts[0], np.inf
-    for x0 in starts:
-        r = optimize.minimize(objective, x0, method="L-BFGS-B", bounds=form.bounds, options={"maxiter": 2000})
-        if r.fun < best:
-            best_x, best = r.x, r.fun
-    return np.asarray(best_x)
+
+    def run(x0: np.ndarray, iterations: int) -> Any:
+        options = {"maxiter": iterations, "ftol": 1e-15, "gtol": 1e-12}
+        return optimize.minimize(objective, x0, jac=True, method="L-BFGS-B", bounds=form.bounds, options=options)
+
+    coarse = sorted((run(x0, 60) for x0 in starts), key=lambda r: r.fun) if len(starts) > keep else []
+    polished = [run(r.x, 5000) for r in coarse[:keep]] if coarse else [run(x0, 5000) for x0 in starts]
+    return np.asarray(min(polished, key=lambda r: r.fun).x)
+
+
+def _starts(form: Law, runs: Runs) -> list[np.ndarray]:
+    """The Chinchilla grid, then the form's extra parameters from their grid around the best base fit."""
+    base = [np.array(s, dtype=float) for s in itertools.product(*_BASE_GRID)]
+    if form.name == "chinchilla":
+        return base
+    x = _minimise(LAWS["chinchilla"], runs, base)
+    return [np.r_[x, extra] for extra in itertools.product(*form.grid[5:])]
 
 
 @dataclass(frozen=True)
@@ -215,8 +247,7 @@ def fit_law(name: str, runs: Runs, heldout: Runs | None = None, bootstrap: int =
         raise InputError(
             "runs", f"the {name} law has {len(form.params)} parameters: fit it on at least {len(form.params) + 1} runs"
         )
-    starts = [np.array(s, dtype=float) for s in itertools.product(*form.grid)]
-    x = _minimise(form, runs, starts)
+    x = _minimise(form, runs, _starts(form, runs))
     rng = np.random.default_rng(seed)
     samples = []
     for _ in range(bootstrap):

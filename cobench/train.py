@@ -190,7 +190,7 @@ def train(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
-        train_loss = float(loss)  # synchronises: the step is done
+        train_loss = float(loss.detach())  # synchronises: the step is done
         train_seconds += time.perf_counter() - t0
         done = step + 1
         val = None

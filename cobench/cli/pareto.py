@@ -42,7 +42,7 @@ TokensOpt = Annotated[
         "--tokens", help="Training tokens for every candidate [default 20 per parameter, Chinchilla-optimal]."
     ),
 ]
-MetricOpt = Annotated[str, typer.Option("--metric", help="Latency to trade against: e2e, ttft or tpot.")] = "e2e"
+MetricOpt = Annotated[str, typer.Option("--metric", help="Latency to trade against: e2e, ttft or tpot.")]
 PrecisionsOpt = Annotated[
     list[str] | None,
     typer.Option("--precision", help="Precision(s) as a design axis (repeatable) [default: the space's]."),

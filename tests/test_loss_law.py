@@ -1,0 +1,128 @@
+"""Loss laws recover the parameters of runs generated from them; Pareto frontier invariants; CSV errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from test_cli import run, run_json
+
+from cobench.loss_law import LAWS, Runs, fit_law, quality, split
+from cobench.pareto import frontier, select
+
+TRUTH = {
+    "chinchilla": {"E": 1.8, "A": 400.0, "B": 2000.0, "alpha": 0.34, "beta": 0.37},
+    "shape": {"E": 1.8, "A": 400.0, "B": 2000.0, "alpha": 0.34, "beta": 0.37, "epsilon": 0.02, "gamma": 0.5},
+    "codesign": {
+        "E": 1.8,
+        "A": 400.0,
+        "B": 2000.0,
+        "alpha": 0.34,
+        "beta": 0.37,
+        "epsilon": 0.02,
+        "gamma": 0.5,
+        "kappa": 0.1,
+        "phi": 0.2,
+        "mu": 0.5,
+    },
+}
+
+
+def synthetic(name: str, n: int, noise: float, seed: int) -> Runs:
+    """Runs spanning size, data and shape, with losses from the law itself times log-normal noise."""
+    rng = np.random.default_rng(seed)
+    layers = rng.integers(2, 33, n).astype(float)
+    d_model = 64 * rng.integers(2, 33, n).astype(float)
+    heads = d_model / 64
+    kv = np.maximum(1, heads / rng.choice([1, 2, 4], n))
+    experts = rng.choice([0, 0, 8, 16], n).astype(float)
+    top_k = np.where(experts > 0, 2, 0).astype(float)
+    d_ff = d_model * rng.choice([2.0, 8 / 3, 4.0], n)
+    n_params = 12 * layers * d_model**2 * rng.uniform(0.8, 1.2, n)
+    tokens = n_params * rng.uniform(2, 60, n)
+    arch = {"d_model": d_model, "n_layers": layers, "n_heads": heads, "n_kv_heads": kv, "d_ff": d_ff}
+    arch |= {"n_experts": experts, "top_k": top_k}
+    runs = Runs(n_params, tokens, np.ones(n), arch)
+    law = LAWS[name]
+    x = np.array([np.log(v) if p in ("E", "A", "B", "epsilon") else v for p, v in TRUTH[name].items()])
+    loss = np.exp(law.log_loss(x, n_params, tokens, law.features(runs))) * np.exp(rng.normal(0, noise, n))
+    return Runs(n_params, tokens, loss, arch)
+
+
+@pytest.mark.parametrize("name", ["chinchilla", "shape", "codesign"])
+def test_fit_recovers_the_law_it_was_generated_from(name: str) -> None:
+    runs = synthetic(name, 80, noise=0.002, seed=1)
+    fit_runs, held = split(runs, 0.25, seed=0)
+    f = fit_law(name, fit_runs, held, bootstrap=40, seed=0)
+    for p, true in TRUTH[name].items():
+        low, high = f.intervals[p]
+        assert low <= true <= high, (p, true, f.intervals[p], f.params[p])
+    assert f.heldout_metrics is not None and f.heldout_metrics["r2"] > 0.98
+
+
+def test_quality_is_r2_and_rmse_of_the_loss() -> None:
+    observed = np.array([3.0, 3.5, 4.0])
+    q = quality(observed + np.array([0.1, -0.1, 0.0]), observed)
+    assert q["rmse"] == pytest.approx(np.sqrt(0.02 / 3))
+    assert q["r2"] == pytest.approx(1 - 0.02 / 0.5)
+
+
+def test_too_few_runs_for_the_law_is_an_error() -> None:
+    runs = synthetic("chinchilla", 5, 0.01, 2)
+    with pytest.raises(Exception, match="runs: the chinchilla law has 5 parameters"):
+        fit_law("chinchilla", runs)
+
+
+points = st.lists(st.tuples(st.integers(1, 20), st.integers(1, 20)), min_size=1, max_size=60)
+
+
+@given(points)
+def test_frontier_points_are_not_dominated_and_dominate_the_rest(pts: list[tuple[int, int]]) -> None:
+    lat = np.array([p[0] for p in pts], dtype=float)
+    loss = np.array([p[1] for p in pts], dtype=float)
+    mask = frontier(lat, loss)
+
+    def dominates(i: int, j: int) -> bool:
+        return lat[i] <= lat[j] and loss[i] <= loss[j] and (lat[i] < lat[j] or loss[i] < loss[j])
+
+    n = len(pts)
+    for j in range(n):
+        dominated = any(dominates(i, j) for i in range(n))
+        assert mask[j] == (not dominated)
+        if not mask[j]:
+            assert any(mask[i] and dominates(i, j) for i in range(n))
+
+
+def test_select_spreads_over_the_near_frontier_and_avoids_what_is_known() -> None:
+    rng = np.random.default_rng(0)
+    lat = rng.uniform(1, 100, 500)
+    loss = 3 + 1 / lat + rng.uniform(0, 0.5, 500)
+    feats = np.c_[np.log(lat), rng.normal(size=500)]
+    picks = select(lat, loss, np.ones(500, dtype=bool), feats, np.zeros((0, 2)), 5)
+    assert len(set(picks.tolist())) == 5
+    front = frontier(lat, loss)
+    near = loss[picks] <= np.interp(lat[picks], np.sort(lat[front]), loss[front][np.argsort(lat[front])]) * 1.01 + 1e-9
+    assert near.all()
+    assert np.ptp(np.log(lat[picks])) > 1.5  # spread along the frontier, not bunched
+
+
+def test_fit_cli_on_csv_and_its_errors(tmp_path: Path) -> None:
+    runs = synthetic("chinchilla", 30, 0.003, 3)
+    csv = tmp_path / "runs.csv"
+    rows = zip(runs.n_params, runs.n_tokens, runs.loss, strict=True)
+    lines = ["n_params,n_tokens,loss"] + [f"{n},{d},{y}" for n, d, y in rows]
+    csv.write_text("\n".join(lines) + "\n")
+    result = run_json("fit", "--csv", str(csv), "--bootstrap", "20", "--plot", str(tmp_path / "law"))
+    assert set(result["params"]) == {"E", "A", "B", "alpha", "beta"}
+    assert set(result["intervals"]) == set(result["params"]) and result["heldout"]["r2"] > 0.9
+    assert (tmp_path / "law.png").exists()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("n_params,loss\n1e6,3.0\n")
+    assert "csv.n_tokens" in run("fit", "--csv", str(bad), code=2).stderr
+    bad.write_text("n_params,n_tokens,loss\n1e6,abc,3.0\n")
+    assert "csv line 2.n_tokens: not a number" in run("fit", "--csv", str(bad), code=2).stderr
+    assert "law:" in run("fit", "--csv", str(csv), "--law", "kaplan", code=2).stderr
+    assert "runs:" in run("fit", code=2).stderr  # empty store

@@ -1,0 +1,80 @@
+"""Training runs: deterministic default corpus, resume reproduces the uninterrupted loss curve, CLI queue."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from test_cli import run, run_json
+
+from cobench.architecture import Architecture
+from cobench.corpus import load_corpus
+from cobench.train import TrainConfig, train
+
+TINY = Architecture(
+    name="tiny-train", vocab_size=256, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=64, max_seq_len=64
+)
+TEXT = ("The quick brown fox jumps over the lazy dog. " * 40 + "Pack my box with five dozen liquor jugs. " * 40) * 4
+
+
+def test_default_corpus_is_deterministic_and_offline() -> None:
+    a, b = load_corpus(budget=200_000), load_corpus(budget=200_000)
+    assert a.sha256 == b.sha256 and a.vocab_size == 256
+    assert len(a.train) + len(a.val) == 200_000 and len(a.val) > 0
+    assert a.bytes_per_token == 1.0 and "python-stdlib" in a.source
+
+
+def test_resumed_run_gives_the_same_loss_curve(tmp_path: Path) -> None:
+    data = tmp_path / "text.txt"
+    data.write_text(TEXT)
+    corpus = load_corpus(data)
+    cfg = TrainConfig(tokens=12 * 4 * 32, seq_len=32, batch=4, eval_every=4, ckpt_every=4, eval_batches=2)
+    whole = train(TINY, corpus, cfg, tmp_path / "a" / "ckpt.pt")
+    first = train(TINY, corpus, cfg, tmp_path / "b" / "ckpt.pt", stop_after=6)  # "crash" after step 6
+    assert first.steps == 4  # what survived: the checkpoint at step 4
+    resumed = train(TINY, corpus, cfg, tmp_path / "b" / "ckpt.pt")
+    assert resumed.resumed_from == 4 and resumed.steps == whole.steps == 12
+    for a, b in zip(whole.curve, resumed.curve, strict=True):
+        assert a["step"] == b["step"]
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-6)
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6)
+    assert whole.final_loss == pytest.approx(np.mean([c["val_loss"] for c in whole.curve[-3:]]))
+    assert whole.curve[-1]["val_loss"] < whole.curve[0]["val_loss"] + 0.5  # it trains, it does not diverge
+
+
+def test_schedule_warms_up_then_decays_to_the_floor() -> None:
+    cfg = TrainConfig(tokens=100 * 16 * 128, warmup_steps=10)
+    lrs = [cfg.lr_at(s) for s in range(cfg.steps)]
+    assert lrs[0] == pytest.approx(cfg.lr / 10) and max(lrs) == pytest.approx(cfg.lr)
+    assert lrs[-1] == pytest.approx(cfg.lr * cfg.min_lr_ratio, rel=0.01)
+    assert all(b <= a + 1e-12 for a, b in zip(lrs[10:], lrs[11:], strict=False))
+
+
+def test_train_cli_queue_skips_finished_runs(tmp_path: Path) -> None:
+    data = tmp_path / "text.txt"
+    data.write_text(TEXT)
+    queue = tmp_path / "queue.yaml"
+    queue.write_text(yaml.safe_dump({"jobs": [{"architecture": TINY.to_dict(), "tokens": 4 * 4 * 32}]}))
+    flags = [
+        "--data",
+        str(data),
+        "--seq-len",
+        "32",
+        "--batch",
+        "4",
+        "--eval-every",
+        "2",
+        "--checkpoint-dir",
+        str(tmp_path / "ck"),
+    ]
+    first = run_json("train", "--queue", str(queue), *flags)
+    assert first[0]["status"] == "done" and first[0]["steps"] == 4 and first[0]["final_loss"] > 0
+    again = run("train", "--queue", str(queue), *flags)
+    assert "done before, skipped" in again.stderr
+    assert "tokens:" in run("train", "-a", "tiny-gqa-4l", code=2).stderr
+    assert "queue:" in run("train", "--queue", str(tmp_path / "missing.yaml"), code=2).stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"jobs": [{"tokens": 5}]}))
+    assert "queue.jobs[0]" in run("train", "--queue", str(bad), code=2).stderr
