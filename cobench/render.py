@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 out = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)  # messages quote user text: no markup
 
 SI = ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
 
@@ -66,7 +67,7 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]], right: s
     for i, c in enumerate(columns):
         t.add_column(c, justify="right" if right and i in right else "left")
     for r in rows:
-        t.add_row(*[str(x) for x in r])
+        t.add_row(*[x if isinstance(x, Text) else Text(str(x)) for x in r])  # cells are data, never markup
     return t
 
 

@@ -66,3 +66,22 @@ def load_architecture(spec: str) -> Architecture:
     if spec not in known:
         raise InputError("arch", f"unknown preset {spec!r} and no such file (presets: {', '.join(sorted(known))})")
     return known[spec].arch
+
+
+def read_queue(path: Path) -> list[tuple[Architecture, int | None]]:
+    """A queue file: `jobs: [{arch: SPEC | architecture: {...}, tokens: N}, ...]` (what `select` writes)."""
+    data = read_mapping(path, "queue")
+    jobs = data.get("jobs")
+    if not isinstance(jobs, list) or not jobs:
+        raise InputError("queue.jobs", f"{path} needs a non-empty list `jobs`")
+    found = []
+    for i, job in enumerate(jobs):
+        where = f"queue.jobs[{i}]"
+        if not isinstance(job, dict) or ("arch" in job) == ("architecture" in job):
+            raise InputError(where, "each job has exactly one of `arch: SPEC` or `architecture: {...}`")
+        arch = load_architecture(job["arch"]) if "arch" in job else Architecture.from_dict(job["architecture"], where)
+        tokens = job.get("tokens")
+        if tokens is not None and (isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1):
+            raise InputError(f"{where}.tokens", f"a positive integer, got {tokens!r}")
+        found.append((arch, tokens))
+    return found

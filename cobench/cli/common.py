@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+from rich.text import Text
 
 from cobench import __version__
 from cobench.devices import DeviceSpec
@@ -87,7 +88,7 @@ def handles_errors(fn: F) -> F:
         except CobenchError as e:
             if STATE["debug"]:
                 raise
-            err.print(f"[red]error:[/red] {e}", markup=True)
+            err.print(Text.assemble(("error:", "red"), f" {e}"))
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             err.print("interrupted: everything committed so far is kept; run the same command again to resume")

@@ -6,6 +6,7 @@ from dataclasses import asdict, replace
 from typing import Annotated, Any
 
 import typer
+from rich.text import Text
 
 from cobench.architecture import Architecture, param_counts
 from cobench.calibration import LatencyModel
@@ -177,7 +178,7 @@ def _print_predictions(records: list[dict[str, Any]], w: Workload) -> None:
                     r["prefill_bound"],
                     r["decode_bound"],
                     si(r["peak_memory_bytes"], "B"),
-                    "yes" if r["fits"] else "[red]NO[/red]",
+                    "yes" if r["fits"] else Text("NO", "red"),
                 ]
                 for r in records
             ],

@@ -28,7 +28,7 @@ from cobench.cli.common import (
 from cobench.devices import get_device
 from cobench.errors import InputError
 from cobench.render import emit_json, err, ms, out, si, table
-from cobench.spec import load_architecture
+from cobench.spec import load_architecture, read_queue
 from cobench.workload import Workload
 
 CacheOpt = Annotated[
@@ -107,6 +107,9 @@ def profile_cmd(
     from_sweep: Annotated[
         str | None, typer.Option("--from-sweep", help="Profile the top candidates of a stored sweep.")
     ] = None,
+    queue: Annotated[
+        Path | None, typer.Option("--queue", help="Profile the architectures of a queue file (`cobench select`).")
+    ] = None,
     top: Annotated[int, typer.Option("--top", "-k", help="With --from-sweep: how many candidates.")] = 5,
     sort: Annotated[
         str, typer.Option("--sort", help="With --from-sweep: ranking column ('-' = descending).")
@@ -183,11 +186,12 @@ def profile_cmd(
         raise InputError("telemetry", f"one of auto, jetson, nvml, cpu, off; got {telemetry!r}")
     with open_store(store) as db:
         archs = [load_architecture(s) for s in arch or []]
+        archs += [a for a, _ in read_queue(queue)] if queue else []
         if from_sweep:
             sweep_id = db.sweep(from_sweep)["id"]
             archs += [_sweep_arch(c, from_sweep) for c in db.candidates(sweep_id, sort, top)]
         if not archs:
-            raise InputError("arch", "give --arch SPEC (repeatable) or --from-sweep ID")
+            raise InputError("arch", "give --arch SPEC (repeatable), --from-sweep ID or --queue FILE")
         outcomes: list[tuple[str, Outcome]] = []
         described: dict[str, None] = {}
         for b in backend or ["ort"]:
