@@ -27,7 +27,7 @@ else
   EXTRAS := cpu,dev
 endif
 
-.PHONY: install demo test bench bench-accuracy lint clean
+.PHONY: install demo test bench bench-accuracy bench-scaling lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
@@ -68,6 +68,11 @@ bench: install
 # resumes after an interruption; rm benchmarks/out/accuracy.db to start afresh).
 bench-accuracy: install
 	cd benchmarks && ../$(PY) accuracy.py
+
+# Short CPU training runs (benchmarks/scaling/queue.yaml) and the three loss laws fitted on most of them,
+# scored on the rest (~20 min on 2 cores; resumable).
+bench-scaling: install
+	cd benchmarks && ../$(PY) scaling.py
 
 lint: install
 	$(VENV)/bin/ruff check cobench tests benchmarks

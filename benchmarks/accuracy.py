@@ -126,7 +126,9 @@ def main() -> int:
         (m := error_metrics(errs["calibrated"][metric]))["mape"] <= TARGET_MAPE and m["within_10"] >= TARGET_WITHIN_10
         for metric in ("ttft", "tpot")
     )
-    print(f"target (held-out MAPE ≤ {TARGET_MAPE:g} %, ≥ {TARGET_WITHIN_10:.0%} within ±10 %): {'PASS' if ok else 'FAIL'}")
+    print(
+        f"target (held-out MAPE ≤ {TARGET_MAPE:g} %, ≥ {TARGET_WITHIN_10:.0%} within ±10 %): {'PASS' if ok else 'FAIL'}"
+    )
     return 0 if ok else 1
 
 
@@ -156,7 +158,8 @@ def render(
         "",
         "Held-out architectures (calibrated prediction with its 90 % interval; errors = predicted/measured − 1):",
         "",
-        "| arch | P | TTFT meas | TTFT pred [90 % PI] | err | raw err | TPOT meas | TPOT pred [90 % PI] | err | raw err |",
+        "| arch | P | TTFT meas | TTFT pred [90 % PI] | err | raw err "
+        "| TPOT meas | TPOT pred [90 % PI] | err | raw err |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     cal, raw = errs["calibrated"], errs["raw roofline"]

@@ -7,6 +7,7 @@ import sys
 import harness_honesty
 import kernel_ceilings
 import sweep_throughput
+import train_throughput
 
 if __name__ == "__main__":
     results = []
@@ -14,6 +15,7 @@ if __name__ == "__main__":
         ("sweep throughput", sweep_throughput),
         ("harness honesty", harness_honesty),
         ("kernel ceilings", kernel_ceilings),
+        ("training throughput", train_throughput),
     ):
         print(f"== {name} ==", flush=True)
         results.append((name, bench.main()))
