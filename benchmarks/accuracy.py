@@ -48,8 +48,8 @@ def cobench(*args: str, capture: bool = False) -> str:
     return done.stdout if capture else ""
 
 
-def architecture_files(out: Path) -> tuple[dict[str, list[str]], dict[str, int], int]:
-    """Write every inline architecture to a YAML file; return SPECs by role, prompt per name, default prompt."""
+def architecture_files(out: Path) -> tuple[dict[str, list[str]], dict[str, list[int]]]:
+    """Write every inline architecture to a YAML file; return SPECs by role and the prompts of each name."""
     data = yaml.safe_load(SET.read_text())
     known = presets()
     folder = out / "archs"
@@ -67,8 +67,8 @@ def architecture_files(out: Path) -> tuple[dict[str, list[str]], dict[str, int],
                 path.write_text(yaml.safe_dump({"architecture": e["architecture"]}))
                 spec = str(path)
             specs[role].append(spec)
-            prompts[name] = int(e.get("prompt", data["workload"]["prompt"]))
-    return specs, prompts, int(data["workload"]["prompt"])
+            prompts[name] = [int(p) for p in e.get("prompts", [e.get("prompt", data["workload"]["prompt"])])]
+    return specs, prompts
 
 
 def main() -> int:
@@ -79,14 +79,19 @@ def main() -> int:
     args.store.parent.mkdir(parents=True, exist_ok=True)
     store = str(args.store)
     t0 = time.perf_counter()
-    specs, prompts, default_prompt = architecture_files(args.out)
+    specs, prompts = architecture_files(args.out)
 
     cobench("kernels", "run", "--backend", "ort", "--precision", "fp32", "--store", store)
     names = {spec: Path(spec).stem for role in specs.values() for spec in role}
-    for prompt in sorted(set(prompts.values())):
-        group = [s for role in specs.values() for s in role if prompts[names[s]] == prompt]
-        flags = [f for s in group for f in ("-a", s)]
-        cobench("profile", *flags, "--prompt", str(prompt), *PROFILE_FLAGS, "--store", store)
+
+    def profile_all(roles: tuple[str, ...], into: str) -> None:
+        for prompt in sorted({p for ps in prompts.values() for p in ps}):
+            group = [s for r in roles for s in specs[r] if prompt in prompts[names[s]]]
+            if group:
+                flags = [f for s in group for f in ("-a", s)]
+                cobench("profile", *flags, "--prompt", str(prompt), *PROFILE_FLAGS, "--store", into)
+
+    profile_all(("train", "held_out"), store)
     train = [names[s] for s in specs["train"]]
     held_out = [names[s] for s in specs["held_out"]]
     assert not set(train) & set(held_out) and len(train) <= 10 and len(held_out) >= 15
@@ -104,13 +109,13 @@ def main() -> int:
     with Store(args.store) as db:
         rows = [r for r in db.profiles() if r["status"] == "ok" and r["backend"] == "ort" and r["precision"] == "fp32"]
         kernels = [from_row(r) for r in db.kernels("cpu") if r["backend"] == "ort" and r["precision"] == "fp32"]
-    by_name = {r["arch_name"]: r for r in rows if prompts.get(r["arch_name"]) == r["workload"]["prompt"]}
-    missing = [n for n in train + held_out if n not in by_name]
+    chosen = [r for r in rows if r["workload"]["prompt"] in prompts.get(r["arch_name"], [])]
+    missing = [n for n in train + held_out if not any(r["arch_name"] == n for r in chosen)]
     if missing:
         print(f"FAIL: no successful profile of {', '.join(missing)}")
         return 1
-    test = profiled_from_rows([by_name[n] for n in held_out])
-    fitted = profiled_from_rows([by_name[n] for n in train])
+    test = profiled_from_rows([r for n in held_out for r in chosen if r["arch_name"] == n])
+    fitted = profiled_from_rows([r for r in chosen if r["arch_name"] in train])
     counting = calibration.counting
     errs = {
         "raw roofline": log_errors(test, device, RooflineParams.ideal(), counting),
@@ -118,7 +123,18 @@ def main() -> int:
         "calibrated": log_errors(test, device, calibration.params, counting),
     }
     curve = learning_curve(fitted, kernels, device, counting, evaluate_on=test)
-    report = render(calibration, test, errs, curve, len(kernels), time.perf_counter() - t0)
+    # measurement repeatability: the held-out set profiled again in a second run (its own store)
+    repeat_store = args.store.with_name(args.store.stem + "-repeat.db")
+    profile_all(("held_out",), str(repeat_store))
+    with Store(repeat_store) as db:
+        again = {r["arch_name"]: r for r in db.profiles() if r["status"] == "ok"}
+    repeat = {
+        metric: np.array(
+            [np.log(again[p.arch.name]["summary"][f"{metric}_s"] / getattr(p, f"{metric}_s")) for p in test]
+        )
+        for metric in ("ttft", "tpot")
+    }
+    report = render(calibration, test, errs, curve, len(kernels), time.perf_counter() - t0, repeat)
     print(report)
     (args.out / "report.md").write_text(report)
     print(f"wrote {args.out / 'report.md'}")
@@ -139,6 +155,7 @@ def render(
     curve: list[dict],
     n_kernels: int,
     seconds: float,
+    repeat: dict[str, np.ndarray],
 ) -> str:
     lines = [
         f"Calibration {c.label}: {len(c.report['models'])} training architectures + {n_kernels} ORT kernels; "
@@ -154,6 +171,12 @@ def render(
                 f"| {label} | {metric.upper()} | {m['mape']:.1f} % | {m['median_ape']:.1f} % | {m['max_ape']:.1f} % "
                 f"| {m['within_5']:.0%} | {m['within_10']:.0%} | {m['bias']:+.1f} % |"
             )
+    for metric in ("ttft", "tpot"):
+        m = error_metrics(repeat[metric])
+        lines.append(
+            f"| repeatability: 2nd run vs 1st | {metric.upper()} | {m['mape']:.1f} % | {m['median_ape']:.1f} % | "
+            f"{m['max_ape']:.1f} % | {m['within_5']:.0%} | {m['within_10']:.0%} | {m['bias']:+.1f} % |"
+        )
     lines += [
         "",
         "Held-out architectures (calibrated prediction with its 90 % interval; errors = predicted/measured − 1):",

@@ -49,9 +49,9 @@ FEW_MODELS = 5
 # return past ++ new (the KV cache is copied every step); ORT's CPU kernels materialise the full
 # (unmasked-skipping) score matrix; torch's SDPA and TensorRT's fused attention do not.
 BACKEND_COUNTING = {
-    "ort": Counting(causal=False, fused_attention=False, kv_update="concat", kv_expand=True),
-    "torch": Counting(kv_update="concat", kv_expand=True),
-    "trt": Counting(causal=False, kv_update="concat", kv_expand=True),
+    "ort": Counting(causal=False, fused_attention=False, kv_update="concat", kv_expand=True, moe_loop=True),
+    "torch": Counting(kv_update="concat", kv_expand=True, moe_loop=True),
+    "trt": Counting(causal=False, kv_update="concat", kv_expand=True, moe_loop=True),
 }
 N_CLASSES = len(OP_CLASSES)
 STEPS = (*PHASES, "kernel")  # index of the step/call overhead an observation pays
@@ -79,6 +79,7 @@ class Table:
     flops: np.ndarray  # (M,) per occurrence
     bytes: np.ndarray
     peak: np.ndarray  # (M,) FLOP/s ceiling of the row's class and precision
+    launches: np.ndarray  # (M,) kernel launches per occurrence
     step: np.ndarray  # (N,) index into STEPS
     measured_s: np.ndarray  # (N,)
     fit_weight: np.ndarray  # (N,) weight of the observation's log residual
@@ -88,30 +89,32 @@ class Table:
         eta_c = np.array([params.compute_efficiency[c] for c in OP_CLASSES])[self.op_class]
         eta_m = np.array([params.memory_efficiency[c] for c in OP_CLASSES])[self.op_class]
         over = np.array([params.op_overhead_s[c] for c in OP_CLASSES])[self.op_class]
-        _, _, t = op_seconds(self.flops, self.bytes, self.peak, self.bandwidth, eta_c, eta_m, over)
+        half = np.array([params.intensity_half[c] for c in OP_CLASSES])[self.op_class]
+        _, _, t = op_seconds(self.flops, self.bytes, self.peak, self.bandwidth, eta_c, eta_m, over, half, self.launches)
         steps = np.array([params.step_overhead_s["prefill"], params.step_overhead_s["decode"], kernel_call_s])
         return np.bincount(self.obs, self.weight * t, minlength=len(self.step)) + steps[self.step]
 
 
 def _rows(ops: Sequence[Any], device: DeviceSpec, w: Workload) -> tuple[list[np.ndarray], ...]:
     """Flatten one call's operators; decode ops over S sampled contexts are averaged (weight count/S)."""
-    cls, weight, flops, nbytes, peak = [], [], [], [], []
+    cls, weight, flops, nbytes, peak, launches = [], [], [], [], [], []
     for op in ops:
-        shape = np.broadcast(op.count, op.flops, op.bytes).shape
+        shape = np.broadcast(op.count, op.flops, op.bytes, op.launches).shape
         n = int(np.prod(shape)) if shape else 1
         cls.append(np.full(n, OP_CLASSES.index(op.op_class)))
         weight.append(np.broadcast_to(op.count, shape).ravel() / n)
         flops.append(np.broadcast_to(op.flops, shape).ravel().astype(float))
         nbytes.append(np.broadcast_to(op.bytes, shape).ravel().astype(float))
         peak.append(np.full(n, peak_flops(op.op_class, device, w)))
-    return cls, weight, flops, nbytes, peak
+        launches.append(np.broadcast_to(op.launches, shape).ravel().astype(float))
+    return cls, weight, flops, nbytes, peak, launches
 
 
 def build_table(
     profiled: Sequence[Profiled], kernels: Sequence[KernelResult], device: DeviceSpec, counting: Counting
 ) -> Table:
     """Observations: each model's prefill and each measured decode step, then each kernel."""
-    columns: list[list[np.ndarray]] = [[], [], [], [], [], []]  # obs, class, weight, flops, bytes, peak
+    columns: list[list[np.ndarray]] = [[], [], [], [], [], [], []]  # obs, class, weight, flops, bytes, peak, launches
     step, measured, group_weight = [], [], []
 
     def add(ops: Sequence[Any], w: Workload, which: str, seconds: float, fit_weight: float) -> None:
@@ -146,6 +149,7 @@ def build_table(
         flops=cat[3],
         bytes=cat[4],
         peak=cat[5],
+        launches=cat[6],
         step=np.array(step),
         measured_s=np.array(measured),
         fit_weight=np.array(group_weight),
@@ -175,8 +179,22 @@ def profiled_from_rows(rows: Sequence[dict[str, Any]]) -> list[Profiled]:
 
 # --- parameters <-> vector (log space) ------------------------------------------------------------------
 
-PRIOR_SIGMA = {"eta": np.log(10.0), "overhead": np.log(100.0)}
 DEFAULT_STEP_S = 10e-6  # prior centre of step and kernel-call overheads (cobench's default is none)
+DEFAULT_INTENSITY_HALF = 1.0  # prior centre: FLOP/B, i.e. no intensity dependence at GEMM intensities
+# The vector's blocks, in order: (name, length, lower bound, upper bound, prior σ), all in log space.
+BLOCKS = (
+    ("compute_efficiency", N_CLASSES, np.log(1e-4), np.log(50.0), np.log(10.0)),
+    ("memory_efficiency", N_CLASSES, np.log(1e-4), np.log(50.0), np.log(10.0)),
+    ("op_overhead_s", N_CLASSES, np.log(1e-9), np.log(10.0), np.log(100.0)),
+    ("intensity_half", N_CLASSES, np.log(1e-3), np.log(1e4), np.log(1000.0)),
+    ("step_overhead_s", len(PHASES), np.log(1e-9), np.log(10.0), np.log(100.0)),
+    ("kernel_call_s", 1, np.log(1e-9), np.log(10.0), np.log(100.0)),
+)
+
+
+def _block(column: int) -> np.ndarray:
+    """One column of BLOCKS (2 lower, 3 upper, 4 σ) laid out like the parameter vector."""
+    return np.concatenate([np.full(b[1], b[column]) for b in BLOCKS])
 
 
 def to_vector(params: RooflineParams, kernel_call_s: float) -> np.ndarray:
@@ -187,6 +205,7 @@ def to_vector(params: RooflineParams, kernel_call_s: float) -> np.ndarray:
                 [params.compute_efficiency[c] for c in OP_CLASSES],
                 [params.memory_efficiency[c] for c in OP_CLASSES],
                 [max(params.op_overhead_s[c], floor) for c in OP_CLASSES],
+                [max(params.intensity_half[c], 1e-3) for c in OP_CLASSES],
                 [max(params.step_overhead_s[p], floor) for p in PHASES],
                 [max(kernel_call_s, floor)],
             ]
@@ -201,19 +220,20 @@ def from_vector(x: np.ndarray, source: str) -> tuple[RooflineParams, float]:
         compute_efficiency=dict(zip(OP_CLASSES, v[:n].tolist(), strict=True)),
         memory_efficiency=dict(zip(OP_CLASSES, v[n : 2 * n].tolist(), strict=True)),
         op_overhead_s=dict(zip(OP_CLASSES, v[2 * n : 3 * n].tolist(), strict=True)),
-        step_overhead_s=dict(zip(PHASES, v[3 * n : 3 * n + 2].tolist(), strict=True)),
+        intensity_half=dict(zip(OP_CLASSES, v[3 * n : 4 * n].tolist(), strict=True)),
+        step_overhead_s=dict(zip(PHASES, v[4 * n : 4 * n + 2].tolist(), strict=True)),
         source=source,
     )
     return params, float(v[-1])
 
 
 def _prior(device: DeviceSpec) -> tuple[np.ndarray, np.ndarray]:
-    base = RooflineParams.for_device(device)
-    centre = to_vector(replace(base, step_overhead_s=dict.fromkeys(PHASES, DEFAULT_STEP_S)), DEFAULT_STEP_S)
-    sigma = np.concatenate(
-        [np.full(2 * N_CLASSES, PRIOR_SIGMA["eta"]), np.full(N_CLASSES + 3, PRIOR_SIGMA["overhead"])]
+    base = replace(
+        RooflineParams.for_device(device),
+        step_overhead_s=dict.fromkeys(PHASES, DEFAULT_STEP_S),
+        intensity_half=dict.fromkeys(OP_CLASSES, DEFAULT_INTENSITY_HALF),
     )
-    return centre, sigma
+    return to_vector(base, DEFAULT_STEP_S), _block(4)
 
 
 @dataclass(frozen=True)
@@ -235,11 +255,10 @@ def fit(table: Table, device: DeviceSpec, source: str) -> Fit:
         data = sqrt_w * (np.log(table.predict(params, call)) - log_measured)
         return np.concatenate([data, (x - centre) / sigma * ROBUST_SCALE])
 
-    n = N_CLASSES
-    lower = np.concatenate([np.full(2 * n, np.log(1e-4)), np.full(n + 3, np.log(1e-9))])
-    upper = np.concatenate([np.full(2 * n, np.log(50.0)), np.full(n + 3, np.log(10.0))])
+    lower, upper = _block(2), _block(3)
+    slower = np.where(np.arange(len(centre)) < 2 * N_CLASSES, np.log(0.3), 0.0)  # second start: η × 0.3
     best = None
-    for start in (centre, centre + np.concatenate([np.full(2 * n, np.log(0.3)), np.zeros(n + 3)])):
+    for start in (centre, centre + slower):
         r = optimize.least_squares(
             residuals,
             np.clip(start, lower + 1e-9, upper - 1e-9),
@@ -422,6 +441,7 @@ class Calibration:
                 dict(p["op_overhead_s"]),
                 dict(p["step_overhead_s"]),
                 p["source"],
+                dict(p.get("intensity_half") or dict.fromkeys(OP_CLASSES, 0.0)),  # absent before v0.4
             )
             return cls(
                 data["device"],

@@ -17,13 +17,15 @@ Counting conventions (the FLOP-counter test and the exported graphs follow the s
   (the eager module's repeat_interleave, hence the exported graphs), writing and reading the wide copy.
 - MoE: each token runs top_k experts; the weights read are those of the expected number of distinct
   experts that n routed tokens touch, E·(1 − (1 − k/E)^n) — k for batch-1 decode, up to E in prefill.
+  With `moe_loop` (the eager module and its exported graphs) every expert's kernels are launched each
+  forward, even for experts no token chose: E launches per expert op.
 
 Every array broadcasts: architecture columns may be (N, 1) and `past` (1, S), giving (N, S) ops.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -44,6 +46,7 @@ class Op:
     weight_bytes: Any
     act_bytes: Any
     kv_bytes: Any = 0
+    launches: Any = 1  # kernel launches per occurrence (a looped MoE runs every expert's kernels)
 
     @property
     def bytes(self) -> Any:
@@ -61,6 +64,7 @@ class Counting:
     # returns past ++ new as a fresh tensor, so the whole cache is read and written again (cobench's
     # exported ONNX graphs and the eager torch module do this)
     kv_expand: bool = False  # K/V repeated to n_heads before attention (cobench's graphs), not shared
+    moe_loop: bool = False  # experts run one after another, each its own kernels (cobench's graphs), not grouped
 
 
 def linear(
@@ -115,6 +119,7 @@ def forward_ops(
     # K/V bytes per cached position that attention reads: compact, or (expanded) compact read + wide write + wide read
     grouped = (a.n_kv_heads < a.n_heads) & counting.kv_expand
     attended_width = np.where(grouped, kv_width + 2 * q_width, kv_width)
+    expert_launches = np.maximum(a.n_experts, 1) if counting.moe_loop else 1
     return [
         Op("embed", "gather", 1, 0, np.minimum(n, a.vocab_size) * d * wb, n * d * ab),
         Op("attn_norm", "elementwise", layers, 4 * n * d, norm * ab, 2 * n * d * ab),
@@ -138,9 +143,18 @@ def forward_ops(
         linear("ffn_up", n * (dense_w > 0), d, gated_in * dense_w, a.mlp_bias, layers, wb, ab, copies=dense_w > 0),
         elementwise("ffn_act", gated_in * n * dense_w, n * dense_w, 5, layers, ab),
         linear("ffn_down", n * (dense_w > 0), dense_w, d, a.mlp_bias, layers, wb, ab, copies=dense_w > 0),
-        linear("experts_up", routed, d, gated_in * a.d_ff_expert, a.mlp_bias, layers, wb, ab, copies=touched),
-        elementwise("experts_act", gated_in * routed * a.d_ff_expert, routed * a.d_ff_expert, 5, layers, ab),
-        linear("experts_down", routed, a.d_ff_expert, d, a.mlp_bias, layers, wb, ab, copies=touched),
+        replace(
+            linear("experts_up", routed, d, gated_in * a.d_ff_expert, a.mlp_bias, layers, wb, ab, copies=touched),
+            launches=expert_launches,
+        ),
+        replace(
+            elementwise("experts_act", gated_in * routed * a.d_ff_expert, routed * a.d_ff_expert, 5, layers, ab),
+            launches=expert_launches,
+        ),
+        replace(
+            linear("experts_down", routed, a.d_ff_expert, d, a.mlp_bias, layers, wb, ab, copies=touched),
+            launches=expert_launches,
+        ),
         Op("final_norm", "elementwise", 1, 4 * logit_rows * d, norm * ab, 2 * logit_rows * d * ab),
         linear("lm_head", logit_rows, d, a.vocab_size, 0, 1, wb, ab),
     ]

@@ -222,6 +222,12 @@ def profile(
         status = store.profile_status(key)
         if status == "ok" or (status == "failed" and not settings.retry_failed):
             outcomes[i] = _stored(store, key, arch, precision, pred)
+        elif w.context > arch.max_seq_len:
+            reason = (
+                f"refused: prompt + generated tokens ({w.context}) exceed the architecture's "
+                f"max_seq_len {arch.max_seq_len}"
+            )
+            outcomes[i] = Outcome(key, arch.name, precision, "refused", reason, None, pred)
         elif not pred["fits"]:
             reason = (
                 f"refused: predicted footprint {pred['peak_memory_bytes'] / 1e9:.2f} GB exceeds the usable "

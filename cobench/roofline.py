@@ -57,6 +57,9 @@ class RooflineParams:
     )
     step_overhead_s: Mapping[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
     source: str = "cobench defaults"
+    # arithmetic intensity (FLOP/B) at which a class reaches half its compute efficiency: small,
+    # low-intensity GEMMs run below the large ones' η (0: no such dependence)
+    intensity_half: Mapping[str, float] = field(default_factory=lambda: dict.fromkeys(OP_CLASSES, 0.0))
 
     @classmethod
     def ideal(cls) -> RooflineParams:
@@ -108,14 +111,28 @@ def peak_flops(op_class: str, device: DeviceSpec, w: Workload) -> float:
 
 
 def op_seconds(
-    flops: Any, nbytes: Any, peak: Any, bandwidth: Any, eta_compute: Any, eta_memory: Any, overhead_s: Any
+    flops: Any,
+    nbytes: Any,
+    peak: Any,
+    bandwidth: Any,
+    eta_compute: Any,
+    eta_memory: Any,
+    overhead_s: Any,
+    intensity_half: Any = 0.0,
+    launches: Any = 1,
 ) -> tuple[Any, Any, Any]:
-    """(compute term, memory term, time) of one occurrence: the slower term plus the launch overhead of an
-    operator that does anything. The one pricing formula: prediction and calibration both call it."""
-    compute = flops / (eta_compute * peak)
+    """(compute term, memory term, time) of one occurrence: the slower term plus the launch overheads of
+    an operator that does anything. The compute efficiency saturates with arithmetic intensity I:
+    η·I/(I + I½). The one pricing formula: prediction and calibration both call it."""
+    flops, nbytes = np.asarray(flops, dtype=np.float64), np.asarray(nbytes, dtype=np.float64)
+    intensity = np.divide(flops, nbytes, out=np.full(np.broadcast(flops, nbytes).shape, np.inf), where=nbytes > 0)
+    saturation = np.divide(
+        intensity, intensity + intensity_half, out=np.ones_like(intensity), where=np.isfinite(intensity)
+    )
+    compute = np.divide(flops, eta_compute * peak * saturation, out=np.zeros_like(intensity), where=flops > 0)
     memory = nbytes / (eta_memory * bandwidth)
-    present = (np.asarray(flops) > 0) | (np.asarray(nbytes) > 0)
-    return compute, memory, np.maximum(compute, memory) + overhead_s * present
+    present = (flops > 0) | (nbytes > 0)
+    return compute, memory, np.maximum(compute, memory) + overhead_s * launches * present
 
 
 def time_ops(ops: list[Op], device: DeviceSpec, w: Workload, params: RooflineParams) -> list[OpTime]:
@@ -130,6 +147,8 @@ def time_ops(ops: list[Op], device: DeviceSpec, w: Workload, params: RooflinePar
             params.compute_efficiency[c],
             params.memory_efficiency[c],
             params.op_overhead_s[c],
+            params.intensity_half[c],
+            op.launches,
         )
         timed.append(OpTime(op, *terms))
     return timed
