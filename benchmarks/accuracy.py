@@ -158,7 +158,8 @@ def render(
     repeat: dict[str, np.ndarray],
 ) -> str:
     lines = [
-        f"Calibration {c.label}: {len(c.report['models'])} training architectures + {n_kernels} ORT kernels; "
+        f"Calibration {c.label}: {len({m['arch'] for m in c.report['models']})} training architectures "
+        f"({len(c.report['models'])} profiles) + {n_kernels} ORT kernels; "
         f"{len(test)} held-out architectures ({seconds / 60:.1f} min in all).",
         "",
         "| model | metric | MAPE | median abs | max abs | within ±5 % | within ±10 % | mean signed |",

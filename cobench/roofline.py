@@ -127,7 +127,10 @@ def op_seconds(
     flops, nbytes = np.asarray(flops, dtype=np.float64), np.asarray(nbytes, dtype=np.float64)
     intensity = np.divide(flops, nbytes, out=np.full(np.broadcast(flops, nbytes).shape, np.inf), where=nbytes > 0)
     saturation = np.divide(
-        intensity, intensity + intensity_half, out=np.ones_like(intensity), where=np.isfinite(intensity)
+        intensity,
+        intensity + intensity_half,
+        out=np.ones_like(intensity),
+        where=np.isfinite(intensity) & (intensity > 0),
     )
     compute = np.divide(flops, eta_compute * peak * saturation, out=np.zeros_like(intensity), where=flops > 0)
     memory = nbytes / (eta_memory * bandwidth)

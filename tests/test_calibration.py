@@ -219,9 +219,11 @@ def test_calibrate_cli_versions_and_is_used_by_predict_and_sweep(tmp_path: Path)
     _store_profiles(store, _archs(6, seed=11), seed=11)
     arch = tmp_path / "probe.yaml"
     arch.write_text(json.dumps({"architecture": _archs(1, seed=12)[0].to_dict()}))
-    before = run_json(
-        "predict", "--no-ops", "-a", str(arch), "-d", "cpu", "--precision", "fp32", "--store", str(store)
-    )[0]
+
+    def probe(*flags: str) -> dict:
+        return run_json("predict", "--no-ops", "-a", str(arch), "-d", "cpu", "--precision", "fp32", *flags)[0]
+
+    before = probe("--store", str(store))
     assert before["calibration"] is None and before["ttft_interval_s"] is None
 
     first = run_json("calibrate", "--store", str(store), "-o", str(tmp_path / "cal"), "--no-curve")
@@ -230,43 +232,14 @@ def test_calibrate_cli_versions_and_is_used_by_predict_and_sweep(tmp_path: Path)
     assert Path(second["file"]).name == "cpu-ort-fp32-v2.json" and all(Path(f).exists() for f in second["figures"])
     assert second["report"]["errors"]["ttft"]["cross_validated"]["mape"] < 5
 
-    after = run_json("predict", "--no-ops", "-a", str(arch), "-d", "cpu", "--precision", "fp32", "--store", str(store))[
-        0
-    ]
+    after = probe("--store", str(store))
     assert after["calibration"] == "cpu ort fp32 v2"
     low, high = after["ttft_interval_s"]
     assert low < after["ttft_s"] < high
     truth = float(predict(_archs(1, seed=12)[0], CPU, Workload(precision="fp32"), TRUE, ORT).ttft_s[0])
     assert after["ttft_s"] == pytest.approx(truth, rel=0.05)
-
-    opted_out = run_json(
-        "predict",
-        "--no-ops",
-        "-a",
-        str(arch),
-        "-d",
-        "cpu",
-        "--precision",
-        "fp32",
-        "--store",
-        str(store),
-        "--uncalibrated",
-    )[0]
-    assert opted_out["ttft_s"] == before["ttft_s"]
-    from_file = run_json(
-        "predict",
-        "--no-ops",
-        "-a",
-        str(arch),
-        "-d",
-        "cpu",
-        "--precision",
-        "fp32",
-        "--calibration",
-        first["file"],
-        "--no-store",
-    )[0]
-    assert from_file["calibration"] == "cpu ort fp32 v1"
+    assert probe("--store", str(store), "--uncalibrated")["ttft_s"] == before["ttft_s"]
+    assert probe("--calibration", first["file"], "--no-store")["calibration"] == "cpu ort fp32 v1"
 
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump(SMALL))

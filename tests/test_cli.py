@@ -56,7 +56,8 @@ def test_predict_json_and_store(tmp_path: Path) -> None:
     store = tmp_path / "p.db"
     p = run_json("predict", "-a", "qwen2.5-0.5b", "-d", "jetson-orin-nx-16gb", "--store", str(store))
     assert p["ttft_s"] > 0 and p["tpot_s"] > 0 and p["e2e_s"] == pytest.approx(p["ttft_s"] + 15 * p["tpot_s"])
-    assert p["decode_bound"] == "memory" and p["fits"] is True and p["calibration"].startswith("uncalibrated")
+    assert p["decode_bound"] == "memory" and p["fits"] is True and p["calibration"] is None
+    assert p["model"].startswith("uncalibrated") and p["ttft_interval_s"] is None
     assert {o["phase"] for o in p["operators"]} == {"prefill", "decode"}
     many = run_json(
         "predict",

@@ -99,3 +99,82 @@ def test_cli_kernels_run_and_roofline(tmp_path: Path) -> None:
         assert Path(figure).stat().st_size > 1000
     empty = runner.invoke(app, ["kernels", "roofline", "-d", "h100-sxm", "--store", store])
     assert empty.exit_code == 2 and "no kernel results for h100-sxm" in empty.stderr
+
+
+ORT_SHAPES = {
+    "gemm": {"m": 8, "n": 16, "k": 32},
+    "attention": {"batch": 1, "heads": 2, "q": 4, "kv": 6, "head_dim": 8},
+    "rmsnorm": {"rows": 3, "cols": 16},
+    "softmax": {"rows": 3, "cols": 16},
+    "silu_mul": {"rows": 3, "cols": 16},
+    "add": {"rows": 3, "cols": 16},
+    "gather": {"vocab": 50, "dim": 8, "rows": 5},
+    "copy": {"elements": 64},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(ORT_SHAPES))
+def test_ort_kernels_compute_what_they_claim(kind: str) -> None:
+    """Each one-operator ONNX graph computes its operation (checked against numpy on its bound buffers)."""
+    import numpy as np
+
+    from cobench.kernels_ort import ort_calls
+
+    _, make = ort_calls(KernelSpec("t", kind, ORT_SHAPES[kind], "fp32"))
+    feeds, results = make(0)()
+    y = results["y"]
+    f = {k: v.astype(np.float64) if v.dtype != np.int64 else v for k, v in feeds.items()}
+    if kind == "gemm":
+        want = f["a"] @ f["b"]
+    elif kind == "attention":
+        s = f["q"] @ f["kt"] / np.sqrt(8)
+        p = np.exp(s - s.max(-1, keepdims=True))
+        want = (p / p.sum(-1, keepdims=True)) @ f["v"]
+    elif kind == "rmsnorm":
+        want = f["x"] / np.sqrt((f["x"] ** 2).mean(-1, keepdims=True) + 1e-6) * f["w"]
+    elif kind == "softmax":
+        e = np.exp(f["x"] - f["x"].max(-1, keepdims=True))
+        want = e / e.sum(-1, keepdims=True)
+    elif kind == "silu_mul":
+        want = f["a"] / (1 + np.exp(-f["a"])) * f["b"]
+    elif kind == "add":
+        want = f["a"] + f["b"]
+    elif kind == "gather":
+        want = f["table"][f["idx"]]
+    else:
+        want = f["x"]
+    np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-5)
+
+
+def test_ort_backend_rejects_what_it_cannot_run() -> None:
+    from cobench.kernels_ort import ort_calls
+
+    with pytest.raises(InputError, match="kind"):
+        ort_calls(KernelSpec("t", "triad", {"elements": 8}, "fp32"))
+    with pytest.raises(InputError, match="precision"):
+        ort_calls(KernelSpec("t", "gemm", {"m": 2, "n": 2, "k": 2}, "bf16"))
+
+
+def test_from_space_derives_the_shapes_candidates_use(tmp_path: Path) -> None:
+    space = tmp_path / "s.yaml"
+    space.write_text(
+        yaml.safe_dump(
+            {
+                "name": "one",
+                "fixed": {"vocab_size": 1000, "n_kv_heads": 2, "d_ff": 192},
+                "grid": {"d_model": [64, 128], "n_layers": [2], "n_heads": [4]},
+                "workload": {"prompt": 32, "generate": 4, "precision": "fp32"},
+            }
+        )
+    )
+    from cobench.kernels import space_kernels
+    from cobench.space import load_space
+
+    specs = space_kernels(load_space(space), per_kind=100)
+    got = {(s.kind, tuple(sorted(s.shape.items()))) for s in specs if s.suite == "space:one"}
+    assert ("gemm", (("k", 64), ("m", 32), ("n", 128))) in got  # qkv of d=64: (4 + 2·2)·16 = 128 outputs
+    assert ("gemm", (("k", 128), ("m", 1), ("n", 1000))) in got  # the LM head of a decode step
+    assert ("attention", (("batch", 1), ("head_dim", 32), ("heads", 4), ("kv", 36), ("q", 1))) in got
+    assert all(s.precision == "fp32" for s in specs)
+    chosen = load_suites(["memory"], None, space)  # eight per kind, spread over their size
+    assert max(sum(s.kind == k for s in chosen if s.suite == "space:one") for k in ORT_SHAPES) <= 8

@@ -126,3 +126,46 @@ def test_fit_cli_on_csv_and_its_errors(tmp_path: Path) -> None:
     assert "csv line 2.n_tokens: not a number" in run("fit", "--csv", str(bad), code=2).stderr
     assert "law:" in run("fit", "--csv", str(csv), "--law", "kaplan", code=2).stderr
     assert "runs:" in run("fit", code=2).stderr  # empty store
+
+
+def test_pareto_and_select_cli(tmp_path: Path) -> None:
+    import yaml
+    from test_space_sweep import SMALL
+
+    from cobench.spec import read_queue
+
+    store = str(tmp_path / "s.db")
+    runs = synthetic("chinchilla", 30, 0.003, 4)
+    csv = tmp_path / "runs.csv"
+    rows = zip(runs.n_params, runs.n_tokens, runs.loss, strict=True)
+    csv.write_text("n_params,n_tokens,loss\n" + "".join(f"{n},{d},{y}\n" for n, d, y in rows))
+    run_json("fit", "--csv", str(csv), "--bootstrap", "0", "--store", store, "--plot", str(tmp_path / "law"))
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(SMALL))
+    ref = tmp_path / "ref.yaml"
+    ref.write_text(
+        yaml.safe_dump({"architecture": {"vocab_size": 1000, "d_model": 96, "n_layers": 4, "n_heads": 3, "d_ff": 256}})
+    )
+    common = ["--space", str(space), "-d", "jetson-orin-nano-8gb", "--store", store]
+    p = run_json("pareto", *common, "--reference", str(ref), "--precision", "fp16", "--precision", "int8",
+                 "--out", str(tmp_path / "pareto"))  # fmt: skip
+    front = p["frontier"]
+    assert front and p["feasible"] <= p["candidates"]
+    assert [f["latency_s"] for f in front] == sorted(f["latency_s"] for f in front)
+    assert all(a["loss"] > b["loss"] for a, b in zip(front, front[1:], strict=False))
+    assert {f["precision"] for f in front} <= {"fp16", "int8"}
+    r = p["reference"]
+    assert r["best"]["latency_s"] <= r["latency_s"] and r["loss_change"] == pytest.approx(r["best"]["loss"] - r["loss"])
+    assert all(Path(f).exists() for f in p["figures"])
+    budget = run_json("pareto", *common, "--max-latency", str(front[len(front) // 2]["latency_s"] * 1e3),
+                      "--out", str(tmp_path / "p2"))  # fmt: skip
+    assert max(f["latency_s"] for f in budget["frontier"]) <= front[len(front) // 2]["latency_s"] * (1 + 1e-9)
+
+    queue = tmp_path / "queue.yaml"
+    picked = run_json("select", *common, "--k", "3", "--out", str(queue))
+    assert len(picked["selected"]) == 3 and len(read_queue(queue)) == 3
+    assert "max_latency_ms:" in run("pareto", *common, "--max-latency", "-1", code=2).stderr
+    assert (
+        "law:"
+        in run("pareto", "--space", str(space), "-d", "cpu", "--store", str(tmp_path / "empty.db"), code=2).stderr
+    )

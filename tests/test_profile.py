@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,8 +15,9 @@ from conftest import FIXTURES
 from typer.testing import CliRunner
 
 from cobench.architecture import Architecture
+from cobench.calibration import BACKEND_COUNTING, LatencyModel
 from cobench.cli import app
-from cobench.devices import get_device
+from cobench.devices import DeviceSpec, get_device
 from cobench.errors import MissingDependency
 from cobench.export import export
 from cobench.model import build_model
@@ -103,6 +105,11 @@ def quick_profile_flags(cache: Path, store: str) -> list[str]:
     ]  # fmt: skip
 
 
+def _defaults(device: DeviceSpec) -> Callable[[str], LatencyModel]:
+    """The uncalibrated model for every precision (what `profile` uses before a calibration exists)."""
+    return lambda _precision: LatencyModel(RooflineParams.for_device(device), BACKEND_COUNTING["ort"])
+
+
 def _settings(cache: Path, backend: str = "ort", **kw) -> ProfileSettings:  # noqa: ANN003
     return ProfileSettings(
         backend=backend,
@@ -120,7 +127,7 @@ def _settings(cache: Path, backend: str = "ort", **kw) -> ProfileSettings:  # no
 def test_profile_ort_and_torch_store_and_resume(cache: Path, tmp_path: Path) -> None:
     store = Store(tmp_path / "p.db")
     device = get_device("cpu")
-    params = RooflineParams.for_device(device)
+    params = _defaults(device)
     candidates = [(TINY, "fp32"), (replace(TINY, name="tiny-mqa", n_kv_heads=1), "int8")]
     rows = profile(candidates, device, _settings(cache), store, params)
     assert [r.status for r in rows] == ["ok", "ok"]
@@ -151,7 +158,7 @@ def test_crashing_and_hanging_candidates_are_recorded_and_the_rest_finish(cache:
         (TINY, "fp32"),
     ]
     settings = replace(_settings(cache), timeout_s=20)
-    rows = profile(candidates, device, settings, store, RooflineParams.for_device(device), worker=worker)
+    rows = profile(candidates, device, settings, store, _defaults(device), worker=worker)
     status = {r.arch: (r.status, r.reason) for r in rows}
     assert status["will-crash"][0] == "failed" and "SIGABRT" in status["will-crash"][1]
     assert "simulated native crash" in status["will-crash"][1]
@@ -163,7 +170,7 @@ def test_crashing_and_hanging_candidates_are_recorded_and_the_rest_finish(cache:
 def test_interrupt_keeps_finished_candidates(cache: Path, tmp_path: Path) -> None:
     store = Store(tmp_path / "p.db")
     device = get_device("cpu")
-    params = RooflineParams.for_device(device)
+    params = _defaults(device)
     candidates = [(TINY, "fp32"), (replace(TINY, name="tiny-mqa", n_kv_heads=1), "fp32")]
 
     def stop_after_first(outcome, done: int, total: int) -> None:  # noqa: ANN001
@@ -179,10 +186,18 @@ def test_interrupt_keeps_finished_candidates(cache: Path, tmp_path: Path) -> Non
 def test_too_large_model_is_refused_before_it_is_built(cache: Path, tmp_path: Path) -> None:
     store = Store(tmp_path / "p.db")
     device = get_device("cpu")
-    rows = profile(
-        [(presets()["mixtral-8x7b"].arch, "fp32")], device, _settings(cache), store, RooflineParams.for_device(device)
-    )
+    rows = profile([(presets()["mixtral-8x7b"].arch, "fp32")], device, _settings(cache), store, _defaults(device))
     assert rows[0].status == "refused" and "predicted footprint" in rows[0].reason and "GB" in rows[0].reason
+    assert store.profiles() == []
+
+
+def test_context_beyond_max_seq_len_is_refused_before_it_is_built(cache: Path, tmp_path: Path) -> None:
+    store = Store(tmp_path / "p.db")
+    device = get_device("cpu")
+    short = replace(TINY, name="short", max_seq_len=32)  # prompt 32 + 4 generated does not fit its RoPE table
+    worker = [sys.executable, "-c", "raise SystemExit('the worker must not run')"]
+    rows = profile([(short, "fp32")], device, _settings(cache), store, _defaults(device), worker=worker)
+    assert rows[0].status == "refused" and "max_seq_len 32" in rows[0].reason
     assert store.profiles() == []
 
 

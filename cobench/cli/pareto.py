@@ -43,6 +43,9 @@ TokensOpt = Annotated[
     ),
 ]
 MetricOpt = Annotated[str, typer.Option("--metric", help="Latency to trade against: e2e, ttft or tpot.")]
+MaxLatencyOpt = Annotated[float | None, typer.Option("--max-latency", help="Latency budget, ms.")]
+MaxMemoryOpt = Annotated[float | None, typer.Option("--max-memory", help="Memory budget, GB.")]
+MaxParamsOpt = Annotated[float | None, typer.Option("--max-params", help="Parameter budget (total).")]
 PrecisionsOpt = Annotated[
     list[str] | None,
     typer.Option("--precision", help="Precision(s) as a design axis (repeatable) [default: the space's]."),
@@ -204,9 +207,9 @@ def pareto_cmd(
     tokens: TokensOpt = None,
     metric: MetricOpt = "e2e",
     precision: PrecisionsOpt = None,
-    max_latency_ms: Annotated[float | None, typer.Option("--max-latency", help="Latency budget, ms.")] = None,
-    max_memory_gb: Annotated[float | None, typer.Option("--max-memory", help="Memory budget, GB.")] = None,
-    max_params: Annotated[float | None, typer.Option("--max-params", help="Parameter budget (total).")] = None,
+    max_latency_ms: MaxLatencyOpt = None,
+    max_memory_gb: MaxMemoryOpt = None,
+    max_params: MaxParamsOpt = None,
     max_energy: Annotated[
         float | None, typer.Option("--max-energy-per-token", help="Energy budget, J/token (TPOT × power cap).")
     ] = None,
@@ -324,9 +327,9 @@ def select_cmd(
     tokens: TokensOpt = None,
     metric: MetricOpt = "e2e",
     precision: PrecisionsOpt = None,
-    max_latency_ms: Annotated[float | None, typer.Option("--max-latency", help="Latency budget, ms.")] = None,
-    max_memory_gb: Annotated[float | None, typer.Option("--max-memory", help="Memory budget, GB.")] = None,
-    max_params: Annotated[float | None, typer.Option("--max-params", help="Parameter budget (total).")] = None,
+    max_latency_ms: MaxLatencyOpt = None,
+    max_memory_gb: MaxMemoryOpt = None,
+    max_params: MaxParamsOpt = None,
     backend: ModelBackendOpt = None,
     uncalibrated: UncalibratedOpt = False,
     out_path: Annotated[Path, typer.Option("--out", "-o", help="Queue file to write (YAML).")] = Path("out/queue.yaml"),
