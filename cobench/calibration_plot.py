@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from cobench.calibration import Calibration
 from cobench.figures import pyplot, save
@@ -37,6 +38,9 @@ def plot(c: Calibration, out: Path) -> list[Path]:
         )
         ax.set_xscale("log")
         ax.set_yscale("log")
+        for axis in (ax.xaxis, ax.yaxis):  # log axes over less than a decade label every minor tick: too many
+            axis.set_minor_formatter(NullFormatter())
+            axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.set_xlabel("measured (ms)")
         ax.set_ylabel("predicted (ms)")
         ax.grid(True, which="both", alpha=0.25)

@@ -31,7 +31,7 @@ from cobench.timing import HarnessConfig, run
 KINDS = ("gemm", "attention", "rmsnorm", "softmax", "silu_mul", "add", "gather", "copy", "triad")
 TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 ELEMENT_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
-KERNEL_BACKENDS = ("torch", "ort")
+KERNEL_BACKENDS = ("torch", "ort", "trt")
 KERNEL_HARNESS = HarnessConfig(warmup_s=0.2, min_iters=10, min_time_s=0.3, max_time_s=2.0, target_rel_ci=0.01)
 
 
@@ -290,12 +290,12 @@ def run_kernel(
     cache_bytes: int | None = None,
     backend: str = "torch",
 ) -> KernelResult:
-    """Time one kernel on torch or ORT; cold: rotate through copies of the operands totalling > 2x the
+    """Time one kernel on torch, ORT (CPU) or TensorRT; cold: rotate through copies of the operands totalling > 2x the
     last-level cache, so no call finds its operands cached."""
-    if backend == "ort":
-        from cobench.kernels_ort import ort_calls
+    if backend in ("ort", "trt"):
+        from cobench.kernels_onnx import ort_calls, trt_calls
 
-        operand_bytes, make_call = ort_calls(spec)
+        operand_bytes, make_call = (ort_calls if backend == "ort" else trt_calls)(spec)
     else:
         operand_bytes, make_call = _torch_calls(spec, device)
     flops, nbytes = cost(spec.kind, spec.shape, ELEMENT_BYTES[spec.precision])
@@ -305,7 +305,7 @@ def run_kernel(
         copies = min(copies, 256)
     calls = [make_call(i) for i in range(copies)]
     state = {"i": 0}
-    timer = time_cuda if device == "cuda" and backend == "torch" else time_host
+    timer = time_cuda if backend == "trt" or (device == "cuda" and backend == "torch") else time_host
 
     def step() -> float:
         fn = calls[state["i"] % copies]

@@ -118,7 +118,7 @@ def test_ort_kernels_compute_what_they_claim(kind: str) -> None:
     """Each one-operator ONNX graph computes its operation (checked against numpy on its bound buffers)."""
     import numpy as np
 
-    from cobench.kernels_ort import ort_calls
+    from cobench.kernels_onnx import ort_calls
 
     _, make = ort_calls(KernelSpec("t", kind, ORT_SHAPES[kind], "fp32"))
     feeds, results = make(0)()
@@ -147,7 +147,7 @@ def test_ort_kernels_compute_what_they_claim(kind: str) -> None:
 
 
 def test_ort_backend_rejects_what_it_cannot_run() -> None:
-    from cobench.kernels_ort import ort_calls
+    from cobench.kernels_onnx import ort_calls
 
     with pytest.raises(InputError, match="kind"):
         ort_calls(KernelSpec("t", "triad", {"elements": 8}, "fp32"))
@@ -178,3 +178,14 @@ def test_from_space_derives_the_shapes_candidates_use(tmp_path: Path) -> None:
     assert all(s.precision == "fp32" for s in specs)
     chosen = load_suites(["memory"], None, space)  # eight per kind, spread over their size
     assert max(sum(s.kind == k for s in chosen if s.suite == "space:one") for k in ORT_SHAPES) <= 8
+
+
+def test_trt_kernels_without_tensorrt_say_what_to_install(tmp_path: Path) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("TensorRT is installed here")
+    result = CliRunner().invoke(app, ["kernels", "run", "gemm", "--backend", "trt", "--store", str(tmp_path / "k.db")])
+    assert result.exit_code == 3 and "TensorRT" in result.stderr
+    bad = CliRunner().invoke(app, ["kernels", "run", "--backend", "ort", "--runner-device", "cuda"])
+    assert bad.exit_code == 2 and "runner_device:" in bad.stderr

@@ -39,7 +39,8 @@ def kernels_run(
     device: Annotated[str, typer.Option("--device", "-d", help="Catalogue device this machine is.")] = "cpu",
     power_mode: ModeOpt = None,
     backend: Annotated[
-        str, typer.Option("--backend", help="Kernel backend: torch, or ort (CPU provider; fp32/fp16).")
+        str,
+        typer.Option("--backend", help="torch (CPU or CUDA), ort (CPU provider) or trt (TensorRT on CUDA)."),
     ] = "torch",
     runner_device: Annotated[
         str | None, typer.Option("--runner-device", help="cpu or cuda [default: cpu on a cpu device, else cuda].")
@@ -65,19 +66,21 @@ def kernels_run(
 ) -> None:
     """Time the kernel suites (GEMM, GEMV, attention, element-wise, gather, copy/triad) on this machine."""
     from cobench.kernels import KERNEL_BACKENDS, last_level_cache_bytes, load_suites, native_precisions, run_kernel
-    from cobench.kernels_ort import ORT_KINDS
+    from cobench.kernels_onnx import ONNX_KINDS
+    from cobench.runners import check_available
     from cobench.store import content_id
 
     if backend not in KERNEL_BACKENDS:
         raise InputError("backend", f"kernel suites run on {', '.join(KERNEL_BACKENDS)}, not {backend!r}")
     d = get_device(device, power_mode, devices_path)
-    where = runner_device or ("cpu" if d.kind == "cpu" or backend == "ort" else "cuda")
-    if backend == "ort" and where != "cpu":
-        raise InputError("runner_device", "ort kernels run on the CPU provider only (GPU kernels: --backend torch)")
+    where = {"ort": "cpu", "trt": "cuda"}.get(backend) or runner_device or ("cpu" if d.kind == "cpu" else "cuda")
+    if runner_device and runner_device != where:
+        raise InputError("runner_device", f"{backend} kernels run on {where} (other GPUs/CPUs: --backend torch)")
+    check_available(backend, where)
     native = native_precisions(where)
     every = load_suites(suite, kernels_path, from_space)
-    if backend == "ort":
-        every = [s for s in every if s.kind in ORT_KINDS and s.precision != "bf16"]
+    if backend != "torch":
+        every = [s for s in every if s.kind in ONNX_KINDS and s.precision != "bf16"]
     specs = [s for s in every if s.precision in (precision or native)]
     if not specs:
         raise InputError("precision", f"no kernel of the chosen suites runs in {', '.join(precision or native)}")

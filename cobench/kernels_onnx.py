@@ -1,9 +1,10 @@
-"""Kernels on ONNX Runtime: each kernel as a one-operator (or, for RMSNorm, SiLU·mul and attention, the
-few-operator) ONNX graph built the way the exported models express it, run with IO binding into
-preallocated outputs so that neither output allocation nor a host copy is timed.
+"""Kernels as ONNX graphs, run by ONNX Runtime or TensorRT: each kernel is a one-operator (for RMSNorm,
+SiLU·mul and attention a few-operator) graph built the way the exported models express it. ORT runs it
+with IO binding into preallocated outputs, so neither output allocation nor a host copy is timed;
+TensorRT builds a static-shape engine and runs it on device-resident torch tensors (CUDA events).
 
-Shapes and FLOP/byte conventions are those of `cobench.kernels`; only the backend differs, so an ORT
-calibration learns from kernels that ORT itself ran.
+Shapes and FLOP/byte conventions are those of `cobench.kernels`; only the backend differs, so a
+calibration of a backend learns from kernels that backend itself ran.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from cobench.kernels import KernelSpec
 
 OPSET = 17
 NUMPY = {"fp32": np.float32, "fp16": np.float16}
-ORT_KINDS = ("gemm", "attention", "rmsnorm", "softmax", "silu_mul", "add", "gather", "copy")
+ONNX_KINDS = ("gemm", "attention", "rmsnorm", "softmax", "silu_mul", "add", "gather", "copy")
 
 
 def _graph(spec: KernelSpec) -> tuple[Any, dict[str, tuple[tuple[int, ...], Any]], dict[str, tuple[int, ...]]]:
@@ -84,7 +85,7 @@ def _graph(spec: KernelSpec) -> tuple[Any, dict[str, tuple[tuple[int, ...], Any]
             ins = {"a": (shape, dt), "b": (shape, dt)}
             nodes.append(helper.make_node("Add", ["a", "b"], ["y"]))
     else:
-        raise InputError("kind", f"{kind} kernels do not run on ort (ort runs {', '.join(ORT_KINDS)})")
+        raise InputError("kind", f"{kind} kernels do not run on ort (ONNX kernels are {', '.join(ONNX_KINDS)})")
     graph = helper.make_graph(
         nodes,
         f"cobench-{kind}",
@@ -134,6 +135,61 @@ def ort_calls(spec: KernelSpec) -> tuple[int, Callable[[int], Callable[[], Any]]
         def run() -> Any:
             session.run_with_iobinding(binding)
             return keep
+
+        return run
+
+    operand_bytes = sum(int(np.prod(shape)) * np.dtype(t).itemsize for shape, t in ins.values())
+    return operand_bytes, call
+
+
+def trt_calls(spec: KernelSpec) -> tuple[int, Callable[[int], Callable[[], Any]]]:
+    """Operand bytes, and a factory of independent calls on one engine (each with its own CUDA tensors)."""
+    import importlib.util
+
+    from cobench.runners.tensorrt_engine import INSTALL
+
+    if importlib.util.find_spec("tensorrt") is None:
+        raise MissingDependency(INSTALL)
+    import tensorrt as trt
+    import torch
+
+    if spec.precision not in NUMPY:
+        raise InputError("precision", f"trt kernels run in {', '.join(NUMPY)}, not {spec.precision}")
+    model, ins, outs = _graph(spec)
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    strongly_typed = int(trt.__version__.split(".")[0]) >= 11  # TensorRT 11: precision from the graph
+    network = builder.create_network(
+        1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
+    )
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(model.SerializeToString()):
+        raise InputError("trt", f"TensorRT cannot parse the {spec.kind} kernel: {parser.get_error(0)}")
+    config = builder.create_builder_config()
+    if spec.precision == "fp16" and not strongly_typed:
+        config.set_flag(trt.BuilderFlag.FP16)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise InputError("trt", f"TensorRT could not build the {spec.kind} kernel")
+    engine = trt.Runtime(logger).deserialize_cuda_engine(serialized)
+    context = engine.create_execution_context()
+    dtype = {"fp32": torch.float32, "fp16": torch.float16}[spec.precision]
+
+    def call(i: int) -> Callable[[], Any]:
+        gen = torch.Generator(device="cuda").manual_seed(i)
+        tensors = {
+            n: torch.randint(0, spec.shape.get("vocab", 1), shape, device="cuda", generator=gen)
+            if t is np.int64
+            else torch.randn(shape, device="cuda", generator=gen).to(dtype)
+            for n, (shape, t) in ins.items()
+        }
+        tensors |= {n: torch.empty(shape, dtype=dtype, device="cuda") for n, shape in outs.items()}
+
+        def run() -> Any:
+            for n, t in tensors.items():
+                context.set_tensor_address(n, t.data_ptr())
+            context.execute_async_v3(torch.cuda.current_stream().cuda_stream)
+            return tensors
 
         return run
 
