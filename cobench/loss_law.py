@@ -52,6 +52,21 @@ class Runs:
             tuple(self.names[i] for i in index) if self.names else (),
         )
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "n_params": self.n_params.tolist(),
+            "n_tokens": self.n_tokens.tolist(),
+            "loss": self.loss.tolist(),
+            "arch": {k: np.where(np.isnan(v), None, v).tolist() for k, v in self.arch.items()},
+            "names": list(self.names),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Runs:
+        arch = {k: np.array([np.nan if x is None else x for x in v], dtype=float) for k, v in data["arch"].items()}
+        columns = (np.asarray(data[k], dtype=float) for k in ("n_params", "n_tokens", "loss"))
+        return cls(*columns, arch, tuple(data.get("names", ())))
+
     def column(self, name: str, law: str) -> np.ndarray:
         if name not in self.arch or np.isnan(self.arch[name]).any():
             raise InputError(name, f"the {law} law needs the architecture column {name!r} for every run")

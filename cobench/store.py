@@ -99,6 +99,12 @@ MIGRATIONS: list[str] = [
         id INTEGER PRIMARY KEY, law TEXT NOT NULL, source TEXT NOT NULL, body_json TEXT NOT NULL,
         created_at REAL NOT NULL);
     """,
+    # 6: analyses over a search space (`cobench pareto`), kept so that the report can redraw them
+    """
+    CREATE TABLE analyses (
+        id INTEGER PRIMARY KEY, kind TEXT NOT NULL, device TEXT NOT NULL, body_json TEXT NOT NULL,
+        created_at REAL NOT NULL);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 CANDIDATE_COLUMNS = (
@@ -584,6 +590,23 @@ class Store:
             sql, args = sql + " WHERE law = ?", (which,)
         row = self.db.execute(sql + " ORDER BY id DESC LIMIT 1", args).fetchone()
         return json.loads(row[1]) | {"id": row[0]} if row else None
+
+    def put_analysis(self, kind: str, device: str, body: dict[str, Any]) -> int:
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO analyses (kind, device, body_json, created_at) VALUES (?, ?, ?, ?)",
+                (kind, device, json.dumps(body, default=float), time.time()),
+            )
+        return int(cursor.lastrowid or 0)
+
+    def analyses(self, kind: str) -> list[dict[str, Any]]:
+        """The newest analysis of this kind per device."""
+        rows = self.db.execute(
+            "SELECT body_json FROM analyses WHERE id IN (SELECT MAX(id) FROM analyses WHERE kind = ? GROUP BY device)"
+            " ORDER BY device",
+            (kind,),
+        )
+        return [json.loads(r[0]) for r in rows]
 
     def summary(self) -> dict[str, Any]:
         tables = [r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]

@@ -14,6 +14,7 @@ from cobench.cli import (  # noqa: F401
     pareto,
     predict,
     profile,
+    report,
     store,
     sweep,
     train,

@@ -97,7 +97,8 @@ def fit_cmd(
         fit_runs, held = split(runs, heldout, seed)
         fits = [fit_law(n, fit_runs, held, bootstrap, seed) for n in names]
         source = str(csv_path) if csv_path else "store"
-        ids = [db.put_law_fit(f.law, source, f.to_json() | {"runs": list(runs.names)}) for f in fits]
+        data = {"fitted": fit_runs.to_json(), "heldout": held.to_json()}  # what the report re-plots
+        ids = [db.put_law_fit(f.law, source, f.to_json() | {"runs": list(runs.names), "data": data}) for f in fits]
     figures = [str(p) for p in plot(fits, fit_runs, held, figure)] if figure else []
     result = [f.to_json() | {"id": i, "source": source} for f, i in zip(fits, ids, strict=True)]
     if json_out:

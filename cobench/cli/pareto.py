@@ -226,7 +226,7 @@ def pareto_cmd(
 ) -> None:
     """Predicted loss vs predicted latency for every candidate: frontier, feasible region, reference."""
     from cobench.pareto import at_reference, frontier, runs_of
-    from cobench.pareto_plot import plot
+    from cobench.pareto_plot import plot, sample
     from cobench.roofline import predict
 
     d = get_device(device, power_mode, devices_path)
@@ -249,21 +249,20 @@ def pareto_cmd(
             ref_tokens = float(tokens or 20 * counts.active)
             ref_loss = float(fit.predict(runs_of(ArchBatch.of([a]), np.array([ref_tokens])))[0])
             ref = (a.name, at_reference(s.latency, s.loss, s.feasible, ref_latency, ref_loss))
-    on_front = frontier(s.latency, s.loss)
     feasible_front = np.flatnonzero(
         frontier(np.where(s.feasible, s.latency, np.inf), np.where(s.feasible, s.loss, np.inf)) & s.feasible
     )
     front_rows = [_row(s, i) for i in feasible_front[np.argsort(s.latency[feasible_front])]]
-    figures = plot(s, on_front, feasible_front, budgets, ref, metric, d.name, out_path)
     summary: dict[str, Any] = {
         "device": d.name,
+        "space": str(space),
         "metric": metric,
         "law": fit.law,
         "candidates": len(s.loss),
         "feasible": int(s.feasible.sum()),
         "frontier": front_rows,
+        "budgets": budgets,
         "latency_model": s.model,
-        "figures": [str(f) for f in figures],
         "reference": None,
     }
     if ref:
@@ -275,6 +274,28 @@ def pareto_cmd(
             "best": _row(s, r.best_index) if r.best_index is not None else None,
             "loss_change": r.loss_change,
         }
+    shown = sample(len(s.loss))
+    points = {
+        "latency_s": s.latency[shown].tolist(),
+        "loss": s.loss[shown].tolist(),
+        "feasible": s.feasible[shown].tolist(),
+    }
+    front = {"latency_s": [r["latency_s"] for r in front_rows], "loss": [r["loss"] for r in front_rows]}
+    title = f"Accuracy–latency trade-off on {d.name}: {len(s.loss):,} candidates ({fit.law} law)"
+    figures = plot(
+        s.latency[shown],
+        s.loss[shown],
+        s.feasible[shown],
+        front,
+        budgets,
+        summary["reference"],
+        metric,
+        title,
+        out_path,
+    )
+    summary["figures"] = [str(f) for f in figures]
+    with open_store(store) as db:
+        summary["id"] = db.put_analysis("pareto", d.name, summary | {"points": points, "front": front, "title": title})
     if json_out:
         return emit_json(summary)
     out.print(
