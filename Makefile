@@ -42,21 +42,81 @@ endif
 
 install: $(VENV)/.installed
 
-DEMO_PRESETS := smollm2-135m mobilellm-125m qwen2.5-0.5b llama-3.2-1b tinyllama-1.1b mixtral-8x7b
-DEMO_DEVICES := jetson-orin-nano-8gb jetson-orin-nx-16gb jetson-agx-orin-64gb jetson-thor l4 rtx-4090 h100-sxm cpu
+# --- the lab pipeline: one target per step, each idempotent (a stamp or output file per step, and every
+# cobench command skips what the store already holds), driven by these variables --------------------------
+DEVICE ?= cpu
+BACKEND ?= ort
+PRECISION ?= fp32
+SPACE ?= spaces/cpu-tiny.yaml
+PROMPT ?= 256
+PROFILE_ARCHS ?= tiny-wide-2l tiny-mqa-4l tiny-gqa-4l tiny-mha-4l tiny-gelu-4l
+KERNEL_SUITES ?= gemm gemv attention elementwise memory
+K ?= 3
+TOKENS ?= 65536
+TRAIN_MAX_PARAMS ?= 2e6
+MAX_TIME_S ?= 2
+OUT ?= out/pipeline-$(DEVICE)-$(BACKEND)-$(PRECISION)
+
+.PHONY: kernels profile calibrate sweep select train fit pareto report pipeline
+
+$(OUT)/kernels.done: $(VENV)/.installed
+	@mkdir -p $(OUT)
+	$(COBENCH) kernels run $(KERNEL_SUITES) --backend $(BACKEND) --precision $(PRECISION) --device $(DEVICE) --store $(STORE)
+	touch $@
+kernels: $(OUT)/kernels.done
+
+$(OUT)/profile.done: $(OUT)/kernels.done
+	$(COBENCH) profile $(addprefix -a ,$(PROFILE_ARCHS)) --backend $(BACKEND) --precision $(PRECISION) \
+		--device $(DEVICE) --prompt $(PROMPT) --max-time-s $(MAX_TIME_S) --store $(STORE)
+	touch $@
+profile: $(OUT)/profile.done
+
+$(OUT)/calibrate.done: $(OUT)/profile.done
+	$(COBENCH) calibrate --device $(DEVICE) --backend $(BACKEND) --precision $(PRECISION) \
+		--out $(OUT)/calibration --store $(STORE)
+	touch $@
+calibrate: $(OUT)/calibrate.done
+
+$(OUT)/sweep.csv: $(OUT)/calibrate.done $(SPACE)
+	$(COBENCH) sweep --space $(SPACE) --device $(DEVICE) --backend $(BACKEND) --precision $(PRECISION) \
+		--out $@ --store $(STORE)
+sweep: $(OUT)/sweep.csv
+
+$(OUT)/queue.yaml: $(OUT)/sweep.csv
+	$(COBENCH) select --space $(SPACE) --device $(DEVICE) --backend $(BACKEND) --precision $(PRECISION) \
+		--k $(K) --tokens $(TOKENS) --max-params $(TRAIN_MAX_PARAMS) --out $@ --store $(STORE)
+select: $(OUT)/queue.yaml
+
+$(OUT)/train.done: $(OUT)/queue.yaml
+	$(COBENCH) train --queue $< --store $(STORE)
+	$(COBENCH) train --queue $< --tokens-multiplier 0.5 --store $(STORE)
+	touch $@
+train: $(OUT)/train.done
+
+$(OUT)/fit.done: $(OUT)/train.done
+	$(COBENCH) fit --law chinchilla --heldout 0 --plot $(OUT)/loss-law --store $(STORE)
+	touch $@
+fit: $(OUT)/fit.done
+
+$(OUT)/pareto.done: $(OUT)/fit.done
+	$(COBENCH) pareto --space $(SPACE) --device $(DEVICE) --backend $(BACKEND) --precision $(PRECISION) \
+		--tokens $(TOKENS) --out $(OUT)/pareto --store $(STORE)
+	touch $@
+pareto: $(OUT)/pareto.done
+
+$(OUT)/report/report.html: $(OUT)/pareto.done
+	$(COBENCH) report --out $(OUT)/report --store $(STORE)
+report: $(OUT)/report/report.html
+
+pipeline: report
+	@echo "pipeline done: $(abspath $(OUT)/report/report.html)"
 
 demo: install
 	$(COBENCH) doctor
-	$(COBENCH) arch list
 	$(COBENCH) arch show qwen2.5-0.5b
-	$(COBENCH) devices list
-	$(COBENCH) predict $(addprefix -a ,$(DEMO_PRESETS)) $(addprefix -d ,$(DEMO_DEVICES)) --store $(STORE)
-	$(COBENCH) predict -a qwen2.5-0.5b -d jetson-orin-nx-16gb --store $(STORE)
-	mkdir -p out
-	$(COBENCH) sweep --space $(SPACE) --device jetson-orin-nx-16gb --sort=-params_total --store $(STORE) --out out/sweep-demo.csv
-	$(COBENCH) profile -a tiny-gqa-4l -a tiny-mqa-4l --backend ort --backend torch --device cpu --prompt 256 \
-		--max-time-s 3 --store $(STORE)
-	@echo "store: $(STORE); sweep results: out/sweep-demo.csv; profiles: cobench store info --store $(STORE)"
+	$(COBENCH) predict -a smollm2-135m -a qwen2.5-0.5b -a llama-3.2-1b -d jetson-orin-nx-16gb -d cpu --no-ops --store $(STORE)
+	$(MAKE) --no-print-directory pipeline
+	@echo "report: $(abspath $(OUT)/report/report.html)"
 
 test: install
 	$(PY) -m pytest -p no:cacheprovider
@@ -79,4 +139,4 @@ lint: install
 	$(VENV)/bin/ruff format --check cobench tests benchmarks
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .hypothesis $(STORE) $(STORE)-wal $(STORE)-shm out
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .hypothesis $(STORE) $(STORE)-wal $(STORE)-shm out .cobench

@@ -130,7 +130,8 @@ def score(
                     "precision": np.full(len(batch), p),
                     "tokens": d_tokens,
                     "latency": {"e2e": pred.e2e_s, "ttft": pred.ttft_s, "tpot": pred.tpot_s}[metric],
-                    "loss": law_fit.predict(runs_of(batch, d_tokens)),
+                    # without a law (select before any training run): a monotone stand-in, −log(active params)
+                    "loss": law_fit.predict(runs_of(batch, d_tokens)) if law_fit else -np.log(counts.active),
                     "memory": pred.peak_memory_bytes,
                     "params": counts.total.astype(float),
                     "energy": pred.tpot_s * (power or np.nan),
@@ -366,7 +367,9 @@ def select_cmd(
         raise InputError("k", f"must be at least 1, got {k}")
     d = get_device(device, power_mode, devices_path)
     with open_store(store) as db:
-        fit = _law(db, law_fit)
+        fit = _law(db, law_fit) if law_fit or db.law_fit() else None
+        if fit is None and not json_out:
+            err.print("note: no loss-law fit yet: picking by latency and size (−log params stands in for the loss)")
         s = score(
             db,
             space,

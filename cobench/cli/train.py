@@ -39,6 +39,12 @@ def train_cmd(
     eval_every: Annotated[int, typer.Option("--eval-every", help="Validate every this many steps.")] = 25,
     ckpt_every: Annotated[int, typer.Option("--ckpt-every", help="Checkpoint every this many steps.")] = 25,
     seed: Annotated[int, typer.Option("--seed", help="Weights and batch order.")] = 0,
+    tokens_multiplier: Annotated[
+        float,
+        typer.Option(
+            "--tokens-multiplier", help="Scale every job's budget (e.g. 0.5: a second point on the data axis)."
+        ),
+    ] = 1.0,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda (bf16 autocast on cuda).")] = "cpu",
     checkpoints: Annotated[
         Path, typer.Option("--checkpoint-dir", help="Where interrupted runs keep their state.")
@@ -56,6 +62,8 @@ def train_cmd(
         raise InputError("arch", "give --arch SPEC (repeatable) or --queue FILE")
     if any(t is None for _, t in jobs) and tokens is None:
         raise InputError("tokens", "give --tokens N (or tokens for every queue job)")
+    if not tokens_multiplier > 0:
+        raise InputError("tokens_multiplier", f"must be positive, got {tokens_multiplier}")
     if device not in ("cpu", "cuda"):
         raise InputError("device", f"cpu or cuda, got {device!r}")
     corpus = load_corpus(data, val, tokenizer)
@@ -63,7 +71,7 @@ def train_cmd(
     with open_store(store) as db:
         for i, (a, budget) in enumerate(jobs, 1):
             cfg = TrainConfig(
-                tokens=int(budget or tokens or 0),
+                tokens=int((budget or tokens or 0) * tokens_multiplier),
                 seq_len=seq_len,
                 batch=batch,
                 lr=lr,
