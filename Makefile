@@ -12,8 +12,6 @@ COBENCH := $(VENV)/bin/cobench
 TORCH_CPU ?= torch==2.13.0
 TORCH_INDEX ?=
 STORE ?= cobench.db
-DEVICE ?= cpu
-SPACE ?= spaces/demo.yaml
 
 IS_JETSON := $(shell test -f /etc/nv_tegra_release && echo 1)
 HAS_NVIDIA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)

@@ -82,7 +82,7 @@ def select(
     order = np.argsort(latency[front])
     lat_f, loss_f = latency[front][order], loss[front][order]
     pos = np.clip(np.searchsorted(lat_f, latency[idx], side="right") - 1, 0, len(lat_f) - 1)
-    pool = idx[loss[idx] <= loss_f[pos] * (1 + near)]
+    pool = idx[loss[idx] <= loss_f[pos] + near * np.abs(loss_f[pos])]  # (a stand-in loss may be negative)
     x = np.c_[np.log(latency[pool]), loss[pool], features[pool]]
     scale = x.std(axis=0)
     scale[scale == 0] = 1

@@ -169,3 +169,12 @@ def test_pareto_and_select_cli(tmp_path: Path) -> None:
         "law:"
         in run("pareto", "--space", str(space), "-d", "cpu", "--store", str(tmp_path / "empty.db"), code=2).stderr
     )
+
+
+def test_select_works_with_a_negative_stand_in_loss() -> None:
+    """Before any law is fitted, select ranks by −log(params): negative numbers (a bug once emptied the pool)."""
+    rng = np.random.default_rng(1)
+    lat = rng.uniform(1, 100, 200)
+    loss = -np.log(lat * rng.uniform(1e4, 2e4, 200))
+    picks = select(lat, loss, np.ones(200, dtype=bool), np.c_[np.log(lat)], np.zeros((0, 1)), 3)
+    assert len(picks) == 3

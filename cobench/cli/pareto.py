@@ -390,6 +390,8 @@ def select_cmd(
         else np.zeros((0, s.features.shape[1]))
     )
     picks = select(s.latency, s.loss, s.feasible, s.features, known, k)
+    if not len(picks):
+        raise InputError("space", f"no candidate of {space} is feasible on {d.name} under the given budgets")
     rows = [_row(s, i) for i in picks]
     jobs = [
         {
