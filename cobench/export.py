@@ -15,6 +15,7 @@ exporter/runtime library versions, so a re-run reuses the files and an upgrade r
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib.metadata as md
 import json
@@ -98,8 +99,11 @@ def export(arch: Architecture, precision: str, cache_dir: Path, seed: int = 0, o
         meta = _export_into(work, arch, precision, seed, opset)
         (work / "meta.json").write_text(json.dumps(meta, indent=1))
         work.rename(target)  # atomic: a crash never leaves a half-written cache entry
-    except FileExistsError:  # a concurrent export won the race; theirs is as good as ours
+    except OSError as e:
         shutil.rmtree(work, ignore_errors=True)
+        if e.errno not in (errno.EEXIST, errno.ENOTEMPTY) or not meta_path.exists():
+            raise
+        # a concurrent export (another worker, or one orphaned by a killed run) won the race: theirs is as good
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise

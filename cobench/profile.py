@@ -16,6 +16,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -209,6 +210,30 @@ def profile(
 
     `model_for(precision)` gives the latency model whose prediction is stored beside each measurement."""
     device_id = store.put_device(device.name, device.mode, asdict(device))
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
+        return _profile_all(candidates, device, device_id, settings, store, model_for, progress, worker)
+    previous = signal.signal(signal.SIGTERM, _terminate)  # `kill`/`timeout` must not orphan a running worker
+    try:
+        return _profile_all(candidates, device, device_id, settings, store, model_for, progress, worker)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    """SIGTERM as an exception, so that run_worker kills the worker's process group before we exit."""
+    raise SystemExit(128 + signum)
+
+
+def _profile_all(
+    candidates: list[tuple[Architecture, str]],
+    device: DeviceSpec,
+    device_id: str,
+    settings: ProfileSettings,
+    store: Store,
+    model_for: Callable[[str], LatencyModel],
+    progress: Callable[[Outcome, int, int], None] | None,
+    worker: list[str],
+) -> list[Outcome]:
     order = list(range(len(candidates)))
     random.Random(settings.seed).shuffle(order)  # interleave: drift does not favour the first candidates
     outcomes: dict[int, Outcome] = {}

@@ -269,3 +269,60 @@ def test_profile_from_sweep_takes_the_top_candidates(cache: Path, tmp_path: Path
 def test_unavailable_backend_is_refused_before_any_work(tmp_path: Path, args: list[str], words: str) -> None:
     result = CliRunner().invoke(app, ["profile", "-a", "tiny-gqa-4l", "--store", str(tmp_path / "s.db"), *args])
     assert result.exit_code == 3 and words in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_sigterm_takes_the_running_worker_down(cache: Path, tmp_path: Path) -> None:
+    """`timeout make demo` sends SIGTERM: the worker (in its own session) must not be left running."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    pidfile = tmp_path / "worker.pid"
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import sys\n"
+        "from dataclasses import replace\n"
+        "from pathlib import Path\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from test_profile import TINY, _defaults, _settings\n"
+        "from cobench.devices import get_device\n"
+        "from cobench.profile import profile\n"
+        "from cobench.store import Store\n"
+        "d = get_device('cpu')\n"
+        f"worker = [sys.executable, {str(FIXTURES / 'faulty_worker.py')!r}]\n"
+        f"profile([(replace(TINY, name='will-hang'), 'fp32')], d, _settings(Path({str(cache)!r})), "
+        f"Store({str(tmp_path / 'p.db')!r}), _defaults(d), worker=worker)\n"
+    )
+    env = dict(os.environ, COBENCH_TEST_PIDFILE=str(pidfile))
+    parent = subprocess.Popen([sys.executable, str(script)], env=env, stderr=subprocess.PIPE)
+    for _ in range(600):
+        if pidfile.exists() and pidfile.read_text():
+            break
+        time.sleep(0.1)
+    worker_pid = int(pidfile.read_text())
+    parent.send_signal(signal.SIGTERM)
+    assert parent.wait(timeout=30) == 128 + signal.SIGTERM
+    time.sleep(0.5)
+    with pytest.raises(ProcessLookupError):
+        os.kill(worker_pid, 0)
+
+
+def test_export_race_lost_to_another_writer_uses_theirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An export whose final rename finds the entry already written (e.g. by an orphaned worker) reuses it."""
+    import shutil
+
+    import cobench.export as ex
+
+    real = ex._export_into
+
+    def racing(work: Path, arch: Architecture, precision: str, seed: int, opset: int) -> dict:
+        meta = real(work, arch, precision, seed, opset)
+        other = work.parent / ex.export_key(arch, precision, opset)  # another writer finishes first
+        shutil.copytree(work, other)
+        (other / "meta.json").write_text(json.dumps(meta | {"writer": "other"}))
+        return meta
+
+    monkeypatch.setattr(ex, "_export_into", racing)
+    got = ex.export(TINY, "fp32", tmp_path)
+    assert got.meta["writer"] == "other" and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
