@@ -53,13 +53,15 @@ K ?= 3
 TOKENS ?= 65536
 TRAIN_MAX_PARAMS ?= 2e6
 MAX_TIME_S ?= 2
+KERNEL_MAX_TIME_S ?= 2
 OUT ?= out/pipeline-$(DEVICE)-$(BACKEND)-$(PRECISION)
 
 .PHONY: kernels profile calibrate sweep select train fit pareto report pipeline
 
 $(OUT)/kernels.done: $(VENV)/.installed
 	@mkdir -p $(OUT)
-	$(COBENCH) kernels run $(KERNEL_SUITES) --backend $(BACKEND) --precision $(PRECISION) --device $(DEVICE) --store $(STORE)
+	$(COBENCH) kernels run $(KERNEL_SUITES) --backend $(BACKEND) --precision $(PRECISION) --device $(DEVICE) \
+		--max-time-s $(KERNEL_MAX_TIME_S) --store $(STORE)
 	touch $@
 kernels: $(OUT)/kernels.done
 
@@ -113,7 +115,7 @@ demo: install
 	$(COBENCH) doctor
 	$(COBENCH) arch show qwen2.5-0.5b
 	$(COBENCH) predict -a smollm2-135m -a qwen2.5-0.5b -a llama-3.2-1b -d jetson-orin-nx-16gb -d cpu --no-ops --store $(STORE)
-	$(MAKE) --no-print-directory pipeline
+	$(MAKE) --no-print-directory pipeline KERNEL_MAX_TIME_S=0.5
 	@echo "report: $(abspath $(OUT)/report/report.html)"
 
 test: install

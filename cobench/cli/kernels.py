@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Annotated
 
@@ -19,6 +19,7 @@ from cobench.cli.common import (
 )
 from cobench.devices import get_device
 from cobench.errors import InputError
+from cobench.kernels import KERNEL_HARNESS
 from cobench.precision import PRECISIONS
 from cobench.render import emit_json, err, ms, out, si, table
 
@@ -59,6 +60,9 @@ def kernels_run(
         Path | None,
         typer.Option("--from-space", help="Also the GEMM/GEMV/attention/... shapes a search space's candidates use."),
     ] = None,
+    max_time_s: Annotated[
+        float, typer.Option("--max-time-s", help="Maximum timed duration per kernel, seconds.")
+    ] = KERNEL_HARNESS.max_time_s,
     store: StoreOpt = None,
     devices_path: DevicesPathOpt = None,
     kernels_path: KernelsPathOpt = None,
@@ -87,6 +91,9 @@ def kernels_run(
     skipped = sorted({s.precision for s in every} - set(precision or native))
     if skipped and not json_out:
         err.print(f"note: skipping {', '.join(skipped)} (emulated on this {where}); ask for it with --precision")
+    if not max_time_s > 0:
+        raise InputError("max_time_s", f"must be positive, got {max_time_s}")
+    cfg = replace(KERNEL_HARNESS, max_time_s=max_time_s, min_time_s=min(KERNEL_HARNESS.min_time_s, max_time_s))
     llc = last_level_cache_bytes(where)
     rows = []
     with open_store(store) as db:
@@ -95,7 +102,7 @@ def kernels_run(
             key = content_id([device_id, backend, where, asdict(spec), not warm])
             if db.has_kernel(key) and not force:
                 continue
-            r = run_kernel(spec, where, cold=not warm, cache_bytes=llc, backend=backend)
+            r = run_kernel(spec, where, cold=not warm, cfg=cfg, cache_bytes=llc, backend=backend)
             db.put_kernel(
                 {
                     "key": key,

@@ -419,7 +419,7 @@ def select_cmd(
                 [
                     j["architecture"]["name"],
                     ms(r["latency_s"]),
-                    f"{r['loss']:.4f}",
+                    f"{r['loss']:.4f}" if fit else "—",  # no law yet: the stand-in is not a loss
                     r["precision"],
                     r["architecture"]["d_model"],
                     r["architecture"]["n_layers"],
