@@ -111,6 +111,12 @@ def calibrate_cmd(
     _print(c.to_json(), len(models), len(kernel_rows))
     err.print(f"saved calibration v{version} in the store and {stem.with_suffix('.json')}; figure {figures[0]}")
     err.print(f"predict, sweep and profile now use it for {d.name}{mode} {precision} (--uncalibrated to opt out)")
+    noisy = [r["arch_name"] for r in rows if (r["summary"] or {}).get("noisy")]
+    if noisy:
+        err.print(
+            f"warning: {len(noisy)} of {len(rows)} profiles were noisy (a phase's CV > 2 %: {', '.join(noisy[:5])}"
+            f"{' …' if len(noisy) > 5 else ''}); the fit and its interval are only as good as the measurements"
+        )
     if c.report["few_models"]:
         err.print(f"warning: only {len(models)} profiled models; profile at least 5 for a trustworthy interval")
     return None
