@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import yaml
+from cli import cobench
 
 from cobench.calibration import (
     Calibration,
@@ -37,15 +37,6 @@ HERE = Path(__file__).parent
 SET = HERE / "accuracy" / "architectures.yaml"
 TARGET_MAPE, TARGET_WITHIN_10 = 5.0, 0.95
 PROFILE_FLAGS = ["--backend", "ort", "--precision", "fp32", "--max-time-s", "4"]
-
-
-def cobench(*args: str, capture: bool = False) -> str:
-    """Run the CLI as a user would (same interpreter), echoing the command."""
-    print("$ cobench " + " ".join(args), flush=True)
-    done = subprocess.run(
-        [sys.executable, "-m", "cobench", *args], check=True, text=True, stdout=subprocess.PIPE if capture else None
-    )
-    return done.stdout if capture else ""
 
 
 def architecture_files(out: Path) -> tuple[dict[str, list[str]], dict[str, list[int]]]:

@@ -7,22 +7,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+from cli import cobench
+
 HERE = Path(__file__).parent
 QUEUE = HERE / "scaling" / "queue.yaml"
 LAWS = ("chinchilla", "shape", "codesign")
-
-
-def cobench(*args: str, capture: bool = False) -> str:
-    print("$ cobench " + " ".join(args), flush=True)
-    done = subprocess.run(
-        [sys.executable, "-m", "cobench", *args], check=True, text=True, stdout=subprocess.PIPE if capture else None
-    )
-    return done.stdout if capture else ""
 
 
 def main() -> int:

@@ -465,6 +465,21 @@ class Calibration:
         return np.asarray(predicted_s) * iv["low"], np.asarray(predicted_s) * iv["high"]
 
 
+ERROR_KINDS = (("raw", "raw roofline"), ("fitted", "calibrated, in-sample"), ("cross_validated", "calibrated, CV"))
+
+
+def error_rows(report: dict[str, Any]) -> list[list[str]]:
+    """The error table of a calibration report: per metric and model, MAPE, median and max |error| (%) and the
+    shares within ±5 % and ±10 % — what `calibrate` prints and the report shows."""
+    rows = []
+    for metric in ("ttft", "tpot"):
+        for kind, label in ERROR_KINDS:
+            e = report["errors"][metric][kind]
+            shares = [f"{e['within_5']:.0%}", f"{e['within_10']:.0%}"]
+            rows.append([metric.upper(), label, *(f"{e[k]:.1f}%" for k in ("mape", "median_ape", "max_ape")), *shares])
+    return rows
+
+
 def require_models(models: Sequence[Profiled], what: str) -> list[str]:
     """The distinct architectures, or an error when there are too few to fit and cross-validate."""
     names = sorted({p.arch.name for p in models})
@@ -545,6 +560,11 @@ class LatencyModel:
 
     def bounds(self, metric: str, predicted_s: Any) -> tuple[Any, Any] | None:
         return self.calibration.bounds(metric, predicted_s) if self.calibration else None
+
+    def interval_fields(self, ttft_s: float, tpot_s: float) -> dict[str, list[float] | None]:
+        """`ttft_interval_s` and `tpot_interval_s` of one prediction, as a record stores them (None: unknown)."""
+        found = {m: self.bounds(m, v) for m, v in (("ttft", ttft_s), ("tpot", tpot_s))}
+        return {f"{m}_interval_s": [float(x) for x in b] if b else None for m, b in found.items()}
 
     @property
     def describe(self) -> str:

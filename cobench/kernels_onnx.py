@@ -116,14 +116,12 @@ def ort_calls(spec: KernelSpec) -> tuple[int, Callable[[int], Callable[[], Any]]
 
     def call(i: int) -> Callable[[], Any]:
         rng = np.random.default_rng(i)
-        feeds = {
-            n: rng.integers(0, shape[0] if n == "idx" else 1, size=shape)
+        feeds = {  # the only integer input is the gather's index, into a table of `vocab` rows
+            n: rng.integers(0, spec.shape["vocab"], size=shape)
             if t is np.int64
             else rng.standard_normal(shape, dtype=np.float32).astype(t)
             for n, (shape, t) in ins.items()
         }
-        if "idx" in feeds:
-            feeds["idx"] = rng.integers(0, spec.shape["vocab"], size=ins["idx"][0])
         results = {n: np.empty(shape, dtype=NUMPY[spec.precision]) for n, shape in outs.items()}
         binding = session.io_binding()
         for n, value in feeds.items():

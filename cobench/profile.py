@@ -118,7 +118,6 @@ def predicted(
         )
         for c in contexts
     }
-    bounds = {m: model.bounds(m, float(v[0])) for m, v in (("ttft", p.ttft_s), ("tpot", p.tpot_s))}
     return {
         "ttft_s": float(p.ttft_s[0]),
         "tpot_s": float(p.tpot_s[0]),
@@ -129,7 +128,7 @@ def predicted(
         "usable_memory_bytes": device.usable_memory_bytes,
         "params_source": p.params_source,
         "calibration": model.calibration.label if model.calibration else None,
-        **{f"{m}_interval_s": [float(x) for x in b] if b else None for m, b in bounds.items()},
+        **model.interval_fields(float(p.ttft_s[0]), float(p.tpot_s[0])),
     }
 
 

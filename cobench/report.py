@@ -20,6 +20,7 @@ import numpy as np
 
 from cobench import __version__
 from cobench.figures import pyplot, save
+from cobench.profile import error_pct
 from cobench.store import Store
 
 STYLE = """
@@ -183,10 +184,7 @@ def _profiles(page: Page, profiles: list[dict[str, Any]]) -> None:
         flags = ([f"noisy: {', '.join(m['noisy'])}"] if m.get("noisy") else []) + (
             ["THROTTLED"] if m.get("throttled") else []
         )
-        err = {
-            k: (pred[f"{k}_s"] / m[f"{k}_s"] - 1) * 100 if m.get(f"{k}_s") and pred.get(f"{k}_s") else None
-            for k in ("ttft", "tpot")
-        }
+        err = {k: error_pct(pred.get(f"{k}_s"), m.get(f"{k}_s")) for k in ("ttft", "tpot")}
         ci = m.get("ttft_ci_s")
         rows.append([
             p["arch_name"], p["device"], p["backend"], p["precision"], p["workload"]["prompt"], p["status"],
@@ -224,7 +222,7 @@ def _profiles(page: Page, profiles: list[dict[str, Any]]) -> None:
 
 
 def _calibrations(page: Page, store: Store) -> None:
-    from cobench.calibration import Calibration
+    from cobench.calibration import Calibration, error_rows
     from cobench.calibration_plot import plot
 
     latest: dict[tuple[str, ...], dict[str, Any]] = {}
@@ -236,18 +234,7 @@ def _calibrations(page: Page, store: Store) -> None:
     parts = ""
     for body in latest.values():
         c = Calibration.from_json(body)
-        rows = []
-        for metric in ("ttft", "tpot"):
-            for kind, label in (
-                ("raw", "raw roofline"),
-                ("fitted", "in-sample"),
-                ("cross_validated", "cross-validated"),
-            ):
-                e = c.report["errors"][metric][kind]
-                shares = [f"{e['within_5']:.0%}", f"{e['within_10']:.0%}"]
-                rows.append(
-                    [metric.upper(), label, *(f"{e[k]:.1f} %" for k in ("mape", "median_ape", "max_ape")), *shares]
-                )
+        rows = error_rows(c.report)
         intervals = "; ".join(
             f"{m.upper()} ×{iv['low']:.3g}–{iv['high']:.3g} ({iv['level']:.0%})" for m, iv in c.intervals.items() if iv
         )

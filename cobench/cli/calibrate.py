@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from cobench.calibration import error_rows
 from cobench.cli.common import DevicesPathOpt, JsonOpt, ModeOpt, StoreOpt, app, handles_errors, open_store
 from cobench.devices import get_device
 from cobench.errors import InputError
@@ -20,10 +21,6 @@ from cobench.runners import BACKENDS
 
 def _pct(x: float | None) -> str:
     return "—" if x is None else f"{x:.1f}%"
-
-
-def _share(x: float | None) -> str:
-    return "—" if x is None else f"{x:.0%}"
 
 
 @app.command("calibrate")
@@ -124,25 +121,7 @@ def calibrate_cmd(
 
 def _print(c: dict[str, Any], n_models: int, n_kernels: int) -> None:
     report = c["report"]
-    rows = []
-    for metric in ("ttft", "tpot"):
-        for kind, label in (
-            ("raw", "raw roofline"),
-            ("fitted", "calibrated, in-sample"),
-            ("cross_validated", "calibrated, CV"),
-        ):
-            e = report["errors"][metric][kind]
-            rows.append(
-                [
-                    metric.upper(),
-                    label,
-                    _pct(e["mape"]),
-                    _pct(e["median_ape"]),
-                    _pct(e["max_ape"]),
-                    _share(e["within_5"]),
-                    _share(e["within_10"]),
-                ]
-            )
+    rows = error_rows(report)
     out.print(
         table(
             f"calibration {c['device']} {c['backend']} {c['precision']} v{c['version']}: {n_models} models, "

@@ -239,11 +239,8 @@ def pareto_cmd(
         if reference:
             a = load_architecture(reference)
             counts = param_counts(a)
-            w = replace(
-                load_space(space).workload,
-                precision=(precision or [load_space(space).workload.precision])[0],
-                kv_precision=None,
-            )
+            base = load_space(space).workload
+            w = replace(base, precision=(precision or [base.precision])[0], kv_precision=None)
             m = latency_model(db, d, w.precision, backend, uncalibrated=uncalibrated)
             pred = predict(a, d, w, m.params, m.counting)
             ref_latency = float({"e2e": pred.e2e_s, "ttft": pred.ttft_s, "tpot": pred.tpot_s}[metric][0])

@@ -40,10 +40,7 @@ from cobench.workload import Workload
 
 def prediction_record(a: Architecture, d: DeviceSpec, w: Workload, p: Prediction, m: LatencyModel) -> dict[str, Any]:
     """One candidate's prediction as data (index 0 of a 1-candidate Prediction), with its interval if known."""
-    intervals = {
-        f"{metric}_interval_s": [float(x) for x in b] if (b := m.bounds(metric, value)) else None
-        for metric, value in (("ttft", p.ttft_s[0]), ("tpot", p.tpot_s[0]))
-    }
+    intervals = m.interval_fields(float(p.ttft_s[0]), float(p.tpot_s[0]))
     return {
         "arch": a.name,
         "device": d.name,
