@@ -20,17 +20,12 @@ import numpy as np
 import yaml
 from cli import cobench
 
-from cobench.calibration import (
-    Calibration,
-    error_metrics,
-    learning_curve,
-    log_errors,
-    profiled_from_rows,
-)
-from cobench.devices import get_device
-from cobench.kernels import from_row
-from cobench.roofline import RooflineParams
-from cobench.spec import presets
+from cobench.arch.spec import presets
+from cobench.fit.calibration.design import Profiled
+from cobench.fit.calibration.record import Calibration
+from cobench.fit.calibration.validation import error_metrics, learning_curve, log_errors
+from cobench.hardware.devices import get_device
+from cobench.predict.roofline import RooflineParams
 from cobench.store import Store
 
 HERE = Path(__file__).parent
@@ -98,15 +93,15 @@ def main() -> int:
 
     device = get_device("cpu")
     with Store(args.store) as db:
-        rows = [r for r in db.profiles() if r["status"] == "ok" and r["backend"] == "ort" and r["precision"] == "fp32"]
-        kernels = [from_row(r) for r in db.kernels("cpu") if r["backend"] == "ort" and r["precision"] == "fp32"]
-    chosen = [r for r in rows if r["workload"]["prompt"] in prompts.get(r["arch_name"], [])]
-    missing = [n for n in train + held_out if not any(r["arch_name"] == n for r in chosen)]
+        rows = db.profiles.find(backend="ort", precision="fp32", status="ok")
+        kernels = db.kernels.find("cpu", precision="fp32", backend="ort")
+    chosen = [r for r in rows if r.workload.prompt in prompts.get(r.arch_name, [])]
+    missing = [n for n in train + held_out if not any(r.arch_name == n for r in chosen)]
     if missing:
         print(f"FAIL: no successful profile of {', '.join(missing)}")
         return 1
-    test = profiled_from_rows([r for n in held_out for r in chosen if r["arch_name"] == n])
-    fitted = profiled_from_rows([r for r in chosen if r["arch_name"] in train])
+    test = [Profiled.of(r) for n in held_out for r in chosen if r.arch_name == n]
+    fitted = [Profiled.of(r) for r in chosen if r.arch_name in train]
     counting = calibration.counting
     errs = {
         "raw roofline": log_errors(test, device, RooflineParams.ideal(), counting),
@@ -118,10 +113,10 @@ def main() -> int:
     repeat_store = args.store.with_name(args.store.stem + "-repeat.db")
     profile_all(("held_out",), str(repeat_store))
     with Store(repeat_store) as db:
-        again = {r["arch_name"]: r for r in db.profiles() if r["status"] == "ok"}
+        again = {r.arch_name: r.measured for r in db.profiles.find(status="ok")}
     repeat = {
         metric: np.array(
-            [np.log(again[p.arch.name]["summary"][f"{metric}_s"] / getattr(p, f"{metric}_s")) for p in test]
+            [np.log(getattr(again[p.arch.name], f"{metric}_s") / getattr(p, f"{metric}_s")) for p in test]
         )
         for metric in ("ttft", "tpot")
     }

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from cobench import timing
-from cobench.export import export
-from cobench.runners.ort import OrtRunner
-from cobench.spec import presets
-from cobench.telemetry import DEFAULT_RATE_HZ, Sampler, select_source
+from cobench.arch.spec import presets
+from cobench.measure import timing
+from cobench.measure.export import export
+from cobench.measure.runners.ort import OrtRunner
+from cobench.measure.telemetry import DEFAULT_RATE_HZ, Sampler, select_source
 
 PAIRS = 40
 BLOCK_S = 0.3

@@ -11,7 +11,8 @@ import time
 import numpy as np
 import torch
 
-from cobench.kernels import KernelSpec, run_kernel
+from cobench.measure.kernels.run import run_kernel
+from cobench.measure.kernels.suites import KernelSpec
 
 SHAPES = [(1024, 1024, 1024), (1024, 4096, 1024), (2048, 2048, 2048)]
 COPY_ELEMENTS = 1 << 26  # 256 MiB per fp32 tensor: far beyond any cache

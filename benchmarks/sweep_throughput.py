@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from cobench.architecture import ArchBatch
-from cobench.devices import get_device
-from cobench.roofline import RooflineParams, predict
-from cobench.space import load_space
+from cobench.arch.architecture import ArchBatch
+from cobench.arch.space import load_space
+from cobench.hardware.devices import get_device
+from cobench.predict.roofline import RooflineParams, predict
+from cobench.predict.sweep import run_sweep
 from cobench.store import Store
-from cobench.sweep import run_sweep
 
 HERE = Path(__file__).parent
 TARGET_S_PER_100K = 2.0
@@ -65,7 +65,7 @@ def main() -> int:
     loop_total = loop_per * n
 
     with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "bench.db") as store:
-        device_id = store.put_device(device.name, device.mode, {})
+        device_id = store.catalog.put_device(device)
         t0 = time.perf_counter()
         result = run_sweep(space, device, store, params, device_id)
         sweep_s = time.perf_counter() - t0

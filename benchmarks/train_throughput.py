@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from cobench.architecture import Architecture
-from cobench.corpus import Corpus, load_corpus
-from cobench.model import build_model
-from cobench.train import TrainConfig, train
+from cobench.arch.architecture import Architecture
+from cobench.arch.model import build_model
+from cobench.fit.corpus import Corpus, load_corpus
+from cobench.fit.train import TrainConfig, train
 
 ARCH = Architecture(
     name="bench", vocab_size=256, d_model=192, n_layers=4, n_heads=6, n_kv_heads=2, d_ff=512, max_seq_len=256

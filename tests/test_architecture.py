@@ -9,10 +9,10 @@ import pytest
 from conftest import HF, architectures
 from hypothesis import given
 
-from cobench.architecture import ArchBatch, Architecture, kv_cache_bytes_per_token, param_counts
+from cobench.arch.architecture import ArchBatch, Architecture, kv_cache_bytes_per_token, param_counts
+from cobench.arch.hf_config import from_hf_config
+from cobench.arch.spec import load_architecture, presets
 from cobench.errors import InputError
-from cobench.hf_config import from_hf_config
-from cobench.spec import load_architecture, presets
 
 # Published totals (model cards / safetensors indices), written here independently of the preset files.
 PUBLISHED = {

@@ -15,24 +15,20 @@ from hypothesis import given
 from test_cli import run, run_json
 from test_space_sweep import SMALL
 
-from cobench.architecture import Architecture, param_counts
-from cobench.calibration import (
-    BACKEND_COUNTING,
-    KERNEL_CLASS,
-    Calibration,
-    Profiled,
-    build_table,
-    calibrate,
-    error_metrics,
-    interval,
-    log_errors,
-)
-from cobench.devices import get_device
-from cobench.kernels import KernelResult, KernelSpec, cost
-from cobench.operators import OP_CLASSES
-from cobench.roofline import PHASES, RooflineParams, op_seconds, peak_flops, predict
+from cobench.arch.architecture import Architecture, param_counts
+from cobench.arch.workload import Workload
+from cobench.fit.calibration.calibrate import calibrate
+from cobench.fit.calibration.design import KERNEL_CLASS, Profiled, build_design
+from cobench.fit.calibration.record import Calibration
+from cobench.fit.calibration.validation import error_metrics, interval, log_errors
+from cobench.measure.result import Measured, ProfileResult
+from cobench.predict.latency_model import BACKEND_COUNTING
+from cobench.hardware.devices import get_device
+from cobench.measure.kernels.results import KernelResult
+from cobench.measure.kernels.suites import KernelSpec, cost
+from cobench.predict.operators import OP_CLASSES
+from cobench.predict.roofline import PHASES, RooflineParams, op_seconds, peak_flops, predict
 from cobench.store import Store
-from cobench.workload import Workload
 
 CPU = get_device("cpu")
 ORT = BACKEND_COUNTING["ort"]
@@ -116,7 +112,7 @@ def _kernels(rng: np.random.Generator, noise: float) -> list[KernelResult]:
 def test_flattened_table_prices_exactly_like_the_roofline(a: Architecture) -> None:
     w = Workload(1, 64, 4, "fp32")
     m = _measure(a, 64, np.random.default_rng(0), 0.0)
-    table = build_table([m], [], CPU, ORT)
+    table = build_design([m], [], CPU, ORT)
     got = table.predict(TRUE, KERNEL_CALL_S)
     assert got[0] == pytest.approx(float(predict(a, CPU, w, TRUE, ORT).ttft_s[0]), rel=1e-9)
     for i, c in enumerate(m.decode_s, start=1):
@@ -190,28 +186,14 @@ def _store_profiles(path: Path, archs: list[Architecture], seed: int) -> None:
     """Profiles in the store as `cobench profile` writes them (values from the synthetic device)."""
     rng = np.random.default_rng(seed)
     with Store(path) as db:
-        device_id = db.put_device(CPU.name, CPU.mode, {"name": CPU.name})
+        device_id = db.catalog.put_device(CPU)
         for a in archs:
             m = _measure(a, 256, rng, 0.01)
-            counts = param_counts(a)
-            db.put_profile(
-                {
-                    "key": f"k-{a.name}",
-                    "arch_id": db.put_architecture(a.to_dict(), counts.total, counts.active),
-                    "arch_name": a.name,
-                    "device_id": device_id,
-                    "backend": "ort",
-                    "precision": "fp32",
-                    "workload": m.workload.to_dict() | {"contexts": list(m.decode_s)},
-                    "predicted": {},
-                    "seconds": 1.0,
-                    "status": "ok",
-                    "summary": {"ttft_s": m.ttft_s, "tpot_s": m.tpot_s, "decode_s": m.decode_s},
-                    "ttft_s": m.ttft_s,
-                    "tpot_s": m.tpot_s,
-                },
-                None,
-            )
+            e2e = m.ttft_s + (m.workload.generate - 1) * m.tpot_s
+            measured = Measured(m.ttft_s, m.tpot_s, e2e, m.decode_s)
+            contexts = tuple(m.decode_s)
+            result = ProfileResult(f"k-{a.name}", a, CPU.name, CPU.mode, "ort", "fp32", m.workload, contexts, "ok", {})
+            db.profiles.put(replace(result, measured=measured, seconds=1.0), device_id)
 
 
 def test_calibrate_cli_versions_and_is_used_by_predict_and_sweep(tmp_path: Path) -> None:
@@ -256,7 +238,7 @@ def test_calibrate_cli_bad_input_names_the_field(tmp_path: Path) -> None:
     assert "backend:" in run("calibrate", "--store", str(store), "--backend", "tvm", code=2).stderr
     assert "folds:" in run("calibrate", "--store", str(store), "--folds", "1", code=2).stderr
     with Store(store) as db:
-        assert db.calibrations() == []  # nothing half-written
+        assert db.calibrations.all() == []  # nothing half-written
 
 
 def test_every_op_class_and_phase_is_a_fitted_parameter() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cobench.devices import catalogue, get_device, parse_device
 from cobench.errors import InputError
+from cobench.hardware.devices import catalogue, get_device, parse_device
 
 REQUIRED = [
     "jetson-agx-orin-64gb",

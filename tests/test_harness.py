@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cobench.stats import NOISY_CV, median_ci, summarize
-from cobench.timing import HarnessConfig, run
+from cobench.measure.stats import NOISY_CV, median_ci, summarize
+from cobench.measure.timing import HarnessConfig, run
 
 
 def test_summary_of_a_known_normal_distribution() -> None:

@@ -6,8 +6,8 @@ import re
 
 from conftest import FIXTURES
 
-from cobench.doctor import jetson_checks
-from cobench.jetson import discover, parse_l4t_release, parse_nvpmodel
+from cobench.hardware.doctor import jetson_checks
+from cobench.hardware.jetson import discover, parse_l4t_release, parse_nvpmodel
 
 JETSON = FIXTURES / "jetson"
 

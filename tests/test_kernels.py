@@ -11,8 +11,10 @@ from typer.testing import CliRunner
 
 from cobench.cli import app
 from cobench.errors import InputError
-from cobench.kernels import KernelSpec, ceilings, cost, load_suites, run_kernel
-from cobench.timing import HarnessConfig
+from cobench.measure.kernels.results import ceilings
+from cobench.measure.kernels.run import run_kernel
+from cobench.measure.kernels.suites import KernelSpec, cost, load_suites
+from cobench.measure.timing import HarnessConfig
 
 QUICK = HarnessConfig(warmup_s=0.02, min_iters=3, min_time_s=0.05, max_time_s=0.3, target_rel_ci=0.05)
 
@@ -117,8 +119,7 @@ ORT_SHAPES = {
 def test_ort_kernels_compute_what_they_claim(kind: str) -> None:
     """Each one-operator ONNX graph computes its operation (checked against numpy on its bound buffers)."""
     import numpy as np
-
-    from cobench.kernels_onnx import ort_calls
+    from cobench.measure.kernels.backend_onnx import ort_calls
 
     _, make = ort_calls(KernelSpec("t", kind, ORT_SHAPES[kind], "fp32"))
     feeds, results = make(0)()
@@ -147,7 +148,7 @@ def test_ort_kernels_compute_what_they_claim(kind: str) -> None:
 
 
 def test_ort_backend_rejects_what_it_cannot_run() -> None:
-    from cobench.kernels_onnx import ort_calls
+    from cobench.measure.kernels.backend_onnx import ort_calls
 
     with pytest.raises(InputError, match="kind"):
         ort_calls(KernelSpec("t", "triad", {"elements": 8}, "fp32"))
@@ -167,8 +168,8 @@ def test_from_space_derives_the_shapes_candidates_use(tmp_path: Path) -> None:
             }
         )
     )
-    from cobench.kernels import space_kernels
-    from cobench.space import load_space
+    from cobench.arch.space import load_space
+    from cobench.measure.kernels.suites import space_kernels
 
     specs = space_kernels(load_space(space), per_kind=100)
     got = {(s.kind, tuple(sorted(s.shape.items()))) for s in specs if s.suite == "space:one"}

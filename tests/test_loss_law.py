@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_cli import run, run_json
 
-from cobench.loss_law import LAWS, Runs, fit_law, quality, split
-from cobench.pareto import frontier, select
+from cobench.fit.loss_law import LAWS, Runs, fit_law, quality, split
+from cobench.search.pareto import frontier, select
 
 TRUTH = {
     "chinchilla": {"E": 1.8, "A": 400.0, "B": 2000.0, "alpha": 0.34, "beta": 0.37},
@@ -132,7 +132,7 @@ def test_pareto_and_select_cli(tmp_path: Path) -> None:
     import yaml
     from test_space_sweep import SMALL
 
-    from cobench.spec import read_queue
+    from cobench.arch.queue import read_queue
 
     store = str(tmp_path / "s.db")
     runs = synthetic("chinchilla", 30, 0.003, 4)

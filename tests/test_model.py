@@ -12,9 +12,9 @@ from conftest import architectures
 from hypothesis import given, settings
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-from cobench.architecture import ArchBatch, Architecture, param_counts
-from cobench.model import build_model, parameter_count
-from cobench.operators import Counting, forward_ops, total
+from cobench.arch.architecture import ArchBatch, Architecture, param_counts
+from cobench.arch.model import build_model, parameter_count
+from cobench.predict.operators import Counting, forward_ops, total
 
 aten = torch.ops.aten
 

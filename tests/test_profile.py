@@ -14,20 +14,20 @@ import torch
 from conftest import FIXTURES
 from typer.testing import CliRunner
 
-from cobench.architecture import Architecture
-from cobench.calibration import BACKEND_COUNTING, LatencyModel
+from cobench.arch.architecture import Architecture
+from cobench.arch.model import build_model
+from cobench.arch.spec import presets
+from cobench.arch.workload import Workload
 from cobench.cli import app
-from cobench.devices import DeviceSpec, get_device
 from cobench.errors import MissingDependency
-from cobench.export import export
-from cobench.model import build_model
-from cobench.profile import ProfileSettings, profile, task_for, task_key
-from cobench.roofline import RooflineParams
-from cobench.runners import open_runner
-from cobench.spec import presets
+from cobench.predict.latency_model import BACKEND_COUNTING, LatencyModel
+from cobench.hardware.devices import DeviceSpec, get_device
+from cobench.measure.export import export
+from cobench.measure.profile import ProfileSettings, profile, task_for, task_key
+from cobench.measure.runners import open_runner
+from cobench.measure.timing import HarnessConfig
+from cobench.predict.roofline import RooflineParams
 from cobench.store import Store
-from cobench.timing import HarnessConfig
-from cobench.workload import Workload
 
 TINY = Architecture(
     name="tiny", vocab_size=512, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128, max_seq_len=256
@@ -85,7 +85,7 @@ def test_ort_runner_decodes_like_torch(cache: Path) -> None:
 
 
 def test_unavailable_provider_fails_loudly(cache: Path) -> None:
-    from cobench.runners.ort import BackendMismatch
+    from cobench.measure.runners.ort import BackendMismatch
 
     with pytest.raises(BackendMismatch, match="CUDAExecutionProvider"):
         open_runner("ort", TINY, "fp32", "cuda", cache, {})
@@ -132,20 +132,20 @@ def test_profile_ort_and_torch_store_and_resume(cache: Path, tmp_path: Path) -> 
     rows = profile(candidates, device, _settings(cache), store, params)
     assert [r.status for r in rows] == ["ok", "ok"]
     m = rows[0].measured
-    assert m["ttft_s"] > 0 and m["tpot_s"] > 0 and m["e2e_s"] > m["ttft_s"]
-    assert set(m["decode_s"]) == {32, 34}  # the ends of the generated range
-    stored = store.profiles()
-    assert {r["status"] for r in stored} == {"ok"}
-    env = stored[0]["environment"]
+    assert m.ttft_s > 0 and m.tpot_s > 0 and m.e2e_s > m.ttft_s
+    assert set(m.decode_s) == {32, 34}  # the ends of the generated range
+    stored = store.profiles.find()
+    assert {r.status for r in stored} == {"ok"}
+    env = stored[0].environment
     assert env["runner"]["providers"] == ["CPUExecutionProvider"] and env["libraries"]["onnxruntime"]
     assert env["harness"]["min_iters"] == FAST.min_iters
-    samples = store.samples(rows[0].key)
+    samples = store.profiles.samples(rows[0].key)
     assert {"prefill", "decode@32", "decode@34", "e2e"} == set(samples) and len(samples["prefill"]) >= 5
     again = profile(candidates, device, _settings(cache), store, params)
     assert [r.status for r in again] == ["skipped", "skipped"]
     torch_rows = profile([(TINY, "fp32"), (TINY, "bf16")], device, _settings(cache, "torch"), store, params)
     assert [r.status for r in torch_rows] == ["ok", "ok"]
-    assert store.profiles([torch_rows[1].key])[0]["environment"]["runner"]["dtype"] == "torch.bfloat16"
+    assert store.profiles.get(torch_rows[1].key).environment["runner"]["dtype"] == "torch.bfloat16"
 
 
 def test_crashing_and_hanging_candidates_are_recorded_and_the_rest_finish(cache: Path, tmp_path: Path) -> None:
@@ -159,12 +159,12 @@ def test_crashing_and_hanging_candidates_are_recorded_and_the_rest_finish(cache:
     ]
     settings = replace(_settings(cache), timeout_s=20)
     rows = profile(candidates, device, settings, store, _defaults(device), worker=worker)
-    status = {r.arch: (r.status, r.reason) for r in rows}
+    status = {r.arch_name: (r.status, r.reason) for r in rows}
     assert status["will-crash"][0] == "failed" and "SIGABRT" in status["will-crash"][1]
     assert "simulated native crash" in status["will-crash"][1]
     assert status["will-hang"][0] == "failed" and status["will-hang"][1].startswith("timeout")
     assert status["tiny"][0] in ("ok", "skipped")
-    assert {r["status"] for r in store.profiles()} == {"failed", "ok"}
+    assert {r.status for r in store.profiles.find()} == {"failed", "ok"}
 
 
 def test_interrupt_keeps_finished_candidates(cache: Path, tmp_path: Path) -> None:
@@ -178,7 +178,7 @@ def test_interrupt_keeps_finished_candidates(cache: Path, tmp_path: Path) -> Non
 
     with pytest.raises(KeyboardInterrupt):
         profile(candidates, device, _settings(cache), store, params, stop_after_first)
-    assert len(store.profiles()) == 1
+    assert len(store.profiles.find()) == 1
     rows = profile(candidates, device, _settings(cache), store, params)
     assert sorted(r.status for r in rows) == ["ok", "skipped"]
 
@@ -188,7 +188,7 @@ def test_too_large_model_is_refused_before_it_is_built(cache: Path, tmp_path: Pa
     device = get_device("cpu")
     rows = profile([(presets()["mixtral-8x7b"].arch, "fp32")], device, _settings(cache), store, _defaults(device))
     assert rows[0].status == "refused" and "predicted footprint" in rows[0].reason and "GB" in rows[0].reason
-    assert store.profiles() == []
+    assert store.profiles.find() == []
 
 
 def test_context_beyond_max_seq_len_is_refused_before_it_is_built(cache: Path, tmp_path: Path) -> None:
@@ -198,7 +198,7 @@ def test_context_beyond_max_seq_len_is_refused_before_it_is_built(cache: Path, t
     worker = [sys.executable, "-c", "raise SystemExit('the worker must not run')"]
     rows = profile([(short, "fp32")], device, _settings(cache), store, _defaults(device), worker=worker)
     assert rows[0].status == "refused" and "max_seq_len 32" in rows[0].reason
-    assert store.profiles() == []
+    assert store.profiles.find() == []
 
 
 def test_task_key_ignores_name_and_cache_location(cache: Path) -> None:
@@ -286,8 +286,8 @@ def test_sigterm_takes_the_running_worker_down(cache: Path, tmp_path: Path) -> N
         "from pathlib import Path\n"
         f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
         "from test_profile import TINY, _defaults, _settings\n"
-        "from cobench.devices import get_device\n"
-        "from cobench.profile import profile\n"
+        "from cobench.hardware.devices import get_device\n"
+        "from cobench.measure.profile import profile\n"
         "from cobench.store import Store\n"
         "d = get_device('cpu')\n"
         f"worker = [sys.executable, {str(FIXTURES / 'faulty_worker.py')!r}]\n"
@@ -312,7 +312,7 @@ def test_export_race_lost_to_another_writer_uses_theirs(tmp_path: Path, monkeypa
     """An export whose final rename finds the entry already written (e.g. by an orphaned worker) reuses it."""
     import shutil
 
-    import cobench.export as ex
+    import cobench.measure.export as ex
 
     real = ex._export_into
 

@@ -10,12 +10,12 @@ from conftest import architectures
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cobench.architecture import ArchBatch, Architecture
-from cobench.devices import get_device
-from cobench.operators import Counting, expected_experts, forward_ops
-from cobench.roofline import RooflineParams, breakdown, predict
-from cobench.spec import presets
-from cobench.workload import Workload
+from cobench.arch.architecture import ArchBatch, Architecture
+from cobench.arch.spec import presets
+from cobench.arch.workload import Workload
+from cobench.hardware.devices import get_device
+from cobench.predict.operators import Counting, expected_experts, forward_ops
+from cobench.predict.roofline import RooflineParams, breakdown, predict
 
 ISSUE_PRESETS = [
     "qwen2.5-0.5b",

@@ -11,14 +11,15 @@ import numpy as np
 import pytest
 import yaml
 
-from cobench import space as space_module
-from cobench.architecture import Architecture, param_counts
-from cobench.devices import get_device
+from cobench.arch import space as space_module
+from cobench.arch.architecture import Architecture, param_counts
+from cobench.arch.space import load_space, parse_space
 from cobench.errors import InputError, StoreError
-from cobench.roofline import RooflineParams
-from cobench.space import load_space, parse_space
-from cobench.store import SCHEMA_VERSION, Store, export_rows
-from cobench.sweep import run_sweep
+from cobench.hardware.devices import get_device
+from cobench.predict.roofline import RooflineParams
+from cobench.predict.sweep import run_sweep
+from cobench.store import SCHEMA_VERSION, Store
+from cobench.store.export import export_rows
 
 SMALL = {
     "name": "small",
@@ -113,7 +114,7 @@ def test_yaml_exponent_without_sign_is_a_number(tmp_path: Path) -> None:
 
 def _sweep(store: Store, spec: dict = SMALL, progress=None):  # noqa: ANN001, ANN202
     device = get_device("jetson-orin-nano-8gb")
-    device_id = store.put_device(device.name, device.mode, {})
+    device_id = store.catalog.put_device(device)
     return run_sweep(parse_space(spec), device, store, RooflineParams.for_device(device), device_id, progress)
 
 
@@ -129,30 +130,30 @@ def test_sweep_resumes_after_interrupt_without_redoing_chunks(tmp_path: Path, mo
 
     with pytest.raises(KeyboardInterrupt):
         _sweep(store, progress=interrupt)
-    assert store.done_chunks(full.sweep_id) == {0, 1}
+    assert store.sweeps.done_chunks(full.sweep_id) == {0, 1}
     resumed = _sweep(store)
     assert resumed.chunks_skipped == 2 and resumed.chunks_run == full.chunks_run - 2
     assert resumed.kept == full.kept
     again = _sweep(store)
     assert again.chunks_run == 0
-    rows = store.candidates(full.sweep_id)
+    rows = store.sweeps.candidates(full.sweep_id)
     assert len(rows) == full.kept and len({r["grid_index"] for r in rows}) == full.kept
 
 
 def test_interrupted_chunk_commits_nothing(tmp_path: Path) -> None:
     store = Store(tmp_path / "s.db")
     _sweep(store)
-    before = store.db.execute("SELECT COUNT(*) FROM sweep_candidates").fetchone()[0]
-    with pytest.raises(RuntimeError), store.transaction() as db:
+    before = store.connection.db.execute("SELECT COUNT(*) FROM sweep_candidates").fetchone()[0]
+    with pytest.raises(RuntimeError), store.connection.transaction() as db:
         db.execute("DELETE FROM sweep_candidates")
         raise RuntimeError("crash mid-write")
-    assert store.db.execute("SELECT COUNT(*) FROM sweep_candidates").fetchone()[0] == before
+    assert store.connection.db.execute("SELECT COUNT(*) FROM sweep_candidates").fetchone()[0] == before
 
 
 def test_store_wal_version_and_newer_schema_refused(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     store = Store(path)
-    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.connection.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert store.version == SCHEMA_VERSION
     store.close()
     raw = sqlite3.connect(path)
@@ -168,7 +169,7 @@ def test_store_wal_version_and_newer_schema_refused(tmp_path: Path) -> None:
 def test_export_csv_and_json(tmp_path: Path) -> None:
     store = Store(tmp_path / "s.db")
     result = _sweep(store)
-    rows = store.candidates(result.sweep_id, "-params_total", 5)
+    rows = store.sweeps.candidates(result.sweep_id, "-params_total", 5)
     assert [r["params_total"] for r in rows] == sorted((r["params_total"] for r in rows), reverse=True)
     export_rows(rows, tmp_path / "top.json")
     assert json.loads((tmp_path / "top.json").read_text()) == rows
@@ -177,13 +178,13 @@ def test_export_csv_and_json(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="must end in .csv or .json"):
         export_rows(rows, tmp_path / "top.xlsx")
     with pytest.raises(InputError, match="unknown column"):
-        store.candidates(result.sweep_id, "speed")
+        store.sweeps.candidates(result.sweep_id, "speed")
 
 
 def test_latency_budget_constraint(tmp_path: Path) -> None:
     store = Store(tmp_path / "s.db")
     everything = _sweep(store)
     budget = _sweep(store, SMALL | {"constraints": SMALL["constraints"] | {"max_tpot_ms": 0.35}})
-    rows = store.candidates(budget.sweep_id)
+    rows = store.sweeps.candidates(budget.sweep_id)
     assert 0 < budget.kept < everything.kept
     assert all(r["tpot_s"] * 1e3 <= 0.35 for r in rows)

@@ -8,10 +8,10 @@ import time
 import pytest
 from conftest import FIXTURES
 
-from cobench.telemetry import Sampler, Series, select_source
-from cobench.telemetry.cpu import CpuSource
-from cobench.telemetry.jetson import JetsonSource, parse_tegrastats
-from cobench.telemetry.nvml import NvmlSource, throttle_names
+from cobench.measure.telemetry import Sampler, Series, select_source
+from cobench.measure.telemetry.cpu import CpuSource
+from cobench.measure.telemetry.jetson import JetsonSource, parse_tegrastats
+from cobench.measure.telemetry.nvml import NvmlSource, throttle_names
 
 JETSON = FIXTURES / "jetson"
 

@@ -9,9 +9,9 @@ import pytest
 import yaml
 from test_cli import run, run_json
 
-from cobench.architecture import Architecture
-from cobench.corpus import load_corpus
-from cobench.train import TrainConfig, train
+from cobench.arch.architecture import Architecture
+from cobench.fit.corpus import load_corpus
+from cobench.fit.train import TrainConfig, train
 
 TINY = Architecture(
     name="tiny-train", vocab_size=256, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=64, max_seq_len=64

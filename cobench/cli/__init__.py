@@ -1,4 +1,4 @@
-"""The `cobench` command line: a thin shell over the pure core (architecture → operators → roofline).
+"""The `cobench` command line: parsing and rendering only — each command calls one function of the core.
 
 Every command takes --json (data only on stdout). Errors are one line on stderr naming the field and
 the problem, with a non-zero exit; --debug (or COBENCH_DEBUG=1) shows the traceback instead. One module
@@ -9,6 +9,7 @@ from cobench.cli import (  # noqa: F401
     arch,
     calibrate,
     devices,
+    doctor,
     fit,
     kernels,
     pareto,
@@ -19,7 +20,7 @@ from cobench.cli import (  # noqa: F401
     sweep,
     train,
 )
-from cobench.cli.common import app
+from cobench.cli.app import app
 
 
 def main() -> None:

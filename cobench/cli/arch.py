@@ -6,20 +6,16 @@ from typing import Annotated
 
 import typer
 
-from cobench.arch_summary import arch_summary
-from cobench.architecture import param_counts
-from cobench.cli.common import (
-    JsonOpt,
-    app,
-    handles_errors,
-)
-from cobench.precision import PRECISIONS
-from cobench.render import emit_json, kv_table, out, si, table
-from cobench.spec import load_architecture, presets
+from cobench.arch.architecture import param_counts
+from cobench.arch.precision import PRECISIONS
+from cobench.arch.spec import load_architecture, presets
+from cobench.arch.summary import arch_summary
+from cobench.cli.app import app, handles_errors, typer_app
+from cobench.cli.options import JsonOpt
+from cobench.cli.render import emit_json, kv_table, out, table
+from cobench.report.format import si
 
-arch_app = typer.Typer(
-    help="Architectures: presets, cobench YAML/JSON files, Hugging Face config.json.", no_args_is_help=True
-)
+arch_app = typer_app("Architectures: presets, cobench YAML/JSON files, Hugging Face config.json.")
 app.add_typer(arch_app, name="arch")
 
 

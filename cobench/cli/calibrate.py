@@ -2,168 +2,115 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from cobench.calibration import error_rows
-from cobench.cli.common import DevicesPathOpt, JsonOpt, ModeOpt, StoreOpt, app, handles_errors, open_store
-from cobench.devices import get_device
+from cobench.arch.precision import precision as check_precision
+from cobench.cli.app import app, handles_errors
+from cobench.cli.options import STORE_DEFAULT, DevicesPathOpt, JsonOpt, ModeOpt, StoreOpt
+from cobench.cli.render import emit_json, err, out, table
 from cobench.errors import InputError
-from cobench.operators import OP_CLASSES
-from cobench.precision import precision as check_precision
-from cobench.render import emit_json, err, out, table
-from cobench.runners import BACKENDS
-
-
-def _pct(x: float | None) -> str:
-    return "—" if x is None else f"{x:.1f}%"
+from cobench.fit.calibration.calibrate import CalibrationRun
+from cobench.fit.calibration.validation import error_rows
+from cobench.hardware.devices import get_device
+from cobench.predict.operators import OP_CLASSES
+from cobench.report.format import pct
+from cobench.store import Store
 
 
 @app.command("calibrate")
 @handles_errors
 def calibrate_cmd(
-    device: Annotated[str, typer.Option("--device", "-d", help="Catalogue device the profiles were taken on.")] = "cpu",
+    device: Annotated[
+        str, typer.Option("--device", "-d", metavar="NAME", help="Catalogue device the profiles were taken on.")
+    ] = "cpu",
     power_mode: ModeOpt = None,
     backend: Annotated[
-        str, typer.Option("--backend", help="Backend whose profiles to fit: ort, torch or trt.")
+        str, typer.Option("--backend", metavar="NAME", help="Backend whose profiles to fit: ort, torch or trt.")
     ] = "ort",
-    precision: Annotated[str, typer.Option("--precision", help="Precision whose profiles to fit.")] = "fp32",
+    precision: Annotated[
+        str, typer.Option("--precision", metavar="TYPE", help="Precision whose profiles to fit.")
+    ] = "fp32",
     arch: Annotated[
-        list[str] | None, typer.Option("--arch", "-a", help="Fit only these profiled architectures (repeatable).")
+        list[str] | None,
+        typer.Option("--arch", "-a", metavar="NAME", help="Fit only these profiled architectures (repeatable)."),
     ] = None,
     exclude: Annotated[
-        list[str] | None, typer.Option("--exclude", help="Leave these profiled architectures out (repeatable).")
+        list[str] | None,
+        typer.Option("--exclude", metavar="NAME", help="Leave these profiled architectures out (repeatable)."),
     ] = None,
     kernels: Annotated[
         bool, typer.Option("--kernels/--no-kernels", help="Use the device's kernel results from the store.")
     ] = True,
-    folds: Annotated[int, typer.Option("--folds", help="Cross-validation folds (by architecture).")] = 5,
+    folds: Annotated[int, typer.Option("--folds", metavar="N", help="Cross-validation folds (by architecture).")] = 5,
     curve: Annotated[bool, typer.Option("--curve/--no-curve", help="Compute the learning curve.")] = True,
-    seed: Annotated[int, typer.Option("--seed", help="Folds and learning-curve subsets.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Folds and learning-curve subsets.")] = 0,
     out_dir: Annotated[
-        Path, typer.Option("--out", "-o", help="Folder for the calibration JSON and its figure.")
+        Path, typer.Option("--out", "-o", metavar="DIR", help="Folder for the calibration JSON and its figure.")
     ] = Path("out/calibration"),
-    store: StoreOpt = None,
+    store: StoreOpt = STORE_DEFAULT,
     devices_path: DevicesPathOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Fit efficiencies and overheads on log latency (robust), cross-validate by architecture, and save a
     versioned calibration that predict, sweep and profile then use for this device, backend and precision."""
-    from cobench.calibration import calibrate, profiled_from_rows, require_models
-    from cobench.calibration_plot import plot
-    from cobench.kernels import from_row
+    from cobench.fit.calibration.calibrate import calibrate_from_store
+    from cobench.measure.runners import BACKENDS
+    from cobench.report.figures.calibration import plot
 
     if backend not in BACKENDS:
         raise InputError("backend", f"unknown backend {backend!r} (one of {', '.join(BACKENDS)})")
     check_precision(precision)
-    if folds < 2:
-        raise InputError("folds", f"cross-validation needs at least 2 folds, got {folds}")
     d = get_device(device, power_mode, devices_path)
-    with open_store(store) as db:
-        rows = [
-            r
-            for r in db.profiles()
-            if r["status"] == "ok"
-            and r["device"] == d.name
-            and (r["power_mode"] or None) == d.mode
-            and r["backend"] == backend
-            and r["precision"] == precision
-        ]
-        names = {r["arch_name"] for r in rows}
-        for field, wanted in (("arch", arch), ("exclude", exclude)):
-            unknown = sorted(set(wanted or []) - names)
-            if unknown:
-                raise InputError(field, f"{unknown[0]!r} has no {backend} {precision} profile on {d.name} in the store")
-        rows = [r for r in rows if (not arch or r["arch_name"] in arch) and r["arch_name"] not in (exclude or [])]
-        models = profiled_from_rows(rows)
-        require_models(models, f"{d.name} {backend} {precision}")
-        stored = [r for r in db.kernels(d.name) if r["precision"] == precision] if kernels else []
-        same_backend = [r for r in stored if r["backend"] == backend]
-        kernel_rows = same_backend or stored
-        if kernels and not kernel_rows and not json_out:
-            err.print(
-                f"note: no {precision} kernel results for {d.name}: fitting profiles only (`cobench kernels run`)"
-            )
-        elif kernel_rows and not same_backend and not json_out:
-            err.print(f"note: no {backend} kernels stored; using {len(kernel_rows)} from {kernel_rows[0]['backend']}")
-        if not json_out:
-            err.print(f"fitting {len(models)} profiles and {len(kernel_rows)} kernels …")
-        c = calibrate(models, [from_row(r) for r in kernel_rows], d, backend, precision, folds, curve, seed)
-        version = db.put_calibration(c.to_json())
-    c = replace(c, version=version)
-    mode = f"@{d.mode}" if d.mode else ""
-    stem = out_dir / f"{d.name}{mode}-{backend}-{precision}-v{version}"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = stem.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(c.to_json(), indent=1))
-    tmp.replace(stem.with_suffix(".json"))
-    figures = plot(c, stem.with_name(stem.name + "-parity"))
-    summary = c.to_json() | {"file": str(stem.with_suffix(".json")), "figures": [str(f) for f in figures]}
+    with Store(store) as db:
+        run = calibrate_from_store(db, d, backend, precision, out_dir, arch, exclude, kernels, folds, curve, seed, plot)
     if json_out:
-        return emit_json(summary)
-    _print(c.to_json(), len(models), len(kernel_rows))
-    err.print(f"saved calibration v{version} in the store and {stem.with_suffix('.json')}; figure {figures[0]}")
+        return emit_json(run)
+    for note in run.notes:
+        err.print(f"note: {note}")
+    _print(run)
+    c = run.calibration
+    mode = f"@{d.mode}" if d.mode else ""
+    err.print(f"saved calibration v{c.version} in the store and {run.file}; figure {run.figures[0]}")
     err.print(f"predict, sweep and profile now use it for {d.name}{mode} {precision} (--uncalibrated to opt out)")
-    noisy = [r["arch_name"] for r in rows if (r["summary"] or {}).get("noisy")]
-    if noisy:
+    if run.noisy:
+        names = ", ".join(run.noisy[:5]) + (" …" if len(run.noisy) > 5 else "")
         err.print(
-            f"warning: {len(noisy)} of {len(rows)} profiles were noisy (a phase's CV > 2 %: {', '.join(noisy[:5])}"
-            f"{' …' if len(noisy) > 5 else ''}); the fit and its interval are only as good as the measurements"
+            f"warning: {len(run.noisy)} of {run.n_models} profiles were noisy (a phase's CV > 2 %: {names}); "
+            "the fit and its interval are only as good as the measurements"
         )
     if c.report["few_models"]:
-        err.print(f"warning: only {len(models)} profiled models; profile at least 5 for a trustworthy interval")
+        err.print(f"warning: only {run.n_models} profiled models; profile at least 5 for a trustworthy interval")
     return None
 
 
-def _print(c: dict[str, Any], n_models: int, n_kernels: int) -> None:
-    report = c["report"]
-    rows = error_rows(report)
-    out.print(
-        table(
-            f"calibration {c['device']} {c['backend']} {c['precision']} v{c['version']}: {n_models} models, "
-            f"{n_kernels} kernels, {report['folds']}-fold CV by architecture",
-            ["", "model", "MAPE", "median |err|", "max |err|", "within ±5%", "within ±10%"],
-            rows,
-            right={2, 3, 4, 5, 6},
-        )
+def _print(run: CalibrationRun) -> None:
+    c = run.calibration
+    report, p = c.report, c.params
+    title = (
+        f"calibration {c.device} {c.backend} {c.precision} v{c.version}: {run.n_models} models, "
+        f"{run.n_kernels} kernels, {report['folds']}-fold CV by architecture"
     )
-    p = c["params"]
-    out.print(
-        table(
-            "fitted parameters (efficiencies relative to the device file's peaks)",
-            ["op class", "compute η", "memory η", "overhead per op"],
-            [
-                [
-                    k,
-                    f"{p['compute_efficiency'][k]:.3g}",
-                    f"{p['memory_efficiency'][k]:.3g}",
-                    f"{p['op_overhead_s'][k] * 1e6:.3g} µs",
-                ]
-                for k in OP_CLASSES
-            ]
-            + [[f"step ({phase})", "", "", f"{v * 1e6:.3g} µs"] for phase, v in p["step_overhead_s"].items()],
-            right={1, 2, 3},
-        )
-    )
-    for metric, iv in c["intervals"].items():
+    columns = ["", "model", "MAPE", "median |err|", "max |err|", "within ±5%", "within ±10%"]
+    out.print(table(title, columns, error_rows(report), right={2, 3, 4, 5, 6}))
+    rows = [
+        [k, f"{p.compute_efficiency[k]:.3g}", f"{p.memory_efficiency[k]:.3g}", f"{p.op_overhead_s[k] * 1e6:.3g} µs"]
+        for k in OP_CLASSES
+    ] + [[f"step ({phase})", "", "", f"{v * 1e6:.3g} µs"] for phase, v in p.step_overhead_s.items()]
+    columns = ["op class", "compute η", "memory η", "overhead per op"]
+    out.print(table("fitted parameters (efficiencies relative to the device file's peaks)", columns, rows, {1, 2, 3}))
+    for metric, iv in c.intervals.items():
         if iv:
             out.print(
                 f"{metric.upper()} {iv['level']:.0%} prediction interval: measured within "
                 f"×{iv['low']:.3f} … ×{iv['high']:.3f} of the prediction (from {iv['n']} out-of-fold errors)"
             )
     if report["learning_curve"]:
-        out.print(
-            table(
-                "learning curve: MAPE on models not used for fitting",
-                ["models", "TTFT MAPE", "TPOT MAPE", "subsets"],
-                [
-                    [r["models"], _pct(r["ttft_mape"]), _pct(r["tpot_mape"]), r["repeats"]]
-                    for r in report["learning_curve"]
-                ],
-                right={0, 1, 2, 3},
-            )
-        )
+        rows = [
+            [r["models"], pct(r["ttft_mape"], signed=False), pct(r["tpot_mape"], signed=False), r["repeats"]]
+            for r in report["learning_curve"]
+        ]
+        columns = ["models", "TTFT MAPE", "TPOT MAPE", "subsets"]
+        out.print(table("learning curve: MAPE on models not used for fitting", columns, rows, {0, 1, 2, 3}))

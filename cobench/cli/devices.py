@@ -6,19 +6,14 @@ from typing import Annotated
 
 import typer
 
-from cobench.cli.common import (
-    DevicesPathOpt,
-    JsonOpt,
-    ModeOpt,
-    app,
-    handles_errors,
-)
-from cobench.devices import DeviceSpec, catalogue, get_device
-from cobench.precision import PRECISIONS
-from cobench.render import emit_json, out, table
-from cobench.roofline import RooflineParams
+from cobench.arch.precision import PRECISIONS
+from cobench.cli.app import app, handles_errors, typer_app
+from cobench.cli.options import DevicesPathOpt, JsonOpt, ModeOpt
+from cobench.cli.render import emit_json, out, table
+from cobench.hardware.devices import DeviceSpec, catalogue, get_device
+from cobench.predict.roofline import RooflineParams
 
-devices_app = typer.Typer(help="The device catalogue (devices/*.yaml plus your own).", no_args_is_help=True)
+devices_app = typer_app("The device catalogue (devices/*.yaml plus your own).")
 app.add_typer(devices_app, name="devices")
 
 

@@ -2,154 +2,150 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from cobench.architecture import param_counts
-from cobench.cli.common import JsonOpt, StoreOpt, app, handles_errors, open_store
+from cobench.arch.architecture import Architecture
+from cobench.arch.queue import read_queue
+from cobench.arch.spec import load_architecture
+from cobench.cli.app import app, handles_errors
+from cobench.cli.options import STORE_DEFAULT, ArchOpt, JsonOpt, StoreOpt
+from cobench.cli.render import emit_json, err, out, table
 from cobench.errors import InputError
-from cobench.render import emit_json, err, out, si, table
-from cobench.spec import load_architecture, read_queue
+from cobench.fit.train import Progress as Step
+from cobench.fit.train import TrainConfig
+from cobench.fit.train_queue import DEFAULT_CHECKPOINTS
+from cobench.fit.training_run import TrainingRun
+from cobench.report.format import si
+from cobench.store import Store
 
-DEFAULT_CHECKPOINTS = Path(".cobench/train")
+
+class Bars:
+    """A progress bar per run on stderr (off with --json): steps, tokens/s, train and validation loss."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: Progress | None = None
+
+    def skipped(self, index: int, total: int, run: TrainingRun) -> None:
+        if self.enabled:
+            err.print(f"[{index}/{total}] {run.arch_name} {si(run.config['tokens'])} tokens: done before, skipped")
+
+    def started(self, index: int, total: int, arch: Architecture, cfg: TrainConfig) -> Callable[[Step], None]:
+        self.bar = Progress(
+            TextColumn(f"[{index}/{total}] {arch.name}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("steps {task.fields[rate]} tok/s loss {task.fields[loss]}"),
+            TimeRemainingColumn(),
+            console=err,
+            disable=not self.enabled,
+        )
+        self.bar.start()
+        task = self.bar.add_task("train", total=cfg.steps, rate="—", loss="—")
+
+        def show(p: Step, bar: Progress = self.bar) -> None:
+            loss = f"{p.train_loss:.3f}" + (f" (val {p.val_loss:.3f})" if p.val_loss is not None else "")
+            bar.update(task, completed=p.step, rate=f"{p.tokens_per_s:,.0f}", loss=loss)
+
+        return show
+
+    def finished(self) -> None:
+        if self.bar:
+            self.bar.stop()
 
 
 @app.command("train")
 @handles_errors
 def train_cmd(
-    arch: Annotated[list[str] | None, typer.Option("--arch", "-a", help="Architecture SPEC (repeatable).")] = None,
-    tokens: Annotated[int | None, typer.Option("--tokens", "-t", help="Training tokens per run.")] = None,
+    arch: ArchOpt = None,
+    tokens: Annotated[int | None, typer.Option("--tokens", "-t", metavar="N", help="Training tokens per run.")] = None,
     queue: Annotated[
-        Path | None, typer.Option("--queue", help="YAML of jobs (arch, tokens), e.g. from `cobench select`.")
+        Path | None,
+        typer.Option("--queue", metavar="FILE", help="YAML of jobs (arch, tokens), e.g. from `cobench select`."),
     ] = None,
     data: Annotated[
-        Path | None, typer.Option("--data", help="Training text file or nanoGPT .bin (default: Python stdlib text).")
+        Path | None,
+        typer.Option(
+            "--data", metavar="FILE", help="Training text file or nanoGPT .bin [default: Python stdlib text]."
+        ),
     ] = None,
-    val: Annotated[Path | None, typer.Option("--val", help="Validation file (default: the tail of the data).")] = None,
+    val: Annotated[
+        Path | None, typer.Option("--val", metavar="FILE", help="Validation file [default: the tail of the data].")
+    ] = None,
     tokenizer: Annotated[
-        Path | None, typer.Option("--tokenizer", help="tokenizer.json (needs `tokenizers`); default: bytes.")
+        Path | None,
+        typer.Option("--tokenizer", metavar="FILE", help="tokenizer.json (needs `tokenizers`) [default: bytes]."),
     ] = None,
-    seq_len: Annotated[int, typer.Option("--seq-len", help="Tokens per training sequence.")] = 128,
-    batch: Annotated[int, typer.Option("--batch", "-b", help="Sequences per step.")] = 16,
-    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (AdamW).")] = 3e-3,
-    eval_every: Annotated[int, typer.Option("--eval-every", help="Validate every this many steps.")] = 25,
-    ckpt_every: Annotated[int, typer.Option("--ckpt-every", help="Checkpoint every this many steps.")] = 25,
-    seed: Annotated[int, typer.Option("--seed", help="Weights and batch order.")] = 0,
+    seq_len: Annotated[int, typer.Option("--seq-len", metavar="TOKENS", help="Tokens per training sequence.")] = 128,
+    batch: Annotated[int, typer.Option("--batch", "-b", metavar="N", help="Sequences per step.")] = 16,
+    lr: Annotated[float, typer.Option("--lr", metavar="LR", help="Peak learning rate (AdamW).")] = 3e-3,
+    eval_every: Annotated[
+        int, typer.Option("--eval-every", metavar="STEPS", help="Validate every this many steps.")
+    ] = 25,
+    ckpt_every: Annotated[
+        int, typer.Option("--ckpt-every", metavar="STEPS", help="Checkpoint every this many steps.")
+    ] = 25,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Weights and batch order.")] = 0,
     tokens_multiplier: Annotated[
         float,
         typer.Option(
-            "--tokens-multiplier", help="Scale every job's budget (e.g. 0.5: a second point on the data axis)."
+            "--tokens-multiplier",
+            metavar="X",
+            help="Scale every job's budget (e.g. 0.5: a second point on the data axis).",
         ),
     ] = 1.0,
-    device: Annotated[str, typer.Option("--device", help="cpu or cuda (bf16 autocast on cuda).")] = "cpu",
+    device: Annotated[
+        str, typer.Option("--device", metavar="WHERE", help="cpu or cuda (bf16 autocast on cuda).")
+    ] = "cpu",
     checkpoints: Annotated[
-        Path, typer.Option("--checkpoint-dir", help="Where interrupted runs keep their state.")
+        Path, typer.Option("--checkpoint-dir", metavar="DIR", help="Where interrupted runs keep their state.")
     ] = DEFAULT_CHECKPOINTS,
-    store: StoreOpt = None,
+    store: StoreOpt = STORE_DEFAULT,
     json_out: JsonOpt = False,
 ) -> None:
     """Train candidates for a token budget; finished runs are skipped, interrupted ones resume."""
-    from cobench.corpus import load_corpus
-    from cobench.train import TrainConfig, run_key, train
+    from cobench.fit.corpus import load_corpus
+    from cobench.fit.train_queue import train_jobs
 
-    jobs = read_queue(queue) if queue else []
-    jobs += [(load_architecture(s), tokens) for s in arch or []]
+    jobs = (read_queue(queue) if queue else []) + [(load_architecture(s), tokens) for s in arch or []]
     if not jobs:
         raise InputError("arch", "give --arch SPEC (repeatable) or --queue FILE")
     if any(t is None for _, t in jobs) and tokens is None:
         raise InputError("tokens", "give --tokens N (or tokens for every queue job)")
-    if not tokens_multiplier > 0:
-        raise InputError("tokens_multiplier", f"must be positive, got {tokens_multiplier}")
     if device not in ("cpu", "cuda"):
         raise InputError("device", f"cpu or cuda, got {device!r}")
-    corpus = load_corpus(data, val, tokenizer)
-    results = []
-    with open_store(store) as db:
-        for i, (a, budget) in enumerate(jobs, 1):
-            cfg = TrainConfig(
-                tokens=int((budget or tokens or 0) * tokens_multiplier),
-                seq_len=seq_len,
-                batch=batch,
-                lr=lr,
-                eval_every=eval_every,
-                ckpt_every=ckpt_every,
-                seed=seed,
-                device=device,
-            )
-            key = run_key(a, corpus, cfg)
-            if db.training_status(key) == "done":
-                results.append(_stored(db, key))
-                if not json_out:
-                    err.print(f"[{i}/{len(jobs)}] {a.name} {si(cfg.tokens)} tokens: done before, skipped")
-                continue
-            counts = param_counts(a)
-            row: dict[str, Any] = {
-                "key": key,
-                "arch_id": db.put_architecture(a.to_dict(), counts.total, counts.active),
-                "arch_name": a.name,
-                "corpus": f"{corpus.source} sha256:{corpus.sha256}",
-                "config": asdict(cfg),
-                "n_params": counts.active - counts.embedding,
-                "n_params_total": counts.total,
-            }
-            db.put_training_run(row | {"status": "running", "steps": 0, "tokens": 0, "curve": []})
-            with Progress(
-                TextColumn(f"[{i}/{len(jobs)}] {a.name}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("steps {task.fields[rate]} tok/s loss {task.fields[loss]}"),
-                TimeRemainingColumn(),
-                console=err,
-                disable=json_out,
-            ) as bar:
-                task = bar.add_task("train", total=cfg.steps, rate="—", loss="—")
-
-                def show(p: Any, task: Any = task, bar: Any = bar) -> None:
-                    loss = f"{p.train_loss:.3f}" + (f" (val {p.val_loss:.3f})" if p.val_loss is not None else "")
-                    bar.update(task, completed=p.step, rate=f"{p.tokens_per_s:,.0f}", loss=loss)
-
-                r = train(a, corpus, cfg, checkpoints / key / "checkpoint.pt", show)
-            db.put_training_run(
-                row
-                | {
-                    "status": "done",
-                    "steps": r.steps,
-                    "tokens": r.tokens,
-                    "final_loss": r.final_loss,
-                    "final_bpb": r.final_bpb,
-                    "tokens_per_s": r.tokens_per_s,
-                    "curve": r.curve,
-                    "environment": r.environment | {"resumed_from_step": r.resumed_from},
-                }
-            )
-            results.append(_stored(db, key))
-    if json_out:
-        return emit_json(results)
-    out.print(
-        table(
-            f"training runs ({corpus.source})",
-            ["arch", "N (non-emb.)", "tokens", "steps", "final val loss", "bits/byte", "tok/s"],
-            [
-                [
-                    r["arch_name"],
-                    si(r["n_params"]),
-                    si(r["tokens"]),
-                    r["steps"],
-                    f"{r['final_loss']:.4f}",
-                    f"{r['final_bpb']:.3f}" if r["final_bpb"] else "—",
-                    f"{r['tokens_per_s']:,.0f}",
-                ]
-                for r in results
-            ],
-            right={1, 2, 3, 4, 5, 6},
-        )
+    base = TrainConfig(
+        tokens=tokens or 1,  # a job's own budget replaces it (fit/train_queue.py)
+        seq_len=seq_len,
+        batch=batch,
+        lr=lr,
+        eval_every=eval_every,
+        ckpt_every=ckpt_every,
+        seed=seed,
+        device=device,
     )
+    corpus = load_corpus(data, val, tokenizer)
+    with Store(store) as db:
+        runs = train_jobs(jobs, corpus, base, db, checkpoints, tokens_multiplier, Bars(not json_out))
+    if json_out:
+        return emit_json(runs)
+    rows = [
+        [
+            r.arch_name,
+            si(r.n_params),
+            si(r.tokens),
+            r.steps,
+            f"{r.final_loss:.4f}",
+            f"{r.final_bpb:.3f}" if r.final_bpb else "—",
+            f"{r.tokens_per_s:,.0f}",
+        ]
+        for r in runs
+    ]
+    columns = ["arch", "N (non-emb.)", "tokens", "steps", "final val loss", "bits/byte", "tok/s"]
+    out.print(table(f"training runs ({corpus.source})", columns, rows, right={1, 2, 3, 4, 5, 6}))
     return None
-
-
-def _stored(db: Any, key: str) -> dict[str, Any]:
-    return next(r for r in db.training_runs(None) if r["key"] == key)

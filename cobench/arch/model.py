@@ -1,0 +1,192 @@
+"""The real torch module for any Architecture: the one model that export, profiling and training use.
+
+Layout follows Llama/Qwen2/Mixtral (pre-norm, RoPE, q/k/v/o projections, gated or plain MLP, top-k
+routed experts plus optional gated shared experts), so parameter counts match `param_counts` exactly
+and matmul FLOPs match `operators`. The KV cache is passed in and returned as stacked tensors
+(layers, batch, kv_heads, context, head_dim) so that a decode step exports as a plain ONNX graph.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from cobench.arch.architecture import Architecture
+
+
+def _norm(a: Architecture) -> nn.Module:
+    return nn.LayerNorm(a.d_model) if a.norm == "layernorm" else nn.RMSNorm(a.d_model, eps=1e-6)
+
+
+def rope_tables(head_dim: int, max_len: int, theta: float = 10000.0) -> tuple[Tensor, Tensor]:
+    """cos/sin tables (max_len, head_dim) for rotate-half RoPE, as in Llama."""
+    inv = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+    angles = torch.outer(torch.arange(max_len, dtype=torch.float32), inv)
+    angles = torch.cat([angles, angles], dim=-1)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """x: (B, heads, T, hd); cos/sin: (T, hd)."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos + rotated * sin
+
+
+class Attention(nn.Module):
+    def __init__(self, a: Architecture) -> None:
+        super().__init__()
+        self.n_heads, self.n_kv, self.hd = a.n_heads, a.n_kv_heads, a.head_dim
+        self.q_proj = nn.Linear(a.d_model, a.n_heads * a.head_dim, bias=a.qkv_bias)
+        self.k_proj = nn.Linear(a.d_model, a.n_kv_heads * a.head_dim, bias=a.qkv_bias)
+        self.v_proj = nn.Linear(a.d_model, a.n_kv_heads * a.head_dim, bias=a.qkv_bias)
+        self.o_proj = nn.Linear(a.n_heads * a.head_dim, a.d_model, bias=a.o_bias)
+
+    def forward(
+        self, x: Tensor, cos: Tensor, sin: Tensor, past_k: Tensor | None, past_v: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        b, t, _ = x.shape
+        q = self.q_proj(x).view(b, t, self.n_heads, self.hd).transpose(1, 2)  # (B, h, T, hd)
+        k = self.k_proj(x).view(b, t, self.n_kv, self.hd).transpose(1, 2)  # (B, kv, T, hd)
+        v = self.v_proj(x).view(b, t, self.n_kv, self.hd).transpose(1, 2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        mask = None
+        if past_k is not None and past_v is not None:  # new tokens see the whole cache and, causally, each other
+            past = past_k.shape[2]
+            k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)  # (B, kv, C+T, hd)
+            mask = torch.ones(t, past + t, dtype=torch.bool, device=x.device).tril(diagonal=past)
+        group = self.n_heads // self.n_kv
+        k_all = k.repeat_interleave(group, dim=1) if group > 1 else k
+        v_all = v.repeat_interleave(group, dim=1) if group > 1 else v
+        # (shape-independent branches, so that torch.export sees one graph per phase)
+        y = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask, is_causal=mask is None)
+        y = y.transpose(1, 2).reshape(b, t, self.n_heads * self.hd)
+        return self.o_proj(y), k, v
+
+
+class FeedForward(nn.Module):
+    """SwiGLU (gate, up, down) or GELU MLP (up, down) of a given width: dense FFN, expert or shared expert."""
+
+    def __init__(self, a: Architecture, width: int) -> None:
+        super().__init__()
+        self.gated = a.ffn == "swiglu"
+        self.gate_proj = nn.Linear(a.d_model, width, bias=a.mlp_bias) if self.gated else None
+        self.up_proj = nn.Linear(a.d_model, width, bias=a.mlp_bias)
+        self.down_proj = nn.Linear(width, a.d_model, bias=a.mlp_bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.gate_proj is not None:
+            return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        return self.down_proj(F.gelu(self.up_proj(x), approximate="tanh"))
+
+
+class MoE(nn.Module):
+    """Top-k routed experts (softmax over the selected logits, as Mixtral) plus optional shared experts.
+
+    Each token is processed by exactly top_k experts, so the matmul FLOPs are n_tokens · k · expert.
+    """
+
+    def __init__(self, a: Architecture) -> None:
+        super().__init__()
+        assert a.d_ff_expert is not None
+        self.top_k = a.top_k
+        self.router = nn.Linear(a.d_model, a.n_experts, bias=False)
+        self.experts = nn.ModuleList(FeedForward(a, a.d_ff_expert) for _ in range(a.n_experts))
+        width = a.d_ff_shared or 0
+        self.shared = nn.ModuleList(FeedForward(a, width) for _ in range(a.n_shared_experts))
+        self.shared_gate = nn.Linear(a.d_model, 1, bias=False) if a.shared_expert_gate else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, t, d = x.shape
+        flat = x.reshape(b * t, d)
+        weights, chosen = torch.topk(self.router(flat), self.top_k, dim=-1)  # (N, k)
+        weights = weights.softmax(dim=-1)
+        out = torch.zeros_like(flat)
+        for e, expert in enumerate(self.experts):
+            token, slot = torch.where(chosen == e)
+            out.index_add_(0, token, expert(flat[token]) * weights[token, slot, None])
+        if len(self.shared):
+            shared = sum(s(flat) for s in self.shared)
+            if self.shared_gate is not None:
+                shared = torch.sigmoid(self.shared_gate(flat)) * shared
+            out = out + shared
+        return out.view(b, t, d)
+
+
+class Block(nn.Module):
+    def __init__(self, a: Architecture) -> None:
+        super().__init__()
+        self.attn_norm, self.ffn_norm = _norm(a), _norm(a)
+        self.attn = Attention(a)
+        self.ffn: nn.Module = MoE(a) if a.is_moe else FeedForward(a, a.d_ff)
+
+    def forward(
+        self, x: Tensor, cos: Tensor, sin: Tensor, past_k: Tensor | None, past_v: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        h, k, v = self.attn(self.attn_norm(x), cos, sin, past_k, past_v)
+        x = x + h
+        return x + self.ffn(self.ffn_norm(x)), k, v
+
+
+class Transformer(nn.Module):
+    """Decoder-only LM. forward(ids, past_k, past_v) → (logits, k_cache, v_cache).
+
+    Logits convention: only the last position unless `all_logits` (training) — a generation engine
+    needs only the last, and the roofline counts the LM head the same way.
+    """
+
+    def __init__(self, a: Architecture) -> None:
+        super().__init__()
+        self.arch = a
+        self.embed = nn.Embedding(a.vocab_size, a.d_model)
+        self.layers = nn.ModuleList(Block(a) for _ in range(a.n_layers))
+        self.norm = _norm(a)
+        self.lm_head = nn.Linear(a.d_model, a.vocab_size, bias=False)
+        if a.tie_embeddings:
+            self.lm_head.weight = self.embed.weight
+        cos, sin = rope_tables(a.head_dim, a.max_seq_len)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+
+    def forward(
+        self,
+        ids: Tensor,
+        past_k: Tensor | None = None,
+        past_v: Tensor | None = None,
+        all_logits: bool = False,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        t = ids.shape[1]
+        start = 0 if past_k is None else past_k.shape[3]
+        cos, sin = self.rope_cos[start : start + t], self.rope_sin[start : start + t]
+        x = self.embed(ids)
+        ks, vs = [], []
+        for i, layer in enumerate(self.layers):
+            pk = None if past_k is None else past_k[i]
+            pv = None if past_v is None else past_v[i]
+            x, k, v = layer(x, cos, sin, pk, pv)
+            ks.append(k)
+            vs.append(v)
+        x = self.norm(x if all_logits else x[:, -1:, :])
+        return self.lm_head(x), torch.stack(ks), torch.stack(vs)
+
+
+def build_model(a: Architecture, seed: int = 0, dtype: torch.dtype = torch.float32) -> Transformer:
+    """Random weights from a seed (GPT-2 style init, 0.02 std, scaled residual outputs)."""
+    generator = torch.Generator().manual_seed(seed)
+    model = Transformer(a)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() == 1:
+                p.copy_(torch.ones_like(p) if name.endswith("weight") else torch.zeros_like(p))
+            else:
+                std = 0.02 / math.sqrt(2 * a.n_layers) if name.endswith(("o_proj.weight", "down_proj.weight")) else 0.02
+                p.copy_(torch.randn(p.shape, generator=generator) * std)
+    return model.to(dtype).eval()
+
+
+def parameter_count(model: nn.Module) -> int:
+    """Unique parameters (a tied LM head is counted once, as in the published totals)."""
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,276 @@
+"""Search spaces: a YAML grid of architecture axes plus constraints, enumerated in vectorised chunks.
+
+A candidate's id is its flat index in the full grid, so enumeration is deterministic and a sweep can
+resume chunk by chunk. Invalid combinations (KV heads not dividing heads, heads not dividing d_model
+without a head_dim axis, top_k > experts) and constraint violations are masked out with numpy; a
+dense candidate is kept once, not once per MoE-only axis value.
+
+```yaml
+name: small-llms
+fixed: {vocab_size: 32000, ffn: swiglu, tie_embeddings: true}
+grid:
+  d_model: [512, 768, 1024]
+  n_layers: {range: [4, 32, 2]}        # start, stop (inclusive), step
+  n_heads: [8, 16]
+  n_kv_heads: [1, 2, 4, 8]
+  ffn_ratio: [2.0, 2.67, 4.0]          # d_ff = ffn_ratio · d_model rounded up to ffn_multiple
+  n_experts: [0, 8]
+  top_k: [1, 2]
+constraints: {max_params: 1.0e9, ffn_multiple: 64, fits_memory: true}
+workload: {batch: 1, prompt: 1024, generate: 16, precision: fp16}
+```
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cobench.arch.architecture import FFN_KINDS, NORM_KINDS, ArchBatch, param_counts
+from cobench.arch.workload import Workload
+from cobench.errors import InputError
+from cobench.files import read_mapping
+
+INT_AXES = (
+    "d_model",
+    "n_layers",
+    "n_heads",
+    "n_kv_heads",
+    "head_dim",
+    "d_ff",
+    "vocab_size",
+    "n_experts",
+    "top_k",
+    "n_shared_experts",
+)
+RATIO_AXES = ("ffn_ratio", "expert_ratio")
+MOE_ONLY_AXES = ("top_k", "expert_ratio", "n_shared_experts")
+FIXED_FIELDS = (
+    "vocab_size",
+    "ffn",
+    "norm",
+    "qkv_bias",
+    "o_bias",
+    "mlp_bias",
+    "tie_embeddings",
+    "n_experts",
+    "top_k",
+    "n_shared_experts",
+    "shared_expert_gate",
+    "head_dim",
+    "n_kv_heads",
+    "d_ff",
+)
+CONSTRAINTS = {
+    "max_params": "total parameters at most",
+    "min_params": "total parameters at least",
+    "max_active_params": "active parameters per token at most (MoE)",
+    "ffn_multiple": "round d_ff (and expert widths) up to a multiple of this (default 64)",
+    "head_dim_multiple": "head_dim must be a multiple of this (default 8)",
+    "fits_memory": "keep only candidates whose predicted peak memory fits the device (default true)",
+    "max_ttft_ms": "latency budget on time to first token",
+    "max_tpot_ms": "latency budget on time per output token",
+    "max_e2e_ms": "latency budget on end-to-end latency",
+}
+CHUNK = 65536
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    name: str
+    axes: dict[str, np.ndarray]  # ordered: the grid's shape follows this order
+    fixed: dict[str, Any]
+    constraints: dict[str, Any]
+    workload: Workload
+    source: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(v) for v in self.axes.values())
+
+    @property
+    def grid_size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def n_chunks(self) -> int:
+        return max(1, -(-self.grid_size // CHUNK))
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.source, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def chunk(self, k: int) -> tuple[np.ndarray, ArchBatch]:
+        """The valid candidates of chunk k: (their grid indices, their architectures)."""
+        index = np.arange(k * CHUNK, min((k + 1) * CHUNK, self.grid_size), dtype=np.int64)
+        coords = np.unravel_index(index, self.shape)
+        values = {name: axis[c] for (name, axis), c in zip(self.axes.items(), coords, strict=True)}
+        first = {name: c == 0 for name, c in zip(self.axes, coords, strict=True)}
+        batch, valid = self._columns(values, first, len(index))
+        counts = param_counts(batch)
+        c = self.constraints
+        valid &= counts.total <= c.get("max_params", np.inf)
+        valid &= counts.total >= c.get("min_params", 0)
+        valid &= counts.active <= c.get("max_active_params", np.inf)
+        keep = np.flatnonzero(valid)
+        return index[keep], batch.take(keep)
+
+    def chunks(self) -> Iterator[tuple[int, np.ndarray, ArchBatch]]:
+        for k in range(self.n_chunks):
+            yield (k, *self.chunk(k))
+
+    def _columns(self, v: dict[str, np.ndarray], first: dict[str, np.ndarray], n: int) -> tuple[ArchBatch, np.ndarray]:
+        def col(name: str, default: Any) -> np.ndarray:
+            if name in v:
+                return v[name].astype(np.float64) if name in RATIO_AXES else v[name].astype(np.int64)
+            return np.full(n, self.fixed.get(name, default))
+
+        fm = int(self.constraints.get("ffn_multiple", 64))
+        d_model, n_heads = col("d_model", 0), col("n_heads", 0)
+        n_kv = col("n_kv_heads", 0)
+        n_kv = np.where(n_kv > 0, n_kv, n_heads)
+        explicit_hd = "head_dim" in v or "head_dim" in self.fixed
+        head_dim = col("head_dim", 0) if explicit_hd else d_model // np.maximum(n_heads, 1)
+        d_ff = col("d_ff", 0) if "d_ff" in v or "d_ff" in self.fixed else _round_up(col("ffn_ratio", 4.0) * d_model, fm)
+        experts, top_k = col("n_experts", 0), col("top_k", 0)
+        moe = experts > 0
+        d_ff_expert = np.where(moe, _round_up(col("expert_ratio", 0.0) * d_model, fm), 0)
+        d_ff_expert = np.where(moe & (d_ff_expert == 0), d_ff, d_ff_expert)
+        shared = np.where(moe, col("n_shared_experts", 0), 0)
+        valid = (n_kv <= n_heads) & (n_heads % np.maximum(n_kv, 1) == 0)
+        valid &= (head_dim % int(self.constraints.get("head_dim_multiple", 8)) == 0) & (head_dim > 0)
+        if not explicit_hd:
+            valid &= d_model % np.maximum(n_heads, 1) == 0
+        valid &= np.where(moe, (top_k >= 1) & (top_k <= experts), True)
+        for axis in MOE_ONLY_AXES:  # a dense model does not vary with MoE-only axes: keep it once
+            if axis in first:
+                valid &= moe | first[axis]
+        if "expert_ratio" in v:  # nor does an MoE without shared experts vary with the dense FFN width
+            for axis in ("ffn_ratio", "d_ff"):
+                if axis in first:
+                    valid &= ~moe | (shared > 0) | first[axis]
+        flag = {
+            k: np.full(n, bool(self.fixed.get(k, False)), dtype=np.int64)
+            for k in ("qkv_bias", "o_bias", "mlp_bias", "tie_embeddings", "shared_expert_gate")
+        }
+        batch = ArchBatch(
+            vocab_size=col("vocab_size", 32000),
+            d_model=d_model,
+            n_layers=col("n_layers", 0),
+            n_heads=n_heads,
+            n_kv_heads=n_kv,
+            head_dim=head_dim,
+            d_ff=d_ff,
+            gated=np.full(n, self.fixed.get("ffn", "swiglu") == "swiglu", dtype=np.int64),
+            layernorm=np.full(n, self.fixed.get("norm", "rmsnorm") == "layernorm", dtype=np.int64),
+            n_experts=experts,
+            top_k=np.where(moe, top_k, 0),
+            d_ff_expert=d_ff_expert,
+            n_shared_experts=shared,
+            d_ff_shared=np.where(shared > 0, d_ff_expert, 0),
+            shared_expert_gate=flag["shared_expert_gate"] * moe,
+            **{k: flag[k] for k in ("qkv_bias", "o_bias", "mlp_bias", "tie_embeddings")},
+        )
+        return batch, valid
+
+
+def _number(value: Any) -> Any:
+    """PyYAML reads 1.5e9 (no sign in the exponent) as a string; accept it as the number it means."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _round_up(x: np.ndarray, multiple: int) -> np.ndarray:
+    return (np.ceil(np.asarray(x) / multiple) * multiple).astype(np.int64)
+
+
+def _axis(name: str, spec: Any) -> np.ndarray:
+    where = f"space.grid.{name}"
+    if isinstance(spec, dict):
+        if set(spec) == {"range"} and isinstance(spec["range"], list) and len(spec["range"]) == 3:
+            start, stop, step = spec["range"]
+            if step <= 0 or stop < start:
+                raise InputError(
+                    where, f"range [start, stop, step] needs step > 0 and stop >= start, got {spec['range']}"
+                )
+            values = np.arange(start, stop + step / 2, step)
+        else:
+            raise InputError(where, "expected a list of values or {range: [start, stop, step]}")
+    elif isinstance(spec, list) and spec:
+        values = np.asarray(spec)
+    else:
+        raise InputError(where, "expected a non-empty list of values or {range: [start, stop, step]}")
+    if values.dtype.kind not in "iuf" or values.dtype == bool:
+        raise InputError(where, f"values must be numbers, got {spec!r}")
+    if name in INT_AXES:
+        if np.any(values != np.round(values)):
+            raise InputError(where, "values must be integers")
+        low = 0 if name in ("n_experts", "n_shared_experts", "top_k") else 1
+        if np.any(values < low):
+            raise InputError(where, f"values must be >= {low}, got {values.min():g}")
+        return values.astype(np.int64)
+    if np.any(values <= 0):
+        raise InputError(where, "ratios must be positive")
+    return values.astype(np.float64)
+
+
+def parse_space(data: dict[str, Any], name: str = "space") -> SearchSpace:
+    """Validate a search-space mapping; every error names the offending key."""
+    known = {"name", "description", "fixed", "grid", "constraints", "workload"}
+    unknown = set(data) - known
+    if unknown:
+        raise InputError(f"space.{sorted(unknown)[0]}", f"unknown section (known: {', '.join(sorted(known))})")
+    grid = data.get("grid")
+    if not isinstance(grid, dict) or not grid:
+        raise InputError("space.grid", "required: a mapping of axis → values")
+    for axis in grid:
+        if axis not in INT_AXES + RATIO_AXES:
+            raise InputError(f"space.grid.{axis}", f"unknown axis (one of {', '.join(INT_AXES + RATIO_AXES)})")
+    for required in ("d_model", "n_layers", "n_heads"):
+        if required not in grid:
+            raise InputError(f"space.grid.{required}", "required axis is missing")
+    if "d_ff" in grid and "ffn_ratio" in grid:
+        raise InputError("space.grid.ffn_ratio", "give either d_ff or ffn_ratio, not both")
+    axes = {k: _axis(k, v) for k, v in grid.items()}
+    fixed = data.get("fixed") or {}
+    if not isinstance(fixed, dict):
+        raise InputError("space.fixed", "expected a mapping")
+    for key in fixed:
+        if key not in FIXED_FIELDS:
+            raise InputError(f"space.fixed.{key}", f"unknown field (one of {', '.join(FIXED_FIELDS)})")
+        if key in grid:
+            raise InputError(f"space.fixed.{key}", "also a grid axis")
+    if fixed.get("ffn", "swiglu") not in FFN_KINDS:
+        raise InputError("space.fixed.ffn", f"one of {', '.join(FFN_KINDS)}")
+    if fixed.get("norm", "rmsnorm") not in NORM_KINDS:
+        raise InputError("space.fixed.norm", f"one of {', '.join(NORM_KINDS)}")
+    constraints = data.get("constraints") or {}
+    if not isinstance(constraints, dict):
+        raise InputError("space.constraints", "expected a mapping")
+    constraints = {k: _number(v) for k, v in constraints.items()}
+    for key, value in constraints.items():
+        if key not in CONSTRAINTS:
+            raise InputError(f"space.constraints.{key}", f"unknown constraint (one of {', '.join(CONSTRAINTS)})")
+        if key != "fits_memory" and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+            raise InputError(f"space.constraints.{key}", f"must be a positive number, got {value!r}")
+    if "max_params" in constraints and constraints["max_params"] < constraints.get("min_params", 0):
+        raise InputError("space.constraints.min_params", "larger than max_params")
+    w = data.get("workload") or {}
+    if not isinstance(w, dict) or set(w) - set(Workload.__dataclass_fields__):
+        raise InputError("space.workload", f"expected a mapping of {', '.join(Workload.__dataclass_fields__)}")
+    return SearchSpace(str(data.get("name", name)), axes, fixed, constraints, Workload(**w), data)
+
+
+def load_space(path: Path) -> SearchSpace:
+    if not path.is_file():
+        raise InputError("space", f"file {path} does not exist")
+    return parse_space(read_mapping(path, "space"), name=path.stem)

@@ -1,0 +1,1 @@
+"""Stage 4, fitting models to measurements: the latency calibration, training runs and loss laws."""

@@ -1,0 +1,165 @@
+"""`cobench calibrate`: fit on everything, cross-validate by architecture, record raw / fitted /
+out-of-fold errors. Profiles count once per phase per model; all kernels together count half as much as
+the profiles (see design.py)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cobench import __version__
+from cobench.errors import InputError
+from cobench.files import write_atomic
+from cobench.fit.calibration.design import Profiled
+from cobench.fit.calibration.record import Calibration
+from cobench.fit.calibration.solve import fit_models
+from cobench.fit.calibration.validation import cross_validate, error_metrics, interval, learning_curve, log_errors
+from cobench.hardware.devices import DeviceSpec
+from cobench.measure.kernels.results import KernelResult
+from cobench.measure.result import ProfileResult
+from cobench.predict.latency_model import BACKEND_COUNTING
+from cobench.predict.operators import Counting
+from cobench.predict.roofline import RooflineParams
+from cobench.store import Store
+
+MIN_MODELS = 2
+FEW_MODELS = 5
+
+
+def require_models(models: Sequence[Profiled], what: str) -> list[str]:
+    """The distinct architectures, or an error when there are too few to fit and cross-validate."""
+    names = sorted({p.arch.name for p in models})
+    if len(names) < MIN_MODELS:
+        raise InputError(
+            "profiles",
+            f"calibration needs at least {MIN_MODELS} profiled architectures of {what}, found {len(names)}:"
+            " run `cobench profile` first",
+        )
+    return names
+
+
+def calibrate(
+    models: Sequence[Profiled],
+    kernels: Sequence[KernelResult],
+    device: DeviceSpec,
+    backend: str,
+    precision: str,
+    folds: int = 5,
+    curve: bool = True,
+    seed: int = 0,
+) -> Calibration:
+    """Fit on everything, cross-validate by architecture, and record raw / fitted / out-of-fold errors."""
+    names = require_models(models, f"{device.name} {backend} {precision}")
+    counting = BACKEND_COUNTING.get(backend, Counting(kv_update="concat"))
+    t0 = time.perf_counter()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+    source = f"calibrated on {device.name} {backend} {precision} ({len(names)} models, {len(kernels)} kernels, {stamp})"
+    full = fit_models(models, kernels, device, counting, source)
+    cv = cross_validate(models, kernels, device, counting, folds, seed)
+    raw = log_errors(models, device, RooflineParams.ideal(), counting)
+    fitted = log_errors(models, device, full.params, counting)
+    both = (("raw", raw), ("cv", cv))
+    report = {
+        "cobench": __version__,
+        "created": stamp,
+        "models": [{"arch": p.arch.name, "key": p.key, "workload": p.workload.to_dict()} for p in models],
+        "kernels": len(kernels),
+        "kernel_call_s": full.kernel_call_s,
+        "folds": min(folds, len(names)),
+        "errors": {
+            metric: {
+                "raw": error_metrics(raw[metric]),
+                "fitted": error_metrics(fitted[metric]),
+                "cross_validated": error_metrics(cv[metric]),
+            }
+            for metric in ("ttft", "tpot")
+        },
+        "per_model": [
+            {
+                "arch": p.arch.name,
+                "prompt": p.workload.prompt,
+                "measured_ttft_s": p.ttft_s,
+                "measured_tpot_s": p.tpot_s,
+                **{f"{kind}_{m}_error": float(np.exp(e[m][i]) - 1) for kind, e in both for m in e},
+            }
+            for i, p in enumerate(models)
+        ],
+        "learning_curve": learning_curve(models, kernels, device, counting, seed=seed) if curve else [],
+        "few_models": len(names) < FEW_MODELS,
+    }
+    report["seconds"] = time.perf_counter() - t0
+    intervals = {m: interval(cv[m]) for m in ("ttft", "tpot")}
+    return Calibration(device.name, device.mode, backend, precision, full.params, counting, intervals, report)
+
+
+@dataclass(frozen=True)
+class CalibrationRun:
+    """What `cobench calibrate` made: the versioned calibration, its JSON file and figure, and what it
+    was fitted on (with what a user should know about that data)."""
+
+    calibration: Calibration
+    file: Path
+    figures: list[Path]
+    n_models: int
+    n_kernels: int
+    noisy: list[str]  # profiled architectures with a phase over the noise threshold
+    notes: list[str]
+
+    def to_json(self) -> dict[str, object]:
+        return self.calibration.to_json() | {"file": str(self.file), "figures": [str(f) for f in self.figures]}
+
+
+def _chosen(
+    rows: list[ProfileResult], arch: list[str] | None, exclude: list[str] | None, what: str
+) -> list[ProfileResult]:
+    names = {r.arch_name for r in rows}
+    for field, wanted in (("arch", arch), ("exclude", exclude)):
+        unknown = sorted(set(wanted or []) - names)
+        if unknown:
+            raise InputError(field, f"{unknown[0]!r} has no {what} in the store")
+    return [r for r in rows if (not arch or r.arch_name in arch) and r.arch_name not in (exclude or [])]
+
+
+def calibrate_from_store(
+    store: Store,
+    device: DeviceSpec,
+    backend: str,
+    precision: str,
+    out_dir: Path,
+    arch: list[str] | None = None,
+    exclude: list[str] | None = None,
+    use_kernels: bool = True,
+    folds: int = 5,
+    curve: bool = True,
+    seed: int = 0,
+    plot: Callable[[Calibration, Path], list[Path]] | None = None,
+) -> CalibrationRun:
+    """Fit this device's stored profiles of one backend and precision (and its kernels of that precision,
+    the backend's own when there are any), store the result as the next version and write it to out_dir."""
+    if folds < 2:
+        raise InputError("folds", f"cross-validation needs at least 2 folds, got {folds}")
+    what = f"{backend} {precision} profile on {device.name}"
+    found = store.profiles.find(device.name, device.mode, backend, precision, status="ok", any_mode=False)
+    rows = _chosen(found, arch, exclude, what)
+    models = [Profiled.of(r) for r in rows]
+    require_models(models, f"{device.name} {backend} {precision}")
+    stored = store.kernels.find(device.name, precision) if use_kernels else []
+    same_backend = [k for k in stored if k.backend == backend]
+    kernels = same_backend or stored
+    notes = []
+    if use_kernels and not kernels:
+        notes.append(f"no {precision} kernel results for {device.name}: fitting profiles only (`cobench kernels run`)")
+    elif kernels and not same_backend:
+        notes.append(f"no {backend} kernels stored; using {len(kernels)} from {kernels[0].backend}")
+    c = store.calibrations.put(calibrate(models, kernels, device, backend, precision, folds, curve, seed))
+    mode = f"@{device.mode}" if device.mode else ""
+    stem = out_dir / f"{device.name}{mode}-{backend}-{precision}-v{c.version}"
+    file = write_atomic(stem.with_suffix(".json"), json.dumps(c.to_json(), indent=1))
+    figures = plot(c, stem.with_name(stem.name + "-parity")) if plot else []
+    noisy = [r.arch_name for r in rows if r.measured and r.measured.noisy]
+    return CalibrationRun(c, file, figures, len(models), len(kernels), noisy, notes)

@@ -1,0 +1,141 @@
+"""Calibration, step 1 — the design matrix: fit the latency model to what one device, backend and precision really measure.
+
+Data: profiled models (their TTFT, and one decode step at each measured context) and kernel
+microbenchmarks (each one operator of known class, FLOPs and bytes). Model: the roofline of
+`cobench.predict.roofline` itself, so a calibration is nothing but a `RooflineParams` — per operator class a
+compute and a memory efficiency and a per-operator overhead, and a step overhead per phase. The
+efficiencies act through the roofline's max(), so a GEMM is priced by its bytes when skinny (decode) and
+by its FLOPs when large (prefill); the per-operator overhead is the half-saturation of a size-dependent
+efficiency (FLOPs/(η·peak) + o = FLOPs/(η_eff(F)·peak) with η_eff = η·F/(F + o·η·peak)), which is how
+small operators stay latency-bound. Standalone kernels pay one call overhead of their own, fitted as a
+nuisance parameter that a model's step does not inherit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from cobench.arch.architecture import Architecture, as_arch_like
+from cobench.arch.workload import Workload
+from cobench.errors import InputError
+from cobench.hardware.devices import DeviceSpec
+from cobench.measure.kernels.results import KernelResult
+from cobench.measure.result import ProfileResult
+from cobench.predict.operators import OP_CLASSES, Counting, Op
+from cobench.predict.roofline import PHASES, RooflineParams, op_seconds, peak_flops, phase_ops
+
+KERNEL_CLASS = {"gemm": "matmul", "attention": "attention", "gather": "gather"}  # the rest: element-wise
+KERNEL_SHARE = 0.5  # all kernels together weigh half as much as all profiles
+STEPS = (*PHASES, "kernel")  # index of the step/call overhead an observation pays
+
+
+@dataclass(frozen=True)
+class Profiled:
+    """One profiled model, as calibration needs it: what ran, at which workload, and its medians."""
+
+    arch: Architecture
+    workload: Workload
+    ttft_s: float
+    tpot_s: float
+    decode_s: dict[int, float]  # median of one decode step at each measured context
+    key: str = ""
+
+    @classmethod
+    def of(cls, r: ProfileResult) -> Profiled:
+        """A stored profile (status ok) as calibration data."""
+        if r.measured is None:
+            raise InputError("profiles", f"profile {r.key} ({r.arch_name}) has no measurement")
+        m = r.measured
+        return cls(r.arch, r.workload, m.ttft_s, m.tpot_s, dict(m.decode_s), r.key)
+
+
+@dataclass(frozen=True)
+class DesignMatrix:
+    """Every operator of every observation, flattened, so one numpy pass prices them all."""
+
+    obs: np.ndarray  # (M,) observation of each operator row
+    op_class: np.ndarray  # (M,) index into OP_CLASSES
+    weight: np.ndarray  # (M,) occurrences per call
+    flops: np.ndarray  # (M,) per occurrence
+    bytes: np.ndarray
+    peak: np.ndarray  # (M,) FLOP/s ceiling of the row's class and precision
+    launches: np.ndarray  # (M,) kernel launches per occurrence
+    step: np.ndarray  # (N,) index into STEPS
+    measured_s: np.ndarray  # (N,)
+    fit_weight: np.ndarray  # (N,) weight of the observation's log residual
+    bandwidth: float
+
+    def predict(self, params: RooflineParams, kernel_call_s: float) -> np.ndarray:
+        eta_c = np.array([params.compute_efficiency[c] for c in OP_CLASSES])[self.op_class]
+        eta_m = np.array([params.memory_efficiency[c] for c in OP_CLASSES])[self.op_class]
+        over = np.array([params.op_overhead_s[c] for c in OP_CLASSES])[self.op_class]
+        half = np.array([params.intensity_half[c] for c in OP_CLASSES])[self.op_class]
+        _, _, t = op_seconds(self.flops, self.bytes, self.peak, self.bandwidth, eta_c, eta_m, over, half, self.launches)
+        steps = np.array([params.step_overhead_s["prefill"], params.step_overhead_s["decode"], kernel_call_s])
+        return np.bincount(self.obs, self.weight * t, minlength=len(self.step)) + steps[self.step]
+
+
+def _rows(ops: Sequence[Any], device: DeviceSpec, w: Workload) -> tuple[list[np.ndarray], ...]:
+    """Flatten one call's operators; decode ops over S sampled contexts are averaged (weight count/S)."""
+    cls, weight, flops, nbytes, peak, launches = [], [], [], [], [], []
+    for op in ops:
+        shape = np.broadcast(op.count, op.flops, op.bytes, op.launches).shape
+        n = int(np.prod(shape)) if shape else 1
+        cls.append(np.full(n, OP_CLASSES.index(op.op_class)))
+        weight.append(np.broadcast_to(op.count, shape).ravel() / n)
+        flops.append(np.broadcast_to(op.flops, shape).ravel().astype(float))
+        nbytes.append(np.broadcast_to(op.bytes, shape).ravel().astype(float))
+        peak.append(np.full(n, peak_flops(op.op_class, device, w)))
+        launches.append(np.broadcast_to(op.launches, shape).ravel().astype(float))
+    return cls, weight, flops, nbytes, peak, launches
+
+
+def build_design(
+    profiled: Sequence[Profiled], kernels: Sequence[KernelResult], device: DeviceSpec, counting: Counting
+) -> DesignMatrix:
+    """Observations: each model's prefill and each measured decode step, then each kernel."""
+    columns: list[list[np.ndarray]] = [[], [], [], [], [], [], []]  # obs, class, weight, flops, bytes, peak, launches
+    step, measured, group_weight = [], [], []
+
+    def add(ops: Sequence[Any], w: Workload, which: str, seconds: float, fit_weight: float) -> None:
+        parts = _rows(ops, device, w)
+        columns[0].append(np.full(sum(len(c) for c in parts[0]), len(step)))
+        for column, part in zip(columns[1:], parts, strict=True):
+            column.extend(part)
+        step.append(STEPS.index(which))
+        measured.append(seconds)
+        group_weight.append(fit_weight)
+
+    for p in profiled:
+        batch = as_arch_like(p.arch)
+        prefill = Workload(p.workload.batch, p.workload.prompt, 1, p.workload.precision, p.workload.kv_precision)
+        add(phase_ops(batch, prefill, "prefill", counting), prefill, "prefill", p.ttft_s, 1.0)
+        for context, seconds in p.decode_s.items():
+            w = replace(prefill, prompt=int(context))
+            add(phase_ops(batch, w, "decode", counting), w, "decode", seconds, 1.0 / len(p.decode_s))
+    n_profile_obs = 2 * len(profiled)
+    for k in kernels:
+        w = Workload(precision=k.spec.precision)
+        op_class = KERNEL_CLASS.get(k.spec.kind, "elementwise")
+        op = Op(k.spec.label, op_class, 1, k.flops, 0, k.bytes)
+        add([op], w, "kernel", k.median_s, KERNEL_SHARE * max(n_profile_obs, 2) / len(kernels))
+    if not step:
+        raise InputError("calibrate", "nothing to fit: no profiled models and no kernel results")
+    cat = [np.concatenate(c) if c else np.zeros(0) for c in columns]
+    return DesignMatrix(
+        obs=cat[0].astype(np.int64),
+        op_class=cat[1].astype(np.int64),
+        weight=cat[2],
+        flops=cat[3],
+        bytes=cat[4],
+        peak=cat[5],
+        launches=cat[6],
+        step=np.array(step),
+        measured_s=np.array(measured),
+        fit_weight=np.array(group_weight),
+        bandwidth=device.bandwidth_bytes_s,
+    )

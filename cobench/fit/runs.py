@@ -1,0 +1,106 @@
+"""Training runs as loss-law input: from the store's finished runs or from a CSV of the user's own, and
+the fit of one or more laws to them (`cobench fit`)."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cobench.errors import InputError
+from cobench.fit.loss_law import ARCH_COLUMNS, LawFit, Runs, fit_law, law, split
+from cobench.fit.training_run import TrainingRun
+from cobench.store import Store
+
+REQUIRED = ("n_params", "n_tokens", "loss")
+
+
+def read_runs_csv(path: Path) -> Runs:
+    """Runs from a CSV: n_params (non-embedding), n_tokens, loss, and optional architecture columns."""
+    if not path.is_file():
+        raise InputError("csv", f"file {path} does not exist")
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        header = reader.fieldnames or []
+        for column in REQUIRED:
+            if column not in header:
+                raise InputError(f"csv.{column}", f"{path} has no column {column!r} (columns: {', '.join(header)})")
+        rows = list(reader)
+    if not rows:
+        raise InputError("csv", f"{path} has no runs")
+    values: dict[str, list[float]] = {c: [] for c in (*REQUIRED, *ARCH_COLUMNS) if c in header}
+    for line, row in enumerate(rows, start=2):
+        for column in values:
+            text = (row.get(column) or "").strip()
+            if not text and column not in REQUIRED:
+                values[column].append(math.nan)
+                continue
+            try:
+                v = float(text)
+            except ValueError:
+                raise InputError(f"csv line {line}.{column}", f"not a number: {text!r}") from None
+            if column in REQUIRED and not (v > 0 and math.isfinite(v)):
+                raise InputError(f"csv line {line}.{column}", f"must be a positive number, got {text!r}")
+            values[column].append(v)
+    names = tuple(row.get("name") or f"run{i}" for i, row in enumerate(rows))
+    arch = {c: np.asarray(values[c]) for c in ARCH_COLUMNS if c in values}
+    return Runs(np.asarray(values["n_params"]), np.asarray(values["n_tokens"]), np.asarray(values["loss"]), arch, names)
+
+
+def runs_of(records: list[TrainingRun]) -> Runs:
+    """Finished training runs as loss-law input (N = active non-embedding parameters, D = tokens)."""
+    if not records:
+        raise InputError("runs", "no finished training runs in the store: run `cobench train` (or give --csv)")
+    arch = {c: np.asarray([float(getattr(r.arch, c) or 0) for r in records]) for c in ARCH_COLUMNS}
+    return Runs(
+        np.asarray([r.n_params for r in records], dtype=float),
+        np.asarray([r.tokens for r in records], dtype=float),
+        np.asarray([r.final_loss for r in records], dtype=float),
+        arch,
+        tuple(f"{r.arch_name}@{r.tokens}" for r in records),
+    )
+
+
+@dataclass(frozen=True)
+class LawFits:
+    """What `cobench fit` made: each law's fit with its store id, the runs it saw, and the figure."""
+
+    fits: list[LawFit]
+    ids: list[int]
+    source: str  # "store" or the CSV's path
+    figures: list[Path]
+
+    def to_json(self) -> Any:
+        found = [f.to_json() | {"id": i, "source": self.source} for f, i in zip(self.fits, self.ids, strict=True)]
+        return found if len(found) > 1 else found[0]
+
+
+def fit_laws(
+    store: Store,
+    names: list[str],
+    csv_path: Path | None = None,
+    heldout: float = 0.25,
+    bootstrap: int = 200,
+    seed: int = 0,
+    figure: Path | None = None,
+    plot: Callable[[list[LawFit], Runs, Runs, Path], list[Path]] | None = None,
+) -> LawFits:
+    """Fit every law named to the store's finished runs (or the CSV's), holding out a share for scoring;
+    each fit is stored with the data the report re-plots."""
+    for name in names:
+        law(name)
+    if bootstrap < 0:
+        raise InputError("bootstrap", f"must be >= 0, got {bootstrap}")
+    runs = read_runs_csv(csv_path) if csv_path else runs_of(store.runs.find())
+    fit_runs, held = split(runs, heldout, seed)
+    fits = [fit_law(n, fit_runs, held, bootstrap, seed) for n in names]
+    source = str(csv_path) if csv_path else "store"
+    data = {"fitted": fit_runs.to_json(), "heldout": held.to_json()}
+    ids = [store.fits.put(f.law, source, f.to_json() | {"runs": list(runs.names), "data": data}) for f in fits]
+    figures = plot(fits, fit_runs, held, figure) if figure and plot else []
+    return LawFits(fits, ids, source, figures)

@@ -1,0 +1,1 @@
+"""The device side: the cited device catalogue (devices/*.yaml), Jetson facts and `doctor`."""

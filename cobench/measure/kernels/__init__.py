@@ -1,0 +1,1 @@
+"""Kernel microbenchmarks: suites (what to time), results (what was measured), one module per backend, run (how)."""

@@ -1,0 +1,144 @@
+"""Timing one kernel on a backend, cold by default: rotate through copies of the operands totalling more
+than twice the last-level cache, so no call finds its operands cached."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cobench.arch.precision import PRECISIONS
+from cobench.errors import InputError
+from cobench.hardware.devices import DeviceSpec
+from cobench.measure.clocks import time_cuda, time_host
+from cobench.measure.kernels.backend_torch import last_level_cache_bytes, native_precisions, torch_calls
+from cobench.measure.kernels.results import KernelResult
+from cobench.measure.kernels.suites import ELEMENT_BYTES, KernelSpec, cost, load_suites
+from cobench.measure.stats import summarize
+from cobench.measure.timing import HarnessConfig, run
+from cobench.records import content_id
+from cobench.store import Store
+
+KERNEL_BACKENDS = ("torch", "ort", "trt")
+KERNEL_HARNESS = HarnessConfig(warmup_s=0.2, min_iters=10, min_time_s=0.3, max_time_s=2.0, target_rel_ci=0.01)
+
+
+def run_kernel(
+    spec: KernelSpec,
+    device: str = "cpu",
+    cold: bool = True,
+    cfg: HarnessConfig = KERNEL_HARNESS,
+    cache_bytes: int | None = None,
+    backend: str = "torch",
+) -> KernelResult:
+    """Time one kernel on torch, ORT (CPU) or TensorRT; cold: rotate through copies of the operands totalling > 2x the
+    last-level cache, so no call finds its operands cached."""
+    if backend in ("ort", "trt"):
+        from cobench.measure.kernels.backend_onnx import ort_calls, trt_calls
+
+        operand_bytes, make_call = (ort_calls if backend == "ort" else trt_calls)(spec)
+    else:
+        operand_bytes, make_call = torch_calls(spec, device)
+    flops, nbytes = cost(spec.kind, spec.shape, ELEMENT_BYTES[spec.precision])
+    copies = 1
+    if cold:
+        copies = max(1, int(np.ceil(2 * (cache_bytes or last_level_cache_bytes(device)) / max(operand_bytes, 1))) + 1)
+        copies = min(copies, 256)
+    calls = [make_call(i) for i in range(copies)]
+    state = {"i": 0}
+    timer = time_cuda if backend == "trt" or (device == "cuda" and backend == "torch") else time_host
+
+    def step() -> float:
+        fn = calls[state["i"] % copies]
+        state["i"] += 1
+        return timer(fn)
+
+    samples = run(step, cfg)
+    summary = summarize(samples.samples_s)
+    return KernelResult(spec, flops, nbytes, summary.median_s, asdict(summary), cold, backend, device)
+
+
+@dataclass(frozen=True)
+class KernelRun:
+    """What `cobench kernels run` did: the device's stored results of the suites and backend asked for
+    (measured now or reused), and the precisions skipped as emulated on this runner device."""
+
+    device: DeviceSpec
+    runner_device: str
+    cold: bool
+    llc_bytes: int
+    results: list[KernelResult]
+    skipped_precisions: list[str]
+
+    def fraction_of_spec(self, r: KernelResult) -> float:
+        """Attained FLOP/s or bytes/s over the device file's peak, whichever is the larger share."""
+        peak = self.device.peak_flops(PRECISIONS[r.spec.precision].matmul_peaks)
+        return max(r.flops_per_s / peak, r.bytes_per_s / self.device.bandwidth_bytes_s)
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [
+            r.to_json()
+            | {"flops_per_s": r.flops_per_s, "bytes_per_s": r.bytes_per_s, "fraction_of_spec": self.fraction_of_spec(r)}
+            for r in self.results
+        ]
+
+
+def runner_device_of(backend: str, runner_device: str | None, device: DeviceSpec) -> str:
+    """Where a backend's kernels run: ORT kernels on its CPU provider, TensorRT on CUDA, torch where asked."""
+    where = {"ort": "cpu", "trt": "cuda"}.get(backend) or runner_device or ("cpu" if device.kind == "cpu" else "cuda")
+    if runner_device and runner_device != where:
+        raise InputError("runner_device", f"{backend} kernels run on {where} (other GPUs/CPUs: --backend torch)")
+    return where
+
+
+def run_kernels(
+    device: DeviceSpec,
+    backend: str,
+    store: Store,
+    suites: list[str] | None = None,
+    runner_device: str | None = None,
+    cold: bool = True,
+    precisions: list[str] | None = None,
+    force: bool = False,
+    space: Path | None = None,
+    max_time_s: float = KERNEL_HARNESS.max_time_s,
+    kernels_path: list[Path] | None = None,
+    progress: Callable[[int, int, KernelResult], None] | None = None,
+) -> KernelRun:
+    """Time every kernel of the suites (and a space's shapes) not stored yet for this device, backend,
+    runner device and cache state; only the precisions this runner device runs natively unless asked."""
+    from cobench.measure.kernels.backend_onnx import ONNX_KINDS
+    from cobench.measure.runners import check_available
+
+    if backend not in KERNEL_BACKENDS:
+        raise InputError("backend", f"kernel suites run on {', '.join(KERNEL_BACKENDS)}, not {backend!r}")
+    where = runner_device_of(backend, runner_device, device)
+    check_available(backend, where)
+    wanted = precisions or sorted(native_precisions(where))
+    every = load_suites(suites, kernels_path, space)
+    if backend != "torch":
+        every = [s for s in every if s.kind in ONNX_KINDS and s.precision != "bf16"]
+    specs = [s for s in every if s.precision in wanted]
+    if not specs:
+        raise InputError("precision", f"no kernel of the chosen suites runs in {', '.join(wanted)}")
+    if not max_time_s > 0:
+        raise InputError("max_time_s", f"must be positive, got {max_time_s}")
+    cfg = replace(KERNEL_HARNESS, max_time_s=max_time_s, min_time_s=min(KERNEL_HARNESS.min_time_s, max_time_s))
+    llc = last_level_cache_bytes(where)
+    device_id = store.catalog.put_device(device)
+    for i, spec in enumerate(specs, 1):
+        key = content_id([device_id, backend, where, asdict(spec), cold])
+        if store.kernels.has(key) and not force:
+            continue
+        r = run_kernel(spec, where, cold=cold, cfg=cfg, cache_bytes=llc, backend=backend)
+        r = replace(r, key=key, environment={"llc_bytes": llc})
+        store.kernels.put(r, device_id)
+        if progress:
+            progress(i, len(specs), r)
+    names = {s.suite for s in specs}
+    stored = [r for r in store.kernels.find(device.name, backend=backend) if r.spec.suite in names]
+    skipped = sorted({s.precision for s in every} - set(wanted))
+    return KernelRun(device, where, cold, llc, stored, skipped)

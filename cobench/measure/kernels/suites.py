@@ -1,0 +1,164 @@
+"""Kernel microbenchmarks: the ceilings a device really attains, per operator class and precision.
+
+A suite (kernels/*.yaml) lists kernels of one kind with their shapes: GEMM at prefill shapes, GEMV /
+skinny GEMM at decode shapes, attention (prefill, and decode against a KV cache), element-wise ops,
+embedding gather, and memory copy / triad. Each kernel is timed by the harness on torch tensors. By
+default the cache is kept cold by rotating through enough copies of the inputs to exceed twice the
+last-level cache (L2 on a GPU, LLC on a CPU), so no iteration finds its operands cached.
+
+FLOPs and bytes follow the operator model's conventions (2 per multiply-add; each operand read once and
+each result written once), so attained FLOP/s and GB/s are comparable with the roofline's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cobench.arch.architecture import qkv_width
+from cobench.arch.space import SearchSpace, load_space
+from cobench.catalogue import data_files
+from cobench.errors import InputError
+from cobench.files import read_mapping
+
+KINDS = ("gemm", "attention", "rmsnorm", "softmax", "silu_mul", "add", "gather", "copy", "triad")
+KERNEL_PRECISIONS = ("fp32", "fp16", "bf16")
+ELEMENT_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    suite: str
+    kind: str
+    shape: dict[str, int]
+    precision: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}[{','.join(f'{k}={v}' for k, v in self.shape.items())}]"
+
+
+SHAPE_KEYS = {
+    "gemm": ("m", "n", "k"),
+    "attention": ("batch", "heads", "q", "kv", "head_dim"),
+    "rmsnorm": ("rows", "cols"),
+    "softmax": ("rows", "cols"),
+    "silu_mul": ("rows", "cols"),
+    "add": ("rows", "cols"),
+    "gather": ("vocab", "dim", "rows"),
+    "copy": ("elements",),
+    "triad": ("elements",),
+}
+
+
+def cost(kind: str, s: dict[str, int], elem_bytes: float) -> tuple[float, float]:
+    """(FLOPs, bytes) of one call, with the operator model's conventions."""
+    if kind == "gemm":
+        m, n, k = s["m"], s["n"], s["k"]
+        return 2 * m * n * k, (m * k + k * n + m * n) * elem_bytes
+    if kind == "attention":
+        b, h, q, kv, d = s["batch"], s["heads"], s["q"], s["kv"], s["head_dim"]
+        return 4 * b * h * q * kv * d, (2 * b * h * q * d + 2 * b * h * kv * d) * elem_bytes
+    if kind == "gather":
+        return 0.0, 2 * s["rows"] * s["dim"] * elem_bytes
+    if kind in ("copy", "triad"):
+        n = s["elements"]
+        return (2 * n if kind == "triad" else 0.0), (3 if kind == "triad" else 2) * n * elem_bytes
+    rows, cols = s["rows"], s["cols"]
+    reads = {"rmsnorm": 1, "softmax": 1, "silu_mul": 2, "add": 2}[kind]
+    per_element = {"rmsnorm": 4, "softmax": 5, "silu_mul": 5, "add": 1}[kind]
+    return per_element * rows * cols, (reads + 1) * rows * cols * elem_bytes
+
+
+def load_suites(
+    names: list[str] | None = None, extra: list[Path] | None = None, space: Path | None = None
+) -> list[KernelSpec]:
+    """Kernel specs from kernels/*.yaml (plus user paths, plus a search space's shapes); unknown suites
+    or kinds are named."""
+    suites: dict[str, list[KernelSpec]] = {}
+    for path in data_files("kernels", extra):
+        data = read_mapping(path, "kernels")
+        name = data.get("name") or path.stem
+        suites[name] = _parse_suite(name, data, path.name)
+    if names:
+        unknown = [n for n in names if n not in suites]
+        if unknown:
+            raise InputError("suite", f"unknown suite {unknown[0]!r} (suites: {', '.join(sorted(suites))})")
+    chosen = [k for n, specs in sorted(suites.items()) if not names or n in names for k in specs]
+    return chosen + (space_kernels(load_space(space)) if space else [])
+
+
+def _parse_suite(name: str, data: dict[str, Any], where: str) -> list[KernelSpec]:
+    """A suite: `precisions` and `kernels: [{kind, shapes: [{...}]}]` (or a single top-level kind/shapes)."""
+    precisions = data.get("precisions", ["fp32"])
+    for p in precisions:
+        if p not in KERNEL_PRECISIONS:
+            raise InputError(f"{where}.precisions", f"{p!r} is not one of {', '.join(KERNEL_PRECISIONS)}")
+    groups = data.get("kernels") or [{"kind": data.get("kind"), "shapes": data.get("shapes")}]
+    specs = []
+    for g, group in enumerate(groups):
+        kind = group.get("kind")
+        if kind not in KINDS:
+            raise InputError(f"{where}.kernels[{g}].kind", f"one of {', '.join(KINDS)}, got {kind!r}")
+        keys = SHAPE_KEYS[kind]
+        for i, shape in enumerate(group.get("shapes") or []):
+            if not isinstance(shape, dict) or set(shape) != set(keys):
+                raise InputError(f"{where}.kernels[{g}].shapes[{i}]", f"a {kind} shape has exactly {', '.join(keys)}")
+            if any(not isinstance(v, int) or v < 1 for v in shape.values()):
+                raise InputError(f"{where}.kernels[{g}].shapes[{i}]", "sizes must be positive integers")
+            specs += [KernelSpec(name, kind, dict(shape), p) for p in precisions]
+    if not specs:
+        raise InputError(f"{where}.kernels", "a suite needs at least one kernel shape")
+    return specs
+
+
+def space_kernels(space: SearchSpace, per_kind: int = 8) -> list[KernelSpec]:
+    """The kernel shapes a search space's candidates run at its workload: GEMMs of the prefill (m = B·P)
+    and GEMVs of decode (m = B), attention over the prompt and one decode step against the full cache,
+    norms / activations / softmax / residuals at the prompt's rows, and the embedding gather. Of the
+    distinct shapes of each kind, `per_kind` are kept, spread evenly over their size."""
+    w = space.workload
+    kernel_precision = "fp32" if w.precision == "fp32" else "fp16"  # activation type of the other precisions
+    rows_p, ctx = w.batch * w.prompt, w.prompt + w.generate
+    found: dict[str, list[np.ndarray]] = {}
+    for _, _, a in space.chunks():
+        moe = a.n_experts > 0
+        gated = np.where(a.gated, 2, 1)
+        ffn = np.where(moe, a.d_ff_expert, a.d_ff)  # a routed expert's GEMMs see ~tokens·k/E rows
+        m_ffn = np.where(moe, np.ceil(rows_p * a.top_k / np.maximum(a.n_experts, 1)), rows_p).astype(np.int64)
+        q_width = a.n_heads * a.head_dim
+        n = np.ones_like(a.d_model)
+        linear = ((qkv_width(a), a.d_model), (a.d_model, q_width))
+        shapes = {
+            "gemm": [np.c_[m * n, out, inp] for m in (rows_p, w.batch) for out, inp in linear]
+            + [np.c_[m, gated * ffn, a.d_model] for m in (m_ffn, w.batch * n)]
+            + [np.c_[m, a.d_model, ffn] for m in (m_ffn, w.batch * n)]
+            + [np.c_[w.batch * n, a.vocab_size, a.d_model]],
+            "attention": [
+                np.c_[w.batch * n, a.n_heads, w.prompt * n, w.prompt * n, a.head_dim],
+                np.c_[w.batch * n, a.n_heads, n, ctx * n, a.head_dim],
+            ],
+            "rmsnorm": [np.c_[rows_p * n, a.d_model]],
+            "add": [np.c_[rows_p * n, a.d_model]],
+            "silu_mul": [np.c_[m_ffn, ffn]],
+            "softmax": [np.c_[w.batch * a.n_heads * w.prompt, w.prompt * n]],
+            "gather": [np.c_[a.vocab_size, a.d_model, rows_p * n]],
+        }
+        for kind, arrays in shapes.items():
+            found.setdefault(kind, []).append(np.unique(np.concatenate(arrays), axis=0))
+    specs = []
+    for kind, parts in found.items():
+        unique = np.unique(np.concatenate(parts), axis=0)
+        size = np.prod(unique.astype(np.float64), axis=1)
+        picks = unique[np.argsort(size)][
+            np.unique(np.linspace(0, len(unique) - 1, min(per_kind, len(unique))).round().astype(int))
+        ]
+        keys = SHAPE_KEYS[kind]
+        specs += [
+            KernelSpec(f"space:{space.name}", kind, dict(zip(keys, map(int, row), strict=True)), kernel_precision)
+            for row in picks
+        ]
+    return specs

@@ -1,0 +1,307 @@
+"""`cobench profile`: measure candidates on this machine, each in its own process, next to the prediction.
+
+Each candidate runs in a worker subprocess (`cobench.measure.worker`) with a timeout, so a crash, an OOM kill or
+a hang is recorded with its reason and the rest go on. A model whose predicted footprint exceeds the
+device's usable memory is refused before anything is built. Results are keyed by a hash of what
+determines them (architecture, precision, backend, device, workload, contexts, harness); a candidate
+already measured is skipped, so a re-run after a crash or Ctrl-C resumes without redoing work.
+Candidates run in a shuffled order (seeded, recorded) with a cool-down between them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cobench.arch.architecture import ArchBatch, Architecture
+from cobench.arch.workload import Workload
+from cobench.errors import InputError
+from cobench.hardware.devices import DeviceSpec
+from cobench.measure.export import DEFAULT_CACHE
+from cobench.measure.result import Measured, ProfileResult
+from cobench.measure.telemetry.nvml import BENIGN
+from cobench.measure.timing import HarnessConfig
+from cobench.predict.latency_model import LatencyModel
+from cobench.predict.predictions import predicted_beside_profile
+from cobench.records import content_id
+from cobench.store import Store
+
+WORKER = [sys.executable, "-m", "cobench.measure.worker"]
+
+
+@dataclass(frozen=True)
+class ProfileSettings:
+    backend: str = "ort"
+    runner_device: str = "cpu"  # ort: cpu | cuda | tensorrt; torch: cpu | cuda
+    workload: Workload = field(default_factory=Workload)
+    extra_contexts: tuple[int, ...] = ()
+    harness: HarnessConfig = field(default_factory=HarnessConfig)
+    e2e_min_iters: int = 3
+    telemetry: str = "auto"  # auto | jetson | nvml | cpu | off
+    rate_hz: float = 20.0
+    idle_s: float = 1.0
+    cooldown_s: float = 1.0
+    timeout_s: float = 600.0
+    threads: int | None = None
+    cuda_graphs: bool = False
+    cache_dir: Path = DEFAULT_CACHE
+    seed: int = 0
+    retry_failed: bool = False
+
+    @property
+    def contexts(self) -> tuple[int, ...]:
+        """Decode contexts: the ends of the generated range (their mean is the TPOT) plus any extra."""
+        w = self.workload
+        ends = {w.prompt, w.prompt + max(w.generate - 2, 0)}
+        return tuple(sorted(ends | set(self.extra_contexts)))
+
+
+def task_for(arch: Architecture, precision: str, device: DeviceSpec, s: ProfileSettings) -> dict[str, Any]:
+    w = Workload(batch=s.workload.batch, prompt=s.workload.prompt, generate=s.workload.generate, precision=precision)
+    return {
+        "arch": arch.to_dict(),
+        "precision": precision,
+        "backend": s.backend,
+        "runner_device": s.runner_device,
+        "device": device.name,
+        "power_mode": device.mode,
+        "workload": w.to_dict(),
+        "contexts": list(s.contexts),
+        "harness": asdict(s.harness),
+        "e2e_harness": {"min_iters": s.e2e_min_iters},
+        "telemetry": {"kind": s.telemetry, "rate_hz": s.rate_hz},
+        "idle_s": s.idle_s,
+        "seed": s.seed,
+        "options": {"threads": s.threads, "cuda_graphs": s.cuda_graphs, "seed": s.seed},
+        "cache_dir": str(s.cache_dir),
+    }
+
+
+def task_key(task: dict[str, Any]) -> str:
+    """What determines a measurement (not where the cache lives or what the arch is called)."""
+    body = {k: v for k, v in task.items() if k not in ("cache_dir", "idle_s")}
+    body["arch"] = {k: v for k, v in task["arch"].items() if k != "name"}
+    return content_id(body)
+
+
+def summarise_measurement(result: dict[str, Any], w: Workload, contexts: tuple[int, ...]) -> Measured:
+    """TTFT = prefill median; TPOT = mean decode median over the generated range; energy per token."""
+    phases = result["phases"]
+    low, high = w.prompt, w.prompt + max(w.generate - 2, 0)
+    tpot_phases = [phases[f"decode@{c}"] for c in contexts if low <= c <= high]
+    energies = [p["energy_per_call_j"] for p in tpot_phases if p.get("energy_per_call_j") is not None]
+    warnings = result["environment"]["telemetry"].get("warnings", [])
+    throttled = any(
+        int(m) & ~BENIGN
+        for p in phases.values()
+        if p.get("telemetry")
+        for m in p["telemetry"]["values"].get("throttle_mask", [])
+        if m == m
+    )
+    prefill = phases["prefill"]["summary"]
+    return Measured(
+        ttft_s=prefill["median_s"],
+        ttft_ci_s=(prefill["median_ci_low_s"], prefill["median_ci_high_s"]),
+        tpot_s=float(np.mean([p["summary"]["median_s"] for p in tpot_phases])),
+        e2e_s=phases["e2e"]["summary"]["median_s"],
+        decode_s={p["context"]: p["summary"]["median_s"] for k, p in phases.items() if k.startswith("decode@")},
+        energy_per_token_j=float(np.mean(energies)) / w.batch if energies else None,
+        energy_per_generation_j=phases["e2e"].get("energy_per_call_j"),
+        mean_power_mw=phases["e2e"].get("mean_power_mw"),
+        idle_power_mw=(result.get("idle") or {}).get("mean_power_mw"),
+        first_run_s={k: p["first_s"] for k, p in phases.items()},
+        noisy=tuple(sorted(k for k, p in phases.items() if p["summary"]["noisy"])),
+        cv={k: p["summary"]["cv"] for k, p in phases.items()},
+        throttled=throttled,
+        warnings=tuple(warnings),
+    )
+
+
+def run_worker(task: dict[str, Any], timeout_s: float, worker: list[str]) -> tuple[dict[str, Any] | None, str | None]:
+    """Run one task in a fresh process; (result, None) or (None, reason)."""
+    proc = subprocess.Popen(
+        worker, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )  # its own group: a timeout kills the whole tree
+    try:
+        out, err = proc.communicate(json.dumps(task), timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        return None, f"timeout: no result after {timeout_s:g} s (killed)"
+    except BaseException:  # Ctrl-C: take the worker down with us, record nothing
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    if proc.returncode != 0:
+        how = (
+            f"signal {-proc.returncode} ({signal.Signals(-proc.returncode).name})"
+            if proc.returncode < 0
+            else f"exit code {proc.returncode}"
+        )
+        tail = " | ".join(line.strip() for line in err.strip().splitlines()[-3:])
+        return None, f"crashed ({how}): {tail[-400:]}" if tail else f"crashed ({how})"
+    try:
+        return json.loads(out.strip().splitlines()[-1]), None
+    except (json.JSONDecodeError, IndexError):
+        return None, f"worker printed no result: {err.strip()[-300:]}"
+
+
+def profile(
+    candidates: list[tuple[Architecture, str]],
+    device: DeviceSpec,
+    settings: ProfileSettings,
+    store: Store,
+    model_for: Callable[[str], LatencyModel],
+    progress: Callable[[ProfileResult, int, int], None] | None = None,
+    worker: list[str] = WORKER,
+) -> list[ProfileResult]:
+    """Measure every (architecture, precision) not measured yet; return all results in candidate order.
+
+    `model_for(precision)` gives the latency model whose prediction is stored beside each measurement."""
+    device_id = store.catalog.put_device(device)
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
+        return _profile_all(candidates, device, device_id, settings, store, model_for, progress, worker)
+    previous = signal.signal(signal.SIGTERM, _terminate)  # `kill`/`timeout` must not orphan a running worker
+    try:
+        return _profile_all(candidates, device, device_id, settings, store, model_for, progress, worker)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    """SIGTERM as an exception, so that run_worker kills the worker's process group before we exit."""
+    raise SystemExit(128 + signum)
+
+
+def refusal(arch: Architecture, w: Workload, predicted: dict[str, Any], device: DeviceSpec) -> str | None:
+    """Why a candidate must not be built here (context past max_seq_len, predicted footprint too large)."""
+    if w.context > arch.max_seq_len:
+        return (
+            f"refused: prompt + generated tokens ({w.context}) exceed the architecture's max_seq_len {arch.max_seq_len}"
+        )
+    if not predicted["fits"]:
+        return (
+            f"refused: predicted footprint {predicted['peak_memory_bytes'] / 1e9:.2f} GB exceeds the usable "
+            f"{device.usable_memory_bytes / 1e9:.2f} GB of {device.name}"
+        )
+    return None
+
+
+def _profile_all(
+    candidates: list[tuple[Architecture, str]],
+    device: DeviceSpec,
+    device_id: str,
+    settings: ProfileSettings,
+    store: Store,
+    model_for: Callable[[str], LatencyModel],
+    progress: Callable[[ProfileResult, int, int], None] | None,
+    worker: list[str],
+) -> list[ProfileResult]:
+    order = list(range(len(candidates)))
+    random.Random(settings.seed).shuffle(order)  # interleave: drift does not favour the first candidates
+    results: dict[int, ProfileResult] = {}
+    ran = 0
+    for done, i in enumerate(order, 1):
+        arch, precision = candidates[i]
+        task = task_for(arch, precision, device, settings)
+        key = task_key(task)
+        w = Workload(**task["workload"])
+        pred = predicted_beside_profile(arch, device, w, settings.contexts, model_for(precision))
+        status = store.profiles.status(key)
+        base = ProfileResult(
+            key, arch, device.name, device.mode, settings.backend, precision, w, settings.contexts, "refused", pred
+        )
+        stored = (
+            store.profiles.get(key) if status == "ok" or (status == "failed" and not settings.retry_failed) else None
+        )
+        if stored is not None:
+            results[i] = stored.reused(pred)
+        elif reason := refusal(arch, w, pred, device):
+            results[i] = replace(base, reason=reason)
+        else:
+            if ran and settings.cooldown_s > 0:
+                time.sleep(settings.cooldown_s)
+            results[i] = _measure(base, task, settings, store, device_id, worker)
+            ran += 1
+        if progress:
+            progress(results[i], done, len(candidates))
+    return [results[i] for i in range(len(candidates))]
+
+
+def _measure(
+    base: ProfileResult,
+    task: dict[str, Any],
+    settings: ProfileSettings,
+    store: Store,
+    device_id: str,
+    worker: list[str],
+) -> ProfileResult:
+    """Run the worker on one candidate and store what came back (or why nothing did)."""
+    t0 = time.perf_counter()
+    result, reason = run_worker(task, settings.timeout_s, worker)
+    seconds = time.perf_counter() - t0
+    if result is None:
+        failed = replace(base, status="failed", reason=reason, seconds=seconds)
+        store.profiles.put(failed, device_id)
+        return failed
+    measured = summarise_measurement(result, base.workload, settings.contexts)
+    ok = replace(base, status="ok", measured=measured, environment=result["environment"], seconds=seconds)
+    store.profiles.put(ok, device_id, result["phases"])
+    return ok
+
+
+PRECISIONS_OF = {"ort": ("fp32", "fp16", "int8"), "torch": ("fp32", "fp16", "bf16"), "trt": ("fp32", "fp16")}
+
+
+def check_precision(backend: str, precision: str) -> None:
+    allowed = PRECISIONS_OF[backend]
+    if precision not in allowed:
+        raise InputError("precision", f"backend {backend} runs {', '.join(allowed)}, not {precision!r}")
+
+
+def sweep_architecture(candidate: dict[str, Any], sweep: str) -> Architecture:
+    """A stored sweep candidate (one row of sweep_candidates) as a named architecture."""
+    cols = {f: np.asarray([candidate[f]]) for f in ArchBatch.__dataclass_fields__}
+    return ArchBatch(**cols).architecture(0, name=f"{sweep}#{candidate['grid_index']}")
+
+
+def profile_backends(
+    archs: list[Architecture],
+    backends: list[str],
+    precisions: list[str],
+    device: DeviceSpec,
+    settings: ProfileSettings,
+    store: Store,
+    model_for: Callable[[str, str], LatencyModel],
+    progress: Callable[[ProfileResult, int, int], None] | None = None,
+) -> list[ProfileResult]:
+    """`cobench profile`: every architecture × precision on every backend, each backend checked before any
+    worker starts; `model_for(precision, backend)` is the latency model stored beside each result."""
+    from cobench.measure.runners import BACKENDS, check_available
+
+    if not archs:
+        raise InputError("arch", "give --arch SPEC (repeatable), --from-sweep ID or --queue FILE")
+    for b in backends:
+        if b not in BACKENDS:
+            raise InputError("backend", f"unknown backend {b!r} (one of {', '.join(BACKENDS)})")
+        check_available(b, settings.runner_device)
+        for p in precisions:
+            check_precision(b, p)
+    results: list[ProfileResult] = []
+    for b in backends:
+        candidates = [(a, p) for a in archs for p in precisions]
+        models = {p: model_for(p, b) for p in precisions}
+        results += profile(candidates, device, replace(settings, backend=b), store, models.__getitem__, progress)
+    return results

@@ -1,0 +1,99 @@
+"""Backends that run a candidate, behind one small protocol; `open_runner` picks one by name.
+
+A runner prefills a prompt, runs decode steps on a KV cache it owns, and times a call the way its
+device needs (host clock after a synchronise on CPU; CUDA events on GPU). The timing harness and the
+profile loop never look inside a runner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from cobench.arch.architecture import Architecture
+from cobench.errors import InputError
+
+BACKENDS = ("ort", "torch", "trt")
+
+
+class Runner(Protocol):
+    name: str
+
+    def info(self) -> dict[str, Any]:
+        """Backend facts for the environment record: providers, device, dtype, build/session times."""
+        ...
+
+    def prefill(self, ids: np.ndarray) -> Any:
+        """Run the prompt; return the KV cache (backend-native)."""
+        ...
+
+    def decode(self, ids: np.ndarray, cache: Any) -> Any:
+        """One decode step on `cache`; return the grown cache."""
+        ...
+
+    def make_cache(self, batch: int, context: int) -> Any:
+        """A random KV cache of `context` positions, for timing a decode step at a fixed context."""
+        ...
+
+    def fixed_decode(self, ids: np.ndarray, cache: Any) -> Callable[[], Any]:
+        """A callable running one decode step on `cache` (not grown), prepared for repeated timing."""
+        ...
+
+    def timed(self, fn: Callable[[], Any]) -> float:
+        """Run fn once, wait for the device, return seconds."""
+        ...
+
+
+def check_available(backend: str, device: str) -> None:
+    """Fail before any candidate is launched when the backend cannot run here, with what to install."""
+    import importlib.util
+
+    from cobench.errors import MissingDependency
+
+    if backend == "trt" and importlib.util.find_spec("tensorrt") is None:
+        from cobench.measure.runners.tensorrt import INSTALL
+
+        raise MissingDependency(INSTALL)
+    if backend == "ort":
+        if importlib.util.find_spec("onnxruntime") is None:
+            raise MissingDependency("the ort backend needs onnxruntime (CPU) or onnxruntime-gpu: make install")
+        import onnxruntime
+
+        from cobench.measure.runners.ort import PROVIDERS
+
+        wanted = PROVIDERS.get(device)
+        if wanted is None:
+            raise InputError("runner_device", f"ort runs on {', '.join(PROVIDERS)}, not {device!r}")
+        available = onnxruntime.get_available_providers()
+        if wanted not in available:
+            raise MissingDependency(
+                f"{wanted} is not in this onnxruntime build (it has {', '.join(available)}):"
+                " install onnxruntime-gpu (on a Jetson, NVIDIA's Jetson wheel)"
+            )
+    if device == "cuda" and backend in ("torch", "trt"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise MissingDependency(f"the {backend} backend on cuda needs a CUDA GPU and a CUDA build of torch")
+
+
+def open_runner(
+    backend: str, arch: Architecture, precision: str, device: str, cache_dir: Path, options: dict[str, Any]
+) -> Runner:
+    """Explicit order, imports only what the chosen backend needs (a missing one says what to install)."""
+    if backend == "ort":
+        from cobench.measure.runners.ort import OrtRunner
+
+        return OrtRunner.open(arch, precision, device, cache_dir, options)
+    if backend == "torch":
+        from cobench.measure.runners.pytorch import TorchRunner
+
+        return TorchRunner.open(arch, precision, device, options)
+    if backend == "trt":
+        from cobench.measure.runners.tensorrt import TensorRTRunner
+
+        return TensorRTRunner.open(arch, precision, cache_dir, options)
+    raise InputError("backend", f"unknown backend {backend!r} (one of {', '.join(BACKENDS)})")

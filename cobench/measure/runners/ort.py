@@ -1,0 +1,132 @@
+"""ONNX Runtime runner: CPU, CUDA or TensorRT execution provider, on the exported graphs.
+
+ORT silently falls back to CPU when CUDA libraries are missing, so the session's active providers are
+checked and a mismatch is an error. On GPU the KV cache stays on the device through IO binding, so host
+copies are not timed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cobench.arch.architecture import Architecture
+from cobench.errors import CobenchError, InputError, MissingDependency
+from cobench.measure.clocks import time_host
+from cobench.measure.export import Exported, export
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64}
+
+
+class BackendMismatch(CobenchError):
+    """The backend runs somewhere other than requested (e.g. ORT fell back to CPU)."""
+
+
+@dataclass
+class OrtRunner:
+    exported: Exported
+    provider: str
+    sessions: dict[str, Any]
+    session_s: float
+    cache_dtype: Any
+    rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
+    name: str = "ort"
+
+    @classmethod
+    def open(
+        cls, arch: Architecture, precision: str, device: str, cache_dir: Path, options: dict[str, Any]
+    ) -> OrtRunner:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise MissingDependency(
+                "the ort backend needs onnxruntime (CPU) or onnxruntime-gpu: make install"
+            ) from None
+        if device not in PROVIDERS:
+            raise InputError("ort_device", f"one of {', '.join(PROVIDERS)}, got {device!r}")
+        exported = export(arch, precision, cache_dir)
+        wanted = PROVIDERS[device]
+        if wanted not in ort.get_available_providers():
+            raise BackendMismatch(
+                f"{wanted} is not available in this onnxruntime build (has {', '.join(ort.get_available_providers())})"
+            )
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        if options.get("threads"):
+            so.intra_op_num_threads = int(options["threads"])
+        providers = [wanted] if device == "cpu" else [wanted, "CPUExecutionProvider"]
+        t0 = time.perf_counter()
+        sessions = {
+            p: ort.InferenceSession(str(exported.graph(p)), so, providers=providers) for p in ("prefill", "decode")
+        }
+        session_s = time.perf_counter() - t0
+        for phase, s in sessions.items():
+            active = s.get_providers()[0]
+            if active != wanted:
+                raise BackendMismatch(
+                    f"{phase} session runs on {active}, not {wanted}: CUDA/TensorRT libraries missing?"
+                )
+        dtype = NUMPY_TYPES[sessions["decode"].get_inputs()[1].type]
+        return cls(exported, device, sessions, session_s, dtype)
+
+    def info(self) -> dict[str, Any]:
+        import onnxruntime as ort
+
+        return {
+            "backend": "ort",
+            "onnxruntime": ort.__version__,
+            "device": self.provider,
+            "providers": self.sessions["prefill"].get_providers(),
+            "export_key": self.exported.key,
+            "export_cache_hit": self.exported.meta.get("cache_hit"),
+            "export_sha256": self.exported.meta["sha256"],
+            "export_validation": self.exported.meta["validation"],
+            "session_create_s": self.session_s,
+            "export_s": sum(v for k, v in self.exported.meta.items() if k.endswith("_export_s")),
+            "intra_op_threads": self.sessions["prefill"].get_session_options().intra_op_num_threads or os.cpu_count(),
+        }
+
+    def _run(self, phase: str, feeds: dict[str, Any]) -> Any:
+        session = self.sessions[phase]
+        if self.provider == "cpu":
+            return session.run(None, feeds)
+        binding = session.io_binding()  # device-resident inputs and outputs: no host copies in the timed call
+        for name, value in feeds.items():
+            binding.bind_ortvalue_input(name, value if not isinstance(value, np.ndarray) else self._on_device(value))
+        for out in session.get_outputs():
+            binding.bind_output(out.name, "cuda")
+        session.run_with_iobinding(binding)
+        return binding.get_outputs()
+
+    def _on_device(self, array: np.ndarray) -> Any:
+        import onnxruntime as ort
+
+        return ort.OrtValue.ortvalue_from_numpy(array, "cuda", 0)
+
+    def prefill(self, ids: np.ndarray) -> Any:
+        _, k, v = self._run("prefill", {"input_ids": ids})
+        return k, v
+
+    def decode(self, ids: np.ndarray, cache: Any) -> Any:
+        _, k, v = self._run("decode", {"input_ids": ids, "past_k": cache[0], "past_v": cache[1]})
+        return k, v
+
+    def make_cache(self, batch: int, context: int) -> Any:
+        a = self.exported.meta["arch"]
+        shape = (a["n_layers"], batch, a["n_kv_heads"], context, a["head_dim"])
+        k = self.rng.standard_normal(shape).astype(self.cache_dtype)
+        v = self.rng.standard_normal(shape).astype(self.cache_dtype)
+        return (k, v) if self.provider == "cpu" else (self._on_device(k), self._on_device(v))
+
+    def fixed_decode(self, ids: np.ndarray, cache: Any) -> Callable[[], Any]:
+        return lambda: self.decode(ids, cache)
+
+    def timed(self, fn: Callable[[], Any]) -> float:
+        return time_host(fn)  # ORT returns when the outputs are ready (run_with_iobinding synchronises)

@@ -1,0 +1,1 @@
+"""Stage 2, the functional core: operators, the vectorised roofline, the latency model that applies a calibration, predictions and sweeps."""

@@ -1,0 +1,90 @@
+"""The latency model a prediction uses: roofline parameters and counting conventions, and the
+calibration they came from — and the rule that picks it (--raw > a calibration file > the store's newest
+calibration for this device, mode, precision and backend > the device file's defaults)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cobench.errors import InputError
+from cobench.files import read_mapping
+from cobench.fit.calibration.record import Calibration
+from cobench.hardware.devices import DeviceSpec
+from cobench.predict.operators import Counting
+from cobench.predict.roofline import RooflineParams
+
+if TYPE_CHECKING:
+    from cobench.store import Store
+
+
+# How each backend computes a forward pass, as cobench runs it: the exported graphs and the eager module
+# return past ++ new (the KV cache is copied every step); ORT's CPU kernels materialise the full
+# (unmasked-skipping) score matrix; torch's SDPA and TensorRT's fused attention do not.
+BACKEND_COUNTING = {
+    "ort": Counting(causal=False, fused_attention=False, kv_update="concat", kv_expand=True, moe_loop=True),
+    "torch": Counting(kv_update="concat", kv_expand=True, moe_loop=True),
+    "trt": Counting(causal=False, kv_update="concat", kv_expand=True, moe_loop=True),
+}
+
+
+@dataclass(frozen=True)
+class LatencyModel:
+    """What a prediction uses: parameters and counting conventions, and the calibration they came from."""
+
+    params: RooflineParams
+    counting: Counting
+    calibration: Calibration | None = None
+
+    @classmethod
+    def of(cls, calibration: Calibration) -> LatencyModel:
+        return cls(calibration.params, calibration.counting, calibration)
+
+    def bounds(self, metric: str, predicted_s: Any) -> tuple[Any, Any] | None:
+        return self.calibration.bounds(metric, predicted_s) if self.calibration else None
+
+    def interval_fields(self, ttft_s: float, tpot_s: float) -> dict[str, list[float] | None]:
+        """`ttft_interval_s` and `tpot_interval_s` of one prediction, as a record stores them (None: unknown)."""
+        found = {m: self.bounds(m, v) for m, v in (("ttft", ttft_s), ("tpot", tpot_s))}
+        return {f"{m}_interval_s": [float(x) for x in b] if b else None for m, b in found.items()}
+
+    @property
+    def describe(self) -> str:
+        if not self.calibration:
+            return f"uncalibrated roofline ({self.params.source}): error unknown until calibrated on this device"
+        c = self.calibration
+        iv = [f"{m.upper()} ×{v['low']:.3g}–{v['high']:.3g}" for m, v in c.intervals.items() if v]
+        level = next((f"{v['level']:.0%}" for v in c.intervals.values() if v), "")
+        return f"calibration {c.label}" + (f"; {level} prediction interval {', '.join(iv)}" if iv else "")
+
+
+def resolve_model(
+    store: Store | None,
+    device: DeviceSpec,
+    precision: str,
+    backend: str | None = None,
+    calibration_file: Path | None = None,
+    raw: bool = False,
+    uncalibrated: bool = False,
+) -> LatencyModel:
+    """The parameters a prediction uses: --raw > --calibration FILE > the store's newest calibration for this
+    device, power mode, precision (and backend) > the device file's defaults."""
+    counting = BACKEND_COUNTING.get(backend or "", Counting())
+    if raw:
+        return LatencyModel(RooflineParams.ideal(), counting)
+    if calibration_file is not None:
+        c = Calibration.from_json(read_mapping(calibration_file, "calibration"), where=str(calibration_file))
+        if c.device != device.name or c.precision != precision:
+            raise InputError(
+                "calibration", f"{calibration_file} is for {c.device} {c.precision}, not {device.name} {precision}"
+            )
+        return LatencyModel.of(c)
+    found = (
+        None
+        if uncalibrated or store is None
+        else store.calibrations.newest(device.name, device.mode, precision, backend)
+    )
+    if found:
+        return LatencyModel.of(found)
+    return LatencyModel(RooflineParams.for_device(device), counting)

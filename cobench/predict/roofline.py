@@ -1,0 +1,340 @@
+"""Roofline latency predictor, vectorised over candidates: TTFT, TPOT, end-to-end, memory, fit.
+
+Per operator: time = max(FLOPs / (η_c[class] · peak), bytes / (η_m[class] · bandwidth)) + overhead[class];
+per forward pass a step overhead of its phase is added (engine launch, host sync, sampling). The η and
+overheads are the parameters that calibration fits (`cobench.fit.calibration.design`); `RooflineParams.ideal()` is
+the raw roofline (η = 1, no overhead).
+
+Phases: TTFT is the prefill of the prompt (which yields the first token). TPOT is the mean decode step
+over the G − 1 further tokens, whose cached context grows from P to P + G − 2; more than
+`MAX_DECODE_SAMPLES` steps are sampled evenly (step time is piecewise linear in the context, so the
+mean of even samples is exact up to rounding). End-to-end = TTFT + (G − 1) · TPOT.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cobench.arch.architecture import (
+    ArchBatch,
+    Architecture,
+    as_arch_like,
+    dense_ffn_width,
+    param_counts,
+    qkv_width,
+)
+from cobench.arch.precision import PRECISIONS
+from cobench.arch.workload import Workload
+from cobench.hardware.devices import DeviceSpec
+from cobench.predict.operators import OP_CLASSES, Counting, Op, forward_ops
+
+MAX_DECODE_SAMPLES = 64
+PHASES = ("prefill", "decode")
+DEFAULT_COMPUTE_EFFICIENCY = {"matmul": 0.7, "attention": 0.5, "elementwise": 0.5, "gather": 1.0, "kv": 1.0}
+DEFAULT_MEMORY_EFFICIENCY = 0.8
+DEFAULT_OP_OVERHEAD_US = 4.0
+LOGITS_BYTES = 4  # engines return fp32 logits
+
+
+@dataclass(frozen=True)
+class RooflineParams:
+    """The latency model's free parameters, per operator class. Calibration replaces the defaults.
+
+    Defaults: η_c matmul 0.7, attention 0.5, element-wise 0.5, gather and KV copies 1; η_m 0.8; 4 µs per operator
+    launch; no step overhead — overridden by a device file's `roofline:` section (cited there).
+    """
+
+    compute_efficiency: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_COMPUTE_EFFICIENCY))
+    memory_efficiency: Mapping[str, float] = field(
+        default_factory=lambda: dict.fromkeys(OP_CLASSES, DEFAULT_MEMORY_EFFICIENCY)
+    )
+    op_overhead_s: Mapping[str, float] = field(
+        default_factory=lambda: dict.fromkeys(OP_CLASSES, DEFAULT_OP_OVERHEAD_US * 1e-6)
+    )
+    step_overhead_s: Mapping[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
+    source: str = "cobench defaults"
+    # arithmetic intensity (FLOP/B) at which a class reaches half its compute efficiency: small,
+    # low-intensity GEMMs run below the large ones' η (0: no such dependence)
+    intensity_half: Mapping[str, float] = field(default_factory=lambda: dict.fromkeys(OP_CLASSES, 0.0))
+
+    @classmethod
+    def ideal(cls) -> RooflineParams:
+        """The raw roofline: datasheet ceilings, no overheads."""
+        ones = dict.fromkeys(OP_CLASSES, 1.0)
+        return cls(
+            ones,
+            dict(ones),
+            dict.fromkeys(OP_CLASSES, 0.0),
+            dict.fromkeys(PHASES, 0.0),
+            "ideal roofline (datasheet peaks)",
+        )
+
+    @classmethod
+    def for_device(cls, device: DeviceSpec) -> RooflineParams:
+        """Defaults refined by the device file's cited measured fractions."""
+        r = device.roofline
+        if not r:
+            return cls()
+        compute = {**DEFAULT_COMPUTE_EFFICIENCY, **(r.get("compute_efficiency") or {})}
+        memory = dict.fromkeys(OP_CLASSES, float(r.get("memory_efficiency", DEFAULT_MEMORY_EFFICIENCY)))
+        overhead = dict.fromkeys(OP_CLASSES, float(r.get("op_overhead_us", DEFAULT_OP_OVERHEAD_US)) * 1e-6)
+        step = dict.fromkeys(PHASES, float(r.get("step_overhead_us", 0.0)) * 1e-6)
+        return cls(compute, memory, overhead, step, f"device defaults ({device.name}): {r.get('source', '')}")
+
+
+@dataclass(frozen=True)
+class OpTime:
+    """An operator's roofline terms per occurrence (arrays broadcast like the op's sizes)."""
+
+    op: Op
+    compute_s: Any
+    memory_s: Any
+    time_s: Any  # max of the two plus overhead, per occurrence
+
+    @property
+    def total_s(self) -> Any:
+        return self.op.count * self.time_s
+
+
+def peak_flops(op_class: str, device: DeviceSpec, w: Workload) -> float:
+    """The FLOP/s ceiling an operator of this class runs against at the workload's precision."""
+    types = w.types
+    if op_class == "matmul":
+        return device.peak_flops(types.matmul_peaks)
+    if op_class == "attention":  # runs in the activation type, whatever the weights are
+        return device.peak_flops(PRECISIONS["fp32" if types.act_bytes == 4 else "fp16"].matmul_peaks)
+    return device.peak_flops(types.vector_peaks)
+
+
+def op_seconds(
+    flops: Any,
+    nbytes: Any,
+    peak: Any,
+    bandwidth: Any,
+    eta_compute: Any,
+    eta_memory: Any,
+    overhead_s: Any,
+    intensity_half: Any = 0.0,
+    launches: Any = 1,
+) -> tuple[Any, Any, Any]:
+    """(compute term, memory term, time) of one occurrence: the slower term plus the launch overheads of
+    an operator that does anything. The compute efficiency saturates with arithmetic intensity I:
+    η·I/(I + I½). The one pricing formula: prediction and calibration both call it."""
+    flops, nbytes = np.asarray(flops, dtype=np.float64), np.asarray(nbytes, dtype=np.float64)
+    intensity = np.divide(flops, nbytes, out=np.full(np.broadcast(flops, nbytes).shape, np.inf), where=nbytes > 0)
+    saturation = np.divide(
+        intensity,
+        intensity + intensity_half,
+        out=np.ones_like(intensity),
+        where=np.isfinite(intensity) & (intensity > 0),
+    )
+    compute = np.divide(flops, eta_compute * peak * saturation, out=np.zeros_like(intensity), where=flops > 0)
+    memory = nbytes / (eta_memory * bandwidth)
+    present = (flops > 0) | (nbytes > 0)
+    return compute, memory, np.maximum(compute, memory) + overhead_s * launches * present
+
+
+def time_ops(ops: list[Op], device: DeviceSpec, w: Workload, params: RooflineParams) -> list[OpTime]:
+    timed = []
+    for op in ops:
+        c = op.op_class
+        terms = op_seconds(
+            op.flops,
+            op.bytes,
+            peak_flops(c, device, w),
+            device.bandwidth_bytes_s,
+            params.compute_efficiency[c],
+            params.memory_efficiency[c],
+            params.op_overhead_s[c],
+            params.intensity_half[c],
+            op.launches,
+        )
+        timed.append(OpTime(op, *terms))
+    return timed
+
+
+def decode_contexts(w: Workload) -> np.ndarray:
+    """Cached context of each decode step after the prompt (sampled when there are many)."""
+    steps = max(w.generate - 1, 1)
+    if steps <= MAX_DECODE_SAMPLES:
+        return w.prompt + np.arange(steps, dtype=np.float64)
+    return np.linspace(w.prompt, w.prompt + steps - 1, MAX_DECODE_SAMPLES)
+
+
+def phase_ops(a: ArchBatch, w: Workload, phase: str, counting: Counting) -> list[Op]:
+    """Prefill: (N,) arrays. Decode: (N, S) arrays over the sampled decode contexts."""
+    t = w.types
+    if phase == "prefill":
+        return forward_ops(a, w.batch, w.prompt, 0, t.weight_bytes, t.act_bytes, w.kv_bytes, counting)
+    column = ArchBatch(**{k: v[:, None] for k, v in a.__dict__.items()})
+    past = decode_contexts(w)[None, :]
+    return forward_ops(column, w.batch, 1, past, t.weight_bytes, t.act_bytes, w.kv_bytes, counting)
+
+
+@dataclass(frozen=True)
+class PhaseTotals:
+    time_s: np.ndarray
+    compute_s: np.ndarray  # Σ count · compute term: > memory_s means the phase is compute-bound
+    memory_s: np.ndarray
+    flops: np.ndarray
+    bytes: np.ndarray
+    compute_bound_s: np.ndarray  # time spent in operators whose compute term dominates
+    step_overhead_s: float
+
+    @property
+    def compute_bound(self) -> np.ndarray:
+        """Compute-bound when most of the operator time is in compute-bound operators.
+
+        (Not Σ compute vs Σ memory: one large memory-bound op, e.g. the LM head, must not hide that the
+        layers' GEMMs dominate.)
+        """
+        return self.compute_bound_s > 0.5 * (self.time_s - self.step_overhead_s)
+
+
+def _totals(timed: list[OpTime], params: RooflineParams, phase: str) -> PhaseTotals:
+    def phase_sum(values: list[Any]) -> np.ndarray:
+        s = np.asarray(sum(values), dtype=np.float64)
+        return s.mean(axis=-1) if phase == "decode" else s
+
+    step = params.step_overhead_s[phase]
+    return PhaseTotals(
+        time_s=phase_sum([t.total_s for t in timed]) + step,
+        compute_bound_s=phase_sum([t.total_s * (t.compute_s > t.memory_s) for t in timed]),
+        step_overhead_s=step,
+        compute_s=phase_sum([t.op.count * t.compute_s for t in timed]),
+        memory_s=phase_sum([t.op.count * t.memory_s for t in timed]),
+        flops=phase_sum([t.op.count * t.op.flops for t in timed]),
+        bytes=phase_sum([t.op.count * t.op.bytes for t in timed]),
+    )
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Predicted latencies (seconds) and memory (bytes) for N candidates at one workload."""
+
+    ttft_s: np.ndarray
+    tpot_s: np.ndarray
+    e2e_s: np.ndarray
+    prefill: PhaseTotals
+    decode: PhaseTotals
+    weight_bytes: np.ndarray
+    kv_cache_bytes: np.ndarray
+    activation_bytes: np.ndarray
+    peak_memory_bytes: np.ndarray
+    fits: np.ndarray
+    params_source: str
+
+
+def memory_footprint(a: ArchBatch, w: Workload, counting: Counting) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Resident weights (all experts), the KV cache at full context, and the largest prefill transient."""
+    t = w.types
+    weights = param_counts(a).total * t.weight_bytes
+    kv = w.batch * w.context * 2 * a.n_layers * a.n_kv_heads * a.head_dim * w.kv_bytes
+    gated = np.where(a.gated, 2, 1)
+    widest = np.maximum.reduce([qkv_width(a), gated * dense_ffn_width(a), a.top_k * gated * a.d_ff_expert])
+    rows = w.batch * w.prompt
+    scores = 0 if counting.fused_attention else w.batch * a.n_heads * w.prompt**2 * t.act_bytes
+    logits = w.batch * a.vocab_size * LOGITS_BYTES * (w.prompt if counting.logits == "all" else 1)
+    activations = rows * (2 * a.d_model + widest) * t.act_bytes + scores + logits
+    return weights, kv, activations
+
+
+def predict(
+    arch: Architecture | ArchBatch,
+    device: DeviceSpec,
+    workload: Workload,
+    params: RooflineParams | None = None,
+    counting: Counting | None = None,
+) -> Prediction:
+    """Predict every candidate at once; pass an ArchBatch for sweeps (no Python loop over candidates)."""
+    a = as_arch_like(arch)
+    assert isinstance(a, ArchBatch)
+    params = params or RooflineParams.for_device(device)
+    counting = counting or Counting()
+    prefill, decode = (
+        _totals(time_ops(phase_ops(a, workload, phase, counting), device, workload, params), params, phase)
+        for phase in PHASES
+    )
+    weights, kv, acts = memory_footprint(a, workload, counting)
+    peak = weights + kv + acts
+    return Prediction(
+        ttft_s=prefill.time_s,
+        tpot_s=decode.time_s,
+        e2e_s=prefill.time_s + (workload.generate - 1) * decode.time_s,
+        prefill=prefill,
+        decode=decode,
+        weight_bytes=np.asarray(weights, dtype=np.float64),
+        kv_cache_bytes=np.asarray(kv, dtype=np.float64),
+        activation_bytes=np.asarray(acts, dtype=np.float64),
+        peak_memory_bytes=np.asarray(peak, dtype=np.float64),
+        fits=peak <= device.usable_memory_bytes,
+        params_source=params.source,
+    )
+
+
+def scalar(x: Any) -> float:
+    """One candidate's op quantity as a float: decode arrays hold one value per sampled context (mean)."""
+    return float(np.mean(x))
+
+
+@dataclass(frozen=True)
+class OpRow:
+    """One line of the per-operator breakdown of a single candidate (decode: mean over the steps)."""
+
+    phase: str
+    name: str
+    op_class: str
+    count: int
+    flops: float
+    bytes: float
+    weight_bytes: float
+    kv_bytes: float
+    intensity: float  # FLOPs per byte
+    bound: str
+    time_s: float  # all occurrences
+    share: float  # of the phase time
+
+
+def breakdown(
+    arch: Architecture,
+    device: DeviceSpec,
+    workload: Workload,
+    params: RooflineParams | None = None,
+    counting: Counting | None = None,
+) -> list[OpRow]:
+    """Per-operator table for one architecture, both phases, totals over layers."""
+    a = as_arch_like(arch)
+    assert isinstance(a, ArchBatch)
+    params = params or RooflineParams.for_device(device)
+    counting = counting or Counting()
+    rows: list[OpRow] = []
+    for phase in PHASES:
+        timed = time_ops(phase_ops(a, workload, phase, counting), device, workload, params)
+
+        phase_time = sum(scalar(t.total_s) for t in timed)
+        for t in timed:
+            count = int(scalar(t.op.count))
+            flops, nbytes = scalar(t.op.flops) * count, scalar(t.op.bytes) * count
+            if flops == 0 and nbytes == 0:
+                continue
+            rows.append(
+                OpRow(
+                    phase,
+                    t.op.name,
+                    t.op.op_class,
+                    count,
+                    flops,
+                    nbytes,
+                    scalar(t.op.weight_bytes) * count,
+                    scalar(t.op.kv_bytes) * count,
+                    flops / nbytes if nbytes else float("inf"),
+                    "compute" if scalar(t.compute_s) > scalar(t.memory_s) else "memory",
+                    scalar(t.total_s),
+                    scalar(t.total_s) / phase_time if phase_time else 0.0,
+                )
+            )
+    return rows
