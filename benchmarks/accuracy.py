@@ -115,9 +115,7 @@ def main() -> int:
     with Store(repeat_store) as db:
         again = {r.arch_name: r.measured for r in db.profiles.find(status="ok")}
     repeat = {
-        metric: np.array(
-            [np.log(getattr(again[p.arch.name], f"{metric}_s") / getattr(p, f"{metric}_s")) for p in test]
-        )
+        metric: np.array([np.log(getattr(again[p.arch.name], f"{metric}_s") / getattr(p, f"{metric}_s")) for p in test])
         for metric in ("ttft", "tpot")
     }
     report = render(calibration, test, errs, curve, len(kernels), time.perf_counter() - t0, repeat)

@@ -15,17 +15,17 @@ from hypothesis import given
 from test_cli import run, run_json
 from test_space_sweep import SMALL
 
-from cobench.arch.architecture import Architecture, param_counts
+from cobench.arch.architecture import Architecture
 from cobench.arch.workload import Workload
 from cobench.fit.calibration.calibrate import calibrate
 from cobench.fit.calibration.design import KERNEL_CLASS, Profiled, build_design
 from cobench.fit.calibration.record import Calibration
 from cobench.fit.calibration.validation import error_metrics, interval, log_errors
-from cobench.measure.result import Measured, ProfileResult
-from cobench.predict.latency_model import BACKEND_COUNTING
 from cobench.hardware.devices import get_device
 from cobench.measure.kernels.results import KernelResult
 from cobench.measure.kernels.suites import KernelSpec, cost
+from cobench.measure.result import Measured, ProfileResult
+from cobench.predict.latency_model import BACKEND_COUNTING
 from cobench.predict.operators import OP_CLASSES
 from cobench.predict.roofline import PHASES, RooflineParams, op_seconds, peak_flops, predict
 from cobench.store import Store

@@ -119,6 +119,7 @@ ORT_SHAPES = {
 def test_ort_kernels_compute_what_they_claim(kind: str) -> None:
     """Each one-operator ONNX graph computes its operation (checked against numpy on its bound buffers)."""
     import numpy as np
+
     from cobench.measure.kernels.backend_onnx import ort_calls
 
     _, make = ort_calls(KernelSpec("t", kind, ORT_SHAPES[kind], "fp32"))

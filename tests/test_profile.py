@@ -20,12 +20,12 @@ from cobench.arch.spec import presets
 from cobench.arch.workload import Workload
 from cobench.cli import app
 from cobench.errors import MissingDependency
-from cobench.predict.latency_model import BACKEND_COUNTING, LatencyModel
 from cobench.hardware.devices import DeviceSpec, get_device
 from cobench.measure.export import export
 from cobench.measure.profile import ProfileSettings, profile, task_for, task_key
 from cobench.measure.runners import open_runner
 from cobench.measure.timing import HarnessConfig
+from cobench.predict.latency_model import BACKEND_COUNTING, LatencyModel
 from cobench.predict.roofline import RooflineParams
 from cobench.store import Store
 

@@ -101,8 +101,8 @@ class ProfileResult:
     def to_json(self) -> dict[str, Any]:
         return {
             "key": self.key,
-            "arch_name": self.arch_name,
-            "arch": self.arch.to_dict(),
+            "arch": self.arch_name,
+            "architecture": self.arch.to_dict(),
             "device": self.device,
             "power_mode": self.power_mode,
             "backend": self.backend,
@@ -122,7 +122,7 @@ class ProfileResult:
         contexts = tuple(int(c) for c in w.pop("contexts", ()))
         return cls(
             key=data["key"],
-            arch=Architecture.from_dict(data["arch"]),
+            arch=Architecture.from_dict(data["architecture"]),
             device=data["device"],
             power_mode=data.get("power_mode") or None,
             backend=data["backend"],

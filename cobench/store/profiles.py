@@ -22,7 +22,7 @@ def _result(r: dict[str, Any]) -> ProfileResult:
     return ProfileResult.from_json(
         {
             "key": r["key"],
-            "arch": load(r["spec_json"]),
+            "architecture": load(r["spec_json"]),
             "device": r["device"],
             "power_mode": r["power_mode"],
             "backend": r["backend"],

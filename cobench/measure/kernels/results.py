@@ -24,6 +24,10 @@ class KernelResult:
     environment: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def flops_per_s(self) -> float:
+        return self.flops / self.median_s
+
+    @property
     def bytes_per_s(self) -> float:
         return self.bytes / self.median_s
 
