@@ -32,7 +32,7 @@ def build(store: Store, out: Path, telemetry_runs: int = 2) -> tuple[Path, list[
     profiles = [p for p in store.profiles.find() if p.status in ("ok", "failed", "refused")]
     sections.environment(page, profiles)
     sections.roofline(page, store)
-    sections.profiles_table(page, profiles)
+    sections.profiled(page, profiles)
     sections.calibrations(page, store)
     sections.telemetry(page, store, profiles, telemetry_runs)
     sections.laws(page, store)

@@ -60,7 +60,7 @@ def roofline(page: Page, store: Store) -> None:
     page.section("Empirical roofline", body)
 
 
-def profilestable(page: Page, profiles: list[ProfileResult]) -> None:
+def profiled(page: Page, profiles: list[ProfileResult]) -> None:
     if not profiles:
         page.section("Profiled candidates", '<p class="note">No profiles: run `cobench profile`.</p>')
         return
@@ -74,7 +74,7 @@ def profilestable(page: Page, profiles: list[ProfileResult]) -> None:
         rows.append([
             p.arch_name, p.device, p.backend, p.precision, p.workload.prompt, p.status,
             ms(pred.get("ttft_s")), ms(m.ttft_s if m else None) + (f" ({ci[0] * 1e3:.3g}–{ci[1] * 1e3:.3g})" if ci else ""),
-            pct(p.errorpct("ttft")), ms(pred.get("tpot_s")), ms(m.tpot_s if m else None), pct(p.errorpct("tpot")),
+            pct(p.error_pct("ttft")), ms(pred.get("tpot_s")), ms(m.tpot_s if m else None), pct(p.error_pct("tpot")),
             f"{m.energy_per_token_j:.3g} J" if m and m.energy_per_token_j else "—",
             pred.get("calibration") or "uncalibrated", "; ".join(flags) or (p.reason or "")[:80],
         ])  # fmt: skip
