@@ -1,1 +1,3 @@
-"""Stage 1, what is being run: architectures (and their exact counts), HF configs, presets, search spaces, workloads, precisions, queue files and the torch module."""
+"""Stage 1, what is being run: architectures (and their exact counts), HF configs, presets, search spaces,
+workloads, precisions, queue files and the torch module.
+"""

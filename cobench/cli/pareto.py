@@ -24,7 +24,7 @@ from cobench.cli.render import emit_json, err, out, table
 from cobench.hardware.devices import get_device
 from cobench.report.format import ms, si
 from cobench.search.analysis import Frontier, Selection, pareto, select_candidates
-from cobench.search.scoring import budgets
+from cobench.search.scoring import Scoring, budgets
 from cobench.store import Store
 
 LawOpt = Annotated[
@@ -95,7 +95,8 @@ def pareto_cmd(
     limits = budgets(max_latency_ms, max_memory_gb, max_params, max_energy)
     with Store(store) as db:
         models = model_chooser(db, d, backend, uncalibrated=uncalibrated)
-        f = pareto(db, space, d, law_fit, tokens, metric, precision, limits, models, reference, out_path, plot)
+        scoring = Scoring(space, d, law_fit, tokens, metric, precision, limits, models)
+        f = pareto(db, scoring, reference, out_path, plot)
     if json_out:
         return emit_json(f)
     _print_frontier(f, top)
@@ -159,7 +160,8 @@ def select_cmd(
         models = model_chooser(db, d, backend, uncalibrated=uncalibrated)
         if not json_out and not (law_fit or db.fits.get()):
             err.print("note: no loss-law fit yet: picking by latency and size (−log params stands in for the loss)")
-        s = select_candidates(db, space, d, k, law_fit, tokens, metric, precision, limits, models, out_path)
+        scoring = Scoring(space, d, law_fit, tokens, metric, precision, limits, models)
+        s = select_candidates(db, scoring, k, out_path)
     if json_out:
         return emit_json(s)
     _print_selection(s)

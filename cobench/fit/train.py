@@ -125,26 +125,25 @@ def training_flops_per_token(a: Architecture, seq_len: int) -> float:
     return 6 * weights + 6 * a.n_layers * seq_len * a.n_heads * a.head_dim
 
 
-def train(
-    arch: Architecture,
-    corpus: Corpus,
-    cfg: TrainConfig,
-    checkpoint: Path,
-    progress: Callable[[Progress], None] | None = None,
-    stop_after: int | None = None,
-) -> TrainResult:
-    """Train (or resume from `checkpoint`) to cfg.tokens; `stop_after` ends early after that step (tests)."""
+@dataclass
+class _Session:
+    """A model with its optimiser and where a (resumed) run stands."""
+
+    model: Any
+    opt: Any
+    device: Any
+    autocast: Any
+    start: int
+    curve: list[dict[str, float]]
+    train_seconds: float
+
+
+def _session(arch: Architecture, cfg: TrainConfig, checkpoint: Path) -> _Session:
+    """A fresh model and AdamW (weight decay on matrices only), restored from the checkpoint when there is one."""
     import torch
-    from torch.nn import functional as F
 
     from cobench.arch.model import build_model
 
-    if arch.vocab_size < corpus.vocab_size:
-        raise InputError(
-            "arch.vocab_size", f"{arch.vocab_size} is smaller than the corpus vocabulary {corpus.vocab_size}"
-        )
-    if cfg.seq_len > arch.max_seq_len:
-        raise InputError("seq-len", f"{cfg.seq_len} exceeds the architecture's max_seq_len {arch.max_seq_len}")
     torch.manual_seed(cfg.seed)
     device = torch.device(cfg.device)
     model = build_model(arch, cfg.seed).to(device).train()
@@ -155,65 +154,107 @@ def train(
         lr=cfg.lr,
         betas=(0.9, 0.95),
     )
-    curve: list[dict[str, float]] = []
-    start, train_seconds = 0, 0.0
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    )  # bf16 on GPU; CPU bf16 is emulated on most CPUs and would only be slower
+    s = _Session(model, opt, device, autocast, 0, [], 0.0)
     if checkpoint.exists():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        start, curve, train_seconds = state["step"], state["curve"], state["train_seconds"]
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    )  # bf16 on GPU; CPU bf16 is emulated on most CPUs and would only be slower
+        s.start, s.curve, s.train_seconds = state["step"], state["curve"], state["train_seconds"]
+    return s
 
-    def evaluate() -> float:
-        model.eval()
-        losses = []
-        with torch.no_grad(), autocast:
-            for i in range(cfg.eval_batches):
-                x, y = batch_at(corpus.val, i, cfg.seed + 1_000_003, cfg.batch, cfg.seq_len)
-                logits, _, _ = model(x.to(device), all_logits=True)
-                losses.append(float(F.cross_entropy(logits.float().flatten(0, 1), y.to(device).flatten())))
-        model.train()
-        return float(np.mean(losses))
 
-    resumed_from = start
-    for step in range(start, cfg.steps):
+def _loss(s: _Session, tokens: np.ndarray, step: int, seed: int, cfg: TrainConfig) -> Any:
+    from torch.nn import functional as F
+
+    x, y = batch_at(tokens, step, seed, cfg.batch, cfg.seq_len)
+    with s.autocast:
+        logits, _, _ = s.model(x.to(s.device), all_logits=True)
+        return F.cross_entropy(logits.float().flatten(0, 1), y.to(s.device).flatten())
+
+
+def _evaluate(s: _Session, corpus: Corpus, cfg: TrainConfig) -> float:
+    """Mean validation loss over cfg.eval_batches fixed batches (the same ones at every evaluation)."""
+    import torch
+
+    s.model.eval()
+    with torch.no_grad():
+        losses = [float(_loss(s, corpus.val, i, cfg.seed + 1_000_003, cfg)) for i in range(cfg.eval_batches)]
+    s.model.train()
+    return float(np.mean(losses))
+
+
+def _train_step(s: _Session, corpus: Corpus, cfg: TrainConfig, step: int) -> float:
+    """One optimiser step at the scheduled learning rate; returns the training loss (after the step is done)."""
+    import torch
+
+    for group in s.opt.param_groups:
+        group["lr"] = cfg.lr_at(step)
+    loss = _loss(s, corpus.train, step, cfg.seed, cfg)
+    s.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(s.model.parameters(), cfg.grad_clip)
+    s.opt.step()
+    return float(loss.detach())  # synchronises: the step is done
+
+
+def _save(s: _Session, checkpoint: Path, done: int) -> None:
+    """Atomic: a crash leaves the previous checkpoint."""
+    import torch
+
+    tmp = checkpoint.with_suffix(".tmp")
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    state = {"model": s.model.state_dict(), "optimizer": s.opt.state_dict(), "step": done}
+    torch.save(state | {"curve": s.curve, "train_seconds": s.train_seconds}, tmp)
+    tmp.replace(checkpoint)
+
+
+def train(
+    arch: Architecture,
+    corpus: Corpus,
+    cfg: TrainConfig,
+    checkpoint: Path,
+    progress: Callable[[Progress], None] | None = None,
+    stop_after: int | None = None,
+) -> TrainResult:
+    """Train (or resume from `checkpoint`) to cfg.tokens; `stop_after` ends early after that step (tests)."""
+    if arch.vocab_size < corpus.vocab_size:
+        raise InputError(
+            "arch.vocab_size", f"{arch.vocab_size} is smaller than the corpus vocabulary {corpus.vocab_size}"
+        )
+    if cfg.seq_len > arch.max_seq_len:
+        raise InputError("seq-len", f"{cfg.seq_len} exceeds the architecture's max_seq_len {arch.max_seq_len}")
+    s = _session(arch, cfg, checkpoint)
+    for step in range(s.start, cfg.steps):
         t0 = time.perf_counter()
-        for group in opt.param_groups:
-            group["lr"] = cfg.lr_at(step)
-        x, y = batch_at(corpus.train, step, cfg.seed, cfg.batch, cfg.seq_len)
-        with autocast:
-            logits, _, _ = model(x.to(device), all_logits=True)
-            loss = F.cross_entropy(logits.float().flatten(0, 1), y.to(device).flatten())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        train_loss = float(loss.detach())  # synchronises: the step is done
-        train_seconds += time.perf_counter() - t0
+        train_loss = _train_step(s, corpus, cfg, step)
+        s.train_seconds += time.perf_counter() - t0
         done = step + 1
         val = None
         if done % cfg.eval_every == 0 or done == cfg.steps:
-            val = evaluate()
-            curve.append(
+            val = _evaluate(s, corpus, cfg)
+            s.curve.append(
                 {"step": done, "tokens": done * cfg.tokens_per_step, "train_loss": train_loss, "val_loss": val}
             )
         if done % cfg.ckpt_every == 0 or done == cfg.steps:
-            tmp = checkpoint.with_suffix(".tmp")
-            checkpoint.parent.mkdir(parents=True, exist_ok=True)
-            state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": done}
-            torch.save(state | {"curve": curve, "train_seconds": train_seconds}, tmp)
-            tmp.replace(checkpoint)  # atomic: a crash leaves the previous checkpoint
+            _save(s, checkpoint, done)
         if progress:
-            rate = (done - resumed_from) * cfg.tokens_per_step / max(train_seconds, 1e-9) if done > resumed_from else 0
+            rate = (done - s.start) * cfg.tokens_per_step / max(s.train_seconds, 1e-9) if done > s.start else 0
             progress(Progress(done, cfg.steps, rate, train_loss, val))
         if stop_after is not None and done >= stop_after:
             break
-    finals = [c["val_loss"] for c in curve[-cfg.final_evals :]]
+    return _result(arch, corpus, cfg, s)
+
+
+def _result(arch: Architecture, corpus: Corpus, cfg: TrainConfig, s: _Session) -> TrainResult:
+    import torch
+
+    finals = [c["val_loss"] for c in s.curve[-cfg.final_evals :]]
     final = float(np.mean(finals)) if finals else float("nan")
     counts = param_counts(arch)
-    steps_done = curve[-1]["step"] if curve else start
+    steps_done = s.curve[-1]["step"] if s.curve else s.start
     return TrainResult(
         key="",
         arch=arch.name,
@@ -221,12 +262,12 @@ def train(
         tokens=int(steps_done * cfg.tokens_per_step),
         final_loss=final,
         final_bpb=final / math.log(2) / corpus.bytes_per_token if not math.isnan(corpus.bytes_per_token) else None,
-        curve=curve,
-        tokens_per_s=int(steps_done) * cfg.tokens_per_step / train_seconds if train_seconds else 0.0,
-        train_seconds=train_seconds,
-        resumed_from=resumed_from,
+        curve=s.curve,
+        tokens_per_s=int(steps_done) * cfg.tokens_per_step / s.train_seconds if s.train_seconds else 0.0,
+        train_seconds=s.train_seconds,
+        resumed_from=s.start,
         n_params=int(counts.active - counts.embedding),
         n_params_total=int(counts.total),
         flops_per_token=training_flops_per_token(arch, cfg.seq_len),
-        environment={"torch": torch.__version__, "device": str(device), "threads": torch.get_num_threads()},
+        environment={"torch": torch.__version__, "device": str(s.device), "threads": torch.get_num_threads()},
     )

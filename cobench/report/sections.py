@@ -71,9 +71,10 @@ def profiled(page: Page, profiles: list[ProfileResult]) -> None:
             ["THROTTLED"] if m and m.throttled else []
         )
         ci = m.ttft_ci_s if m else None
+        ci_text = f" ({ci[0] * 1e3:.3g}–{ci[1] * 1e3:.3g})" if ci else ""
         rows.append([
             p.arch_name, p.device, p.backend, p.precision, p.workload.prompt, p.status,
-            ms(pred.get("ttft_s")), ms(m.ttft_s if m else None) + (f" ({ci[0] * 1e3:.3g}–{ci[1] * 1e3:.3g})" if ci else ""),
+            ms(pred.get("ttft_s")), ms(m.ttft_s if m else None) + ci_text,
             pct(p.error_pct("ttft")), ms(pred.get("tpot_s")), ms(m.tpot_s if m else None), pct(p.error_pct("tpot")),
             f"{m.energy_per_token_j:.3g} J" if m and m.energy_per_token_j else "—",
             pred.get("calibration") or "uncalibrated", "; ".join(flags) or (p.reason or "")[:80],
@@ -176,7 +177,8 @@ def pareto(page: Page, store: Store) -> None:
         budgets = {k: v for k, v in a["budgets"].items() if v is not None}
         ref = a.get("reference")
         body += (
-            f"<p>{escape(a['device'])}: {a['candidates']:,} candidates of {escape(a['space'])}, {a['feasible']:,} feasible "
+            f"<p>{escape(a['device'])}: {a['candidates']:,} candidates of {escape(a['space'])}, "
+            f"{a['feasible']:,} feasible "
             f"(budgets: {escape(budgets or 'none')}); frontier of {len(a['frontier'])}; "
             f"latency: {escape(a['latency_model'])}.</p>"
         )

@@ -1,1 +1,3 @@
-"""Stage 5, choosing: the Pareto frontier and selection (pure), scoring a search space, and the pareto/select analyses."""
+"""Stage 5, choosing: the Pareto frontier and selection (pure), scoring a search space, and the pareto/select
+analyses.
+"""

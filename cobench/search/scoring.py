@@ -116,6 +116,22 @@ class Scored:
         }
 
 
+@dataclass(frozen=True)
+class Scoring:
+    """What a space is scored at: the space and device, the loss law (a stored fit's id or law name; None for
+    the newest) and token budget, the latency traded against loss, the precisions, the budgets, and the
+    latency model to use per precision."""
+
+    space: Path
+    device: DeviceSpec
+    law: str | None
+    tokens: int | None
+    metric: str
+    precisions: list[str] | None
+    limits: dict[str, float | None]
+    model_for: Callable[[str], LatencyModel]
+
+
 def _score_chunk(
     batch: ArchBatch, p: Prediction, precision: str, law: LawFit | None, tokens: int | None, metric: str, power: float
 ) -> dict[str, Any]:
@@ -135,26 +151,17 @@ def _score_chunk(
     }
 
 
-def score(
-    space_path: Path,
-    d: DeviceSpec,
-    law: LawFit | None,
-    tokens: int | None,
-    metric: str,
-    precisions: list[str] | None,
-    limits: dict[str, float | None],
-    model_for: Callable[[str], LatencyModel],
-) -> Scored:
+def score(r: Scoring, law: LawFit | None) -> Scored:
     """Predict latency and loss of every candidate of the space at each precision, and mark the feasible."""
-    check_metric(metric)
+    space_path, d, tokens, metric, limits = r.space, r.device, r.tokens, check_metric(r.metric), r.limits
     s = load_space(space_path)
     power = d.power_max_w.value if d.power_max_w else None
     if limits.get("energy") is not None and power is None:
         raise InputError("max_energy_per_token", f"{d.name} has no power figure in its device file")
     parts, described = [], []
-    for p in precisions or [s.workload.precision]:
+    for p in r.precisions or [s.workload.precision]:
         w = replace(s.workload, precision=p, kv_precision=None)
-        m = model_for(p)
+        m = r.model_for(p)
         described.append(m.describe)
         for _, _, batch in s.chunks():
             pred = predict(batch, d, w, m.params, m.counting)

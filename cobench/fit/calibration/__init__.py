@@ -1,1 +1,3 @@
-"""Calibration of the latency model, in the order it happens: design matrix → solve → validation → record; calibrate ties them together."""
+"""Calibration of the latency model, in the order it happens: design matrix → solve → validation → record;
+calibrate ties them together.
+"""

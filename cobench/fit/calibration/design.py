@@ -1,4 +1,5 @@
-"""Calibration, step 1 — the design matrix: fit the latency model to what one device, backend and precision really measure.
+"""Calibration, step 1 — the design matrix: every operator of every observation, for fitting the latency
+model to what one device, backend and precision really measure.
 
 Data: profiled models (their TTFT, and one decode step at each measured context) and kernel
 microbenchmarks (each one operator of known class, FLOPs and bytes). Model: the roofline of
