@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+import generation_truth
 import harness_honesty
 import kernel_ceilings
 import sweep_throughput
@@ -14,6 +15,7 @@ if __name__ == "__main__":
     for name, bench in (
         ("sweep throughput", sweep_throughput),
         ("harness honesty", harness_honesty),
+        ("generation truth", generation_truth),
         ("kernel ceilings", kernel_ceilings),
         ("training throughput", train_throughput),
     ):

@@ -133,14 +133,16 @@ def test_profile_ort_and_torch_store_and_resume(cache: Path, tmp_path: Path) -> 
     assert [r.status for r in rows] == ["ok", "ok"]
     m = rows[0].measured
     assert m.ttft_s > 0 and m.tpot_s > 0 and m.e2e_s > m.ttft_s
-    assert set(m.decode_s) == {32, 34}  # the ends of the generated range
+    assert set(m.decode_s) == {32, 33, 34}  # every step of the generated range, inside generation
+    assert m.tpot_s == pytest.approx(np.mean(list(m.decode_s.values())))
+    assert abs(m.e2e_gap) < 0.03 and m.e2e_parts_s > m.ttft_s  # e2e = TTFT + Σ steps of the same generations
     stored = store.profiles.find()
     assert {r.status for r in stored} == {"ok"}
     env = stored[0].environment
     assert env["runner"]["providers"] == ["CPUExecutionProvider"] and env["libraries"]["onnxruntime"]
     assert env["harness"]["min_iters"] == FAST.min_iters
     samples = store.profiles.samples(rows[0].key)
-    assert {"prefill", "decode@32", "decode@34", "e2e"} == set(samples) and len(samples["prefill"]) >= 5
+    assert {"prefill", "e2e"} == set(samples) and len(samples["prefill"]) >= 5  # no fixed-cache step unless asked
     again = profile(candidates, device, _settings(cache), store, params)
     assert [r.status for r in again] == ["skipped", "skipped"]
     torch_rows = profile([(TINY, "fp32"), (TINY, "bf16")], device, _settings(cache, "torch"), store, params)
@@ -326,3 +328,31 @@ def test_export_race_lost_to_another_writer_uses_theirs(tmp_path: Path, monkeypa
     monkeypatch.setattr(ex, "_export_into", racing)
     got = ex.export(TINY, "fp32", tmp_path)
     assert got.meta["writer"] == "other" and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_extra_context_is_a_fixed_cache_step_kept_apart_from_tpot(cache: Path, tmp_path: Path) -> None:
+    """--context C times a decode step on a fixed cache of C positions; it is reported as such and never
+    enters TPOT or the per-context steps calibration fits."""
+    store = Store(tmp_path / "p.db")
+    device = get_device("cpu")
+    settings = _settings(cache, extra_contexts=(100,))
+    (row,) = profile([(TINY, "fp32")], device, settings, store, _defaults(device))
+    m = row.measured
+    assert set(m.fixed_decode_s) == {100} and set(m.decode_s) == {32, 33, 34}
+    assert 100 in row.predicted["decode_s"] and set(store.profiles.samples(row.key)) == {"prefill", "decode@100", "e2e"}
+
+
+def test_a_generation_of_one_token_falls_back_to_a_fixed_cache_step(cache: Path, tmp_path: Path) -> None:
+    store = Store(tmp_path / "p.db")
+    device = get_device("cpu")
+    settings = replace(_settings(cache), workload=Workload(prompt=32, generate=1))
+    (row,) = profile([(TINY, "fp32")], device, settings, store, _defaults(device))
+    m = row.measured
+    assert row.status == "ok" and set(m.decode_s) == {32} and m.e2e_gap is None and m.tpot_s > 0
+
+
+def test_the_measurement_method_is_part_of_the_key(cache: Path) -> None:
+    """A profile measured the old way (TPOT from a fixed cache) is never reused as one measured in generation."""
+    task = task_for(TINY, "fp32", get_device("cpu"), _settings(cache))
+    assert task["measurement"] == 2
+    assert task_key(task) != task_key({k: v for k, v in task.items() if k != "measurement"})

@@ -30,7 +30,9 @@ from cobench.arch.workload import Workload
 from cobench.errors import InputError
 from cobench.hardware.devices import DeviceSpec
 from cobench.measure.export import DEFAULT_CACHE
+from cobench.measure.generation import E2E_TOLERANCE
 from cobench.measure.result import Measured, ProfileResult
+from cobench.measure.stats import median_ci
 from cobench.measure.telemetry.nvml import BENIGN
 from cobench.measure.timing import HarnessConfig
 from cobench.predict.latency_model import LatencyModel
@@ -39,6 +41,9 @@ from cobench.records import content_id
 from cobench.store import Store
 
 WORKER = [sys.executable, "-m", "cobench.measure.worker"]
+# What a profile measures; part of its key, so a result measured the old way is never reused as a new one.
+# 2: TPOT from the decode steps inside real generation (measure/generation.py), not a step on a fixed cache.
+MEASUREMENT = 2  # and TTFT from the prefill inside those generations
 
 
 @dataclass(frozen=True)
@@ -61,11 +66,22 @@ class ProfileSettings:
     retry_failed: bool = False
 
     @property
-    def contexts(self) -> tuple[int, ...]:
-        """Decode contexts: the ends of the generated range (their mean is the TPOT) plus any extra."""
+    def generated_contexts(self) -> tuple[int, ...]:
+        """Contexts of the decode steps inside generation: step i runs against P + i cached positions."""
         w = self.workload
-        ends = {w.prompt, w.prompt + max(w.generate - 2, 0)}
-        return tuple(sorted(ends | set(self.extra_contexts)))
+        return tuple(range(w.prompt, w.prompt + w.generate - 1))
+
+    @property
+    def fixed_contexts(self) -> tuple[int, ...]:
+        """Contexts timed as a step on a fixed cache: the extra ones asked for, or the prompt when a
+        generation has no decode step to time (G = 1)."""
+        extra = set(self.extra_contexts) or ({self.workload.prompt} if self.workload.generate < 2 else set())
+        return tuple(sorted(extra))
+
+    @property
+    def contexts(self) -> tuple[int, ...]:
+        """Every decode context measured (and predicted beside the measurement)."""
+        return tuple(sorted(set(self.generated_contexts) | set(self.fixed_contexts)))
 
 
 def task_for(arch: Architecture, precision: str, device: DeviceSpec, s: ProfileSettings) -> dict[str, Any]:
@@ -78,7 +94,8 @@ def task_for(arch: Architecture, precision: str, device: DeviceSpec, s: ProfileS
         "device": device.name,
         "power_mode": device.mode,
         "workload": w.to_dict(),
-        "contexts": list(s.contexts),
+        "contexts": list(s.fixed_contexts),
+        "measurement": MEASUREMENT,
         "harness": asdict(s.harness),
         "e2e_harness": {"min_iters": s.e2e_min_iters},
         "telemetry": {"kind": s.telemetry, "rate_hz": s.rate_hz},
@@ -96,35 +113,63 @@ def task_key(task: dict[str, Any]) -> str:
     return content_id(body)
 
 
-def summarise_measurement(result: dict[str, Any], w: Workload, contexts: tuple[int, ...]) -> Measured:
-    """TTFT = prefill median; TPOT = mean decode median over the generated range; energy per token."""
-    phases = result["phases"]
-    low, high = w.prompt, w.prompt + max(w.generate - 2, 0)
-    tpot_phases = [phases[f"decode@{c}"] for c in contexts if low <= c <= high]
-    energies = [p["energy_per_call_j"] for p in tpot_phases if p.get("energy_per_call_j") is not None]
-    warnings = result["environment"]["telemetry"].get("warnings", [])
-    throttled = any(
+def _throttled(phases: dict[str, Any]) -> bool:
+    return any(
         int(m) & ~BENIGN
         for p in phases.values()
         if p.get("telemetry")
         for m in p["telemetry"]["values"].get("throttle_mask", [])
         if m == m
     )
-    prefill = phases["prefill"]["summary"]
+
+
+def _energy_per_token(phases: dict[str, Any], w: Workload) -> float | None:
+    """A generated token's energy: a generation's less its prefill's, over its decode steps (or, with no
+    decode step inside generation, a fixed-cache step's)."""
+    gen, pre = phases["e2e"].get("energy_per_call_j"), phases["prefill"].get("energy_per_call_j")
+    if w.generate >= 2 and gen is not None and pre is not None:
+        return (gen - pre) / (w.generate - 1) / w.batch
+    fixed = [
+        p["energy_per_call_j"] for k, p in phases.items() if k.startswith("decode@") and p.get("energy_per_call_j")
+    ]
+    return float(np.mean(fixed)) / w.batch if fixed else None
+
+
+def summarise_measurement(result: dict[str, Any], w: Workload) -> Measured:
+    """TTFT = median prefill inside generation; TPOT = mean of the step medians inside generation (a prefill
+    repeated alone and a fixed-cache step only when G = 1); e2e = median generation, checked against
+    TTFT + Σ steps of the same generations."""
+    phases = result["phases"]
+    e2e, prefill = phases["e2e"], phases["prefill"]["summary"]
+    fixed = {p["context"]: p["summary"]["median_s"] for k, p in phases.items() if k.startswith("decode@")}
+    steps = dict(zip(range(w.prompt, w.prompt + w.generate - 1), e2e.get("step_median_s") or [], strict=False))
+    gap = e2e.get("gap") if steps else None
+    warnings = list(result["environment"]["telemetry"].get("warnings", []))
+    if gap is not None and abs(gap) > E2E_TOLERANCE:
+        warnings.append(f"e2e differs from TTFT + Σ steps of the same generations by {gap:+.1%}")
+    in_generation = np.asarray(e2e.get("ttft_in_generation_s") or [])
+    if steps and len(in_generation):  # the prefill a user waits for: inside generation, like the steps
+        ttft, ttft_ci = float(np.median(in_generation)), median_ci(in_generation)
+    else:
+        ttft, ttft_ci = prefill["median_s"], (prefill["median_ci_low_s"], prefill["median_ci_high_s"])
     return Measured(
-        ttft_s=prefill["median_s"],
-        ttft_ci_s=(prefill["median_ci_low_s"], prefill["median_ci_high_s"]),
-        tpot_s=float(np.mean([p["summary"]["median_s"] for p in tpot_phases])),
-        e2e_s=phases["e2e"]["summary"]["median_s"],
-        decode_s={p["context"]: p["summary"]["median_s"] for k, p in phases.items() if k.startswith("decode@")},
-        energy_per_token_j=float(np.mean(energies)) / w.batch if energies else None,
-        energy_per_generation_j=phases["e2e"].get("energy_per_call_j"),
-        mean_power_mw=phases["e2e"].get("mean_power_mw"),
+        ttft_s=ttft,
+        ttft_ci_s=ttft_ci,
+        prefill_isolated_s=prefill["median_s"],
+        tpot_s=float(np.mean(list(steps.values()))) if steps else float(np.mean(list(fixed.values()))),
+        e2e_s=e2e["summary"]["median_s"],
+        decode_s=steps or fixed,
+        fixed_decode_s=fixed,
+        e2e_parts_s=e2e.get("parts_s") if steps else None,
+        e2e_gap=gap,
+        energy_per_token_j=_energy_per_token(phases, w),
+        energy_per_generation_j=e2e.get("energy_per_call_j"),
+        mean_power_mw=e2e.get("mean_power_mw"),
         idle_power_mw=(result.get("idle") or {}).get("mean_power_mw"),
         first_run_s={k: p["first_s"] for k, p in phases.items()},
         noisy=tuple(sorted(k for k, p in phases.items() if p["summary"]["noisy"])),
         cv={k: p["summary"]["cv"] for k, p in phases.items()},
-        throttled=throttled,
+        throttled=_throttled(phases),
         warnings=tuple(warnings),
     )
 
@@ -256,7 +301,7 @@ def _measure(
         failed = replace(base, status="failed", reason=reason, seconds=seconds)
         store.profiles.put(failed, device_id)
         return failed
-    measured = summarise_measurement(result, base.workload, settings.contexts)
+    measured = summarise_measurement(result, base.workload)
     ok = replace(base, status="ok", measured=measured, environment=result["environment"], seconds=seconds)
     store.profiles.put(ok, device_id, result["phases"])
     return ok

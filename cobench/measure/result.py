@@ -11,20 +11,26 @@ from typing import Any
 
 from cobench.arch.architecture import Architecture
 from cobench.arch.workload import Workload
+from cobench.measure.generation import E2E_TOLERANCE
 
 STATUSES = ("ok", "failed", "refused", "skipped")  # skipped: measured by an earlier run, reused
 
 
 @dataclass(frozen=True)
 class Measured:
-    """What the harness measured. TTFT = prefill median; TPOT = mean of the decode-step medians over the
-    generated range; e2e = median of whole generations; energies from the telemetry source (None without)."""
+    """What the harness measured, inside real generations: TTFT = median prefill there; TPOT = mean of the
+    decode-step medians over the generated range; e2e = median of whole generations; energies from the
+    telemetry source (None without)."""
 
     ttft_s: float
     tpot_s: float
     e2e_s: float
-    decode_s: dict[int, float]  # median of one decode step at each measured context
+    decode_s: dict[int, float]  # context → median decode step there (inside generation: the experienced step)
     ttft_ci_s: tuple[float, float] | None = None  # 95 % CI of the TTFT median
+    prefill_isolated_s: float | None = None  # median of the prefill repeated on its own (warm), for reference
+    fixed_decode_s: dict[int, float] = field(default_factory=dict)  # context → a step on a fixed cache (--context)
+    e2e_parts_s: float | None = None  # median TTFT + Σ steps of the timed generations
+    e2e_gap: float | None = None  # e2e / parts − 1: time inside a generation that no step accounts for
     energy_per_token_j: float | None = None
     energy_per_generation_j: float | None = None
     mean_power_mw: float | None = None
@@ -36,7 +42,10 @@ class Measured:
     warnings: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self) | {"decode_s": {str(c): v for c, v in self.decode_s.items()}}
+        return asdict(self) | {
+            "decode_s": {str(c): v for c, v in self.decode_s.items()},
+            "fixed_decode_s": {str(c): v for c, v in self.fixed_decode_s.items()},
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Measured:
@@ -47,6 +56,10 @@ class Measured:
             e2e_s=float(data["e2e_s"]),
             decode_s={int(c): float(v) for c, v in data["decode_s"].items()},
             ttft_ci_s=(float(ci[0]), float(ci[1])) if ci else None,
+            fixed_decode_s={int(c): float(v) for c, v in (data.get("fixed_decode_s") or {}).items()},
+            e2e_parts_s=data.get("e2e_parts_s"),
+            prefill_isolated_s=data.get("prefill_isolated_s"),
+            e2e_gap=data.get("e2e_gap"),
             energy_per_token_j=data.get("energy_per_token_j"),
             energy_per_generation_j=data.get("energy_per_generation_j"),
             mean_power_mw=data.get("mean_power_mw"),
@@ -62,6 +75,8 @@ class Measured:
     def flags(self) -> str:
         """`noisy:<phases>` and `THROTTLED`, or `ok`: what a table shows beside the numbers."""
         found = [f"noisy:{','.join(self.noisy)}"] if self.noisy else []
+        if self.e2e_gap is not None and abs(self.e2e_gap) > E2E_TOLERANCE:
+            found.append(f"e2e≠parts:{self.e2e_gap:+.0%}")
         return " ".join(found + (["THROTTLED"] if self.throttled else [])) or "ok"
 
 

@@ -3,9 +3,10 @@
 Reads a task (JSON) on stdin, writes one result (JSON) on stdout. Isolation is the point: a crash, an
 out-of-memory kill or a hang here is recorded by the parent, which goes on with the next candidate.
 
-Per candidate: an idle-power baseline, then prefill of the prompt, a decode step at each requested
-context, and end-to-end generation of G tokens after the P-token prompt, each timed by the harness
-with telemetry sampled in the background.
+Per candidate: an idle-power baseline, then prefill of the prompt, and whole generations of G tokens
+after the P-token prompt with every decode step timed inside them (measure/generation.py: the TPOT a user
+experiences); a decode step on a fixed cache only at the extra contexts asked for. Each phase is timed
+by the harness with telemetry sampled in the background.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -22,25 +24,25 @@ import numpy as np
 from cobench.arch.architecture import Architecture
 from cobench.measure import timing
 from cobench.measure.environment import environment
+from cobench.measure.generation import Generations, time_generation
 from cobench.measure.runners import Runner, open_runner
 from cobench.measure.stats import summarize
 from cobench.measure.telemetry import Sampler, TelemetrySource, select_source
 
 
 def measure(
-    step: timing.Step,
-    cfg: timing.HarnessConfig,
+    sample: Callable[[], timing.Samples],
     source: TelemetrySource | None,
     rate_hz: float,
     calls_per_step: int = 1,
 ) -> dict[str, Any]:
-    """Harness run of one phase with telemetry; returns raw samples, statistics and energy."""
+    """One phase timed by the harness (`sample` runs it) with telemetry; raw samples, statistics, energy."""
     if source is None:
-        samples = timing.run(step, cfg)
+        samples = sample()
         series = None
     else:
         with Sampler(source, rate_hz) as sampler:
-            samples = timing.run(step, cfg)
+            samples = sample()
         series = sampler.series
     calls = (1 + samples.warmup_iters + len(samples.samples_s)) * calls_per_step
     energy = series.energy_j() if series else None
@@ -89,20 +91,19 @@ def profile_candidate(task: dict[str, Any]) -> dict[str, Any]:
     rng = np.random.default_rng(int(task.get("seed", 0)))
     ids = rng.integers(0, arch.vocab_size, (batch, prompt), dtype=np.int64)
     token = ids[:, -1:]
-    phases: dict[str, Any] = {"prefill": measure(lambda: runner.timed(lambda: runner.prefill(ids)), cfg, source, rate)}
-    for context in task["contexts"]:
-        cache = runner.make_cache(batch, context)
-        step = runner.fixed_decode(token, cache)
-        phases[f"decode@{context}"] = measure(lambda step=step: runner.timed(step), cfg, source, rate) | {
-            "context": context
-        }
+    prefill = lambda: runner.timed(lambda: runner.prefill(ids))  # noqa: E731
+    phases: dict[str, Any] = {"prefill": measure(lambda: timing.run(prefill, cfg), source, rate)}
+    for context in task["contexts"]:  # fixed-cache steps, only where asked for (not the TPOT)
+        step = runner.fixed_decode(token, runner.make_cache(batch, context))
+        timed = lambda step=step: timing.run(lambda: runner.timed(step), cfg)  # noqa: E731
+        phases[f"decode@{context}"] = measure(timed, source, rate) | {"context": context}
+    found: dict[str, Generations] = {}
 
-    def generate_all() -> None:
-        cache = runner.prefill(ids)
-        for _ in range(generate - 1):
-            cache = runner.decode(token, cache)
+    def generations() -> timing.Samples:
+        samples, found["g"] = time_generation(runner, ids, token, generate, e2e_cfg)
+        return samples
 
-    phases["e2e"] = measure(lambda: runner.timed(generate_all), e2e_cfg, source, rate)
+    phases["e2e"] = measure(generations, source, rate) | found["g"].to_json()
     info = runner.info() | {"open_s": open_s}
     return {
         "status": "ok",

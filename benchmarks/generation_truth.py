@@ -1,0 +1,103 @@
+"""Generation truth: cobench's TTFT and per-step TPOT against a bare ONNX Runtime generation loop over the
+same exported graphs, for five candidates, in short ABBA-interleaved blocks (cobench's block is a real
+`cobench profile` worker process; the bare block is what a careful hand-written script does), and e2e
+against TTFT + Σ steps inside cobench's own generations.
+
+Targets (issue 11): |cobench / bare − 1| < 2 % for TTFT and TPOT; |e2e / (TTFT + Σ steps) − 1| < 3 %.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from harness_honesty import verdict
+
+from cobench.arch.spec import presets
+from cobench.arch.workload import Workload
+from cobench.hardware.devices import get_device
+from cobench.measure.export import export
+from cobench.measure.profile import WORKER, ProfileSettings, run_worker, summarise_measurement, task_for
+from cobench.measure.timing import HarnessConfig
+
+CANDIDATES = ("tiny-gqa-4l", "tiny-mqa-4l", "tiny-mha-4l", "tiny-wide-2l", "tiny-gelu-4l")
+WORKLOAD = Workload(prompt=256, generate=16, precision="fp32")
+PAIRS = 6
+BLOCK_S = 1.0
+
+
+def bare_block(sessions: dict[str, ort.InferenceSession], ids: np.ndarray, seconds: float) -> tuple[float, float]:
+    """Generations for `seconds` after a warm-up: median prefill, and the mean of the per-step medians."""
+    token = ids[:, -1:]
+
+    def generation() -> tuple[float, list[float]]:
+        t0 = time.perf_counter()
+        _, k, v = sessions["prefill"].run(None, {"input_ids": ids})
+        ttft = time.perf_counter() - t0
+        steps = []
+        for _ in range(WORKLOAD.generate - 1):
+            t0 = time.perf_counter()
+            _, k, v = sessions["decode"].run(None, {"input_ids": token, "past_k": k, "past_v": v})
+            steps.append(time.perf_counter() - t0)
+        return ttft, steps
+
+    for _ in range(2):
+        generation()
+    found = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end or len(found) < 3:
+        found.append(generation())
+    ttft = float(np.median([f[0] for f in found]))
+    return ttft, float(np.median(np.array([f[1] for f in found]), axis=0).mean())
+
+
+def cobench_block(task: dict) -> tuple[float, float, float]:  # type: ignore[type-arg]
+    result, reason = run_worker(task, 300, WORKER)
+    if result is None:
+        raise RuntimeError(reason)
+    m = summarise_measurement(result, WORKLOAD)
+    return m.ttft_s, m.tpot_s, m.e2e_gap or 0.0
+
+
+def main() -> int:
+    device = get_device("cpu")
+    block = HarnessConfig(warmup_s=0.2, min_iters=5, min_time_s=BLOCK_S / 2, max_time_s=BLOCK_S / 2, target_rel_ci=0)
+    settings = ProfileSettings(workload=WORKLOAD, harness=block, telemetry="off", idle_s=0, e2e_min_iters=3)
+    ok = True
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = replace(settings, cache_dir=Path(tmp))
+        print(f"B=1, P={WORKLOAD.prompt}, G={WORKLOAD.generate}, ORT CPU fp32; {PAIRS} ABBA pairs per candidate")
+        for name in CANDIDATES:
+            arch = presets()[name].arch
+            exported = export(arch, "fp32", Path(tmp))
+            so = ort.SessionOptions()
+            sessions = {p: ort.InferenceSession(str(exported.graph(p)), so, providers=["CPUExecutionProvider"])
+                        for p in ("prefill", "decode")}  # fmt: skip
+            ids = np.random.default_rng(0).integers(0, arch.vocab_size, (1, WORKLOAD.prompt), dtype=np.int64)
+            task = task_for(arch, "fp32", device, settings)
+            ttft, tpot, gaps = [], [], []
+            for i in range(PAIRS):
+                first, second = (cobench_block, bare_block) if i % 2 == 0 else (bare_block, cobench_block)
+                out = {}
+                for fn in (first, second):
+                    out[fn] = fn(task) if fn is cobench_block else fn(sessions, ids, BLOCK_S)
+                (c_ttft, c_tpot, gap), (b_ttft, b_tpot) = out[cobench_block], out[bare_block]
+                ttft.append(c_ttft / b_ttft)
+                tpot.append(c_tpot / b_tpot)
+                gaps.append(gap)
+            print(f"{name}: TTFT {b_ttft * 1e3:.3g} ms, TPOT {b_tpot * 1e3:.3g} ms (bare, last block)")
+            ok &= verdict("  TTFT cobench vs bare generation loop", ttft, 0.02)
+            ok &= verdict("  TPOT (mean per-step median inside generation) cobench vs bare", tpot, 0.02)
+            worst = max(gaps, key=abs)
+            print(f"  e2e vs TTFT + Σ steps (same generations): worst block {worst:+.2%} (target within ±3%)")
+            ok &= abs(worst) < 0.03
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
