@@ -101,7 +101,7 @@ def quick_profile_flags(cache: Path, store: str) -> list[str]:
     return [
         "--prompt", "32", "--generate", "4", "--cache-dir", str(cache), "--store", store, "--warmup-s", "0.05",
         "--min-time-s", "0.1", "--max-time-s", "0.5", "--min-iters", "5", "--target-ci", "5", "--idle-s", "0",
-        "--cooldown-s", "0", "--json",
+        "--cooldown-s", "0", "--rounds", "1", "--json",
     ]  # fmt: skip
 
 
@@ -120,7 +120,7 @@ def _settings(cache: Path, backend: str = "ort", **kw) -> ProfileSettings:  # no
         cooldown_s=0,
         timeout_s=120,
         cache_dir=cache,
-        **kw,
+        **({"rounds": 1} | kw),
     )
 
 
@@ -356,3 +356,23 @@ def test_the_measurement_method_is_part_of_the_key(cache: Path) -> None:
     task = task_for(TINY, "fp32", get_device("cpu"), _settings(cache))
     assert task["measurement"] == 2
     assert task_key(task) != task_key({k: v for k, v in task.items() if k != "measurement"})
+
+
+def test_a_cpu_hog_during_one_round_is_detected_and_that_round_measured_again(cache: Path, tmp_path: Path) -> None:
+    """Rounds interleave; the OS shows other processes busy during round 1; it is re-measured (round 3)
+    and the result combines rounds 0, 3 and 2, with the between-round repeatability beside it."""
+    store = Store(tmp_path / "p.db")
+    device = get_device("cpu")
+    worker = [sys.executable, str(FIXTURES / "hog_worker.py")]
+    settings = _settings(cache, rounds=3)
+    (row,) = profile([(TINY, "fp32")], device, settings, store, _defaults(device), worker=worker)
+    stored = store.profiles.rounds(row.key)
+    assert set(stored) == {0, 1, 2, 3}
+    assert stored[1]["interference"]["other_cores"] > 0.25 and stored[1]["interference"]["reasons"]
+    assert not stored[3]["interference"]["reasons"]
+    m = row.measured
+    assert m.rounds == 3 and m.remeasured >= 1 and m.interference == ()
+    assert row.environment["rounds_used"] == [0, 3, 2]
+    assert set(m.repeatability) == {"ttft", "tpot", "e2e"} and all(v >= 0 for v in m.repeatability.values())
+    again = profile([(TINY, "fp32")], device, settings, store, _defaults(device), worker=worker)
+    assert again[0].status == "skipped"  # resumed from the store, no round run twice

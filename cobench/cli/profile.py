@@ -155,6 +155,15 @@ def profile_cmd(
     retry_failed: Annotated[
         bool, typer.Option("--retry-failed", help="Measure again candidates that failed before.")
     ] = False,
+    rounds: Annotated[
+        int,
+        typer.Option(
+            "--rounds",
+            metavar="N",
+            help="Short rounds per candidate, interleaved in a random order across candidates; the result is the "
+            "median of round medians, their spread its repeatability (the harness limits apply per round).",
+        ),
+    ] = 3,
     seed: Annotated[int, typer.Option("--seed", metavar="N", help="Weights, prompt tokens and candidate order.")] = 0,
     uncalibrated: UncalibratedOpt = False,
     cache_dir: CacheOpt = None,
@@ -171,6 +180,8 @@ def profile_cmd(
     from cobench.measure.timing import HarnessConfig
 
     d = get_device(device, power_mode, devices_path)
+    if rounds < 1:
+        raise InputError("rounds", f"must be at least 1, got {rounds}")
     if telemetry not in TELEMETRY:
         raise InputError("telemetry", f"one of {', '.join(TELEMETRY)}; got {telemetry!r}")
     harness = HarnessConfig(warmup_s, min_iters, min_time_s, max_time_s, target_ci / 100)
@@ -189,6 +200,7 @@ def profile_cmd(
         cache_dir=cache_dir or DEFAULT_CACHE,
         seed=seed,
         retry_failed=retry_failed,
+        rounds=rounds,
     )
     with Store(store) as db:
         archs = [load_architecture(s) for s in arch or []] + ([a for a, _ in read_queue(queue)] if queue else [])

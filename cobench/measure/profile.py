@@ -32,6 +32,7 @@ from cobench.hardware.devices import DeviceSpec
 from cobench.measure.export import DEFAULT_CACHE
 from cobench.measure.generation import E2E_TOLERANCE
 from cobench.measure.result import Measured, ProfileResult
+from cobench.measure.rounds import bad_rounds, choose, combine
 from cobench.measure.stats import median_ci
 from cobench.measure.telemetry.nvml import BENIGN
 from cobench.measure.timing import HarnessConfig
@@ -64,6 +65,7 @@ class ProfileSettings:
     cache_dir: Path = DEFAULT_CACHE
     seed: int = 0
     retry_failed: bool = False
+    rounds: int = 3  # short rounds per candidate, interleaved across candidates (measure/rounds.py)
 
     @property
     def generated_contexts(self) -> tuple[int, ...]:
@@ -96,6 +98,7 @@ def task_for(arch: Architecture, precision: str, device: DeviceSpec, s: ProfileS
         "workload": w.to_dict(),
         "contexts": list(s.fixed_contexts),
         "measurement": MEASUREMENT,
+        "rounds": s.rounds,
         "harness": asdict(s.harness),
         "e2e_harness": {"min_iters": s.e2e_min_iters},
         "telemetry": {"kind": s.telemetry, "rate_hz": s.rate_hz},
@@ -244,6 +247,28 @@ def refusal(arch: Architecture, w: Workload, predicted: dict[str, Any], device: 
     return None
 
 
+@dataclass
+class _Pending:
+    """A candidate being measured: its rounds so far (round → the worker's result)."""
+
+    index: int
+    base: ProfileResult
+    task: dict[str, Any]
+    results: dict[int, dict[str, Any]]
+    seconds: float = 0.0
+
+    def measured(self) -> dict[int, Measured]:
+        return {r: summarise_measurement(res, self.base.workload) for r, res in self.results.items()}
+
+    def reasons(self) -> dict[int, list[str]]:
+        return {r: (res.get("interference") or {}).get("reasons", []) for r, res in self.results.items()}
+
+    def missing_extras(self, n_rounds: int) -> list[int]:
+        """Re-measure rounds still to run: one per bad round among the first n_rounds."""
+        bad = bad_rounds(self.measured(), self.reasons(), list(range(n_rounds)))
+        return [r for r in range(n_rounds, n_rounds + len(bad)) if r not in self.results]
+
+
 def _profile_all(
     candidates: list[tuple[Architecture, str]],
     device: DeviceSpec,
@@ -254,12 +279,15 @@ def _profile_all(
     progress: Callable[[ProfileResult, int, int], None] | None,
     worker: list[str],
 ) -> list[ProfileResult]:
-    order = list(range(len(candidates)))
-    random.Random(settings.seed).shuffle(order)  # interleave: drift does not favour the first candidates
     results: dict[int, ProfileResult] = {}
-    ran = 0
-    for done, i in enumerate(order, 1):
-        arch, precision = candidates[i]
+
+    def finish(i: int, r: ProfileResult) -> None:
+        results[i] = r
+        if progress:
+            progress(r, len(results), len(candidates))
+
+    pending = []
+    for i, (arch, precision) in enumerate(candidates):
         task = task_for(arch, precision, device, settings)
         key = task_key(task)
         w = Workload(**task["workload"])
@@ -268,43 +296,83 @@ def _profile_all(
         base = ProfileResult(
             key, arch, device.name, device.mode, settings.backend, precision, w, settings.contexts, "refused", pred
         )
-        stored = (
-            store.profiles.get(key) if status == "ok" or (status == "failed" and not settings.retry_failed) else None
-        )
+        retry = status == "failed" and settings.retry_failed
+        stored = store.profiles.get(key) if status in ("ok", "failed") and not retry else None
         if stored is not None:
-            results[i] = stored.reused(pred)
+            finish(i, stored.reused(pred))
         elif reason := refusal(arch, w, pred, device):
-            results[i] = replace(base, reason=reason)
+            finish(i, replace(base, reason=reason))
         else:
-            if ran and settings.cooldown_s > 0:
-                time.sleep(settings.cooldown_s)
-            results[i] = _measure(base, task, settings, store, device_id, worker)
-            ran += 1
-        if progress:
-            progress(results[i], done, len(candidates))
+            pending.append(_Pending(i, base, task, store.profiles.rounds(key)))
+    rounds = _Rounds(settings, store, device_id, worker, finish)
+    for r in range(settings.rounds):  # every candidate's round r before any candidate's round r + 1
+        rounds.run([(p, r) for p in pending if r not in p.results and p.index not in results], seed=r)
+        if r == settings.rounds - 1:
+            for p in pending:
+                if p.index not in results and not p.missing_extras(settings.rounds):
+                    rounds.combine(p)
+    extra = [(p, r) for p in pending if p.index not in results for r in p.missing_extras(settings.rounds)]
+    rounds.run(extra, seed=settings.rounds)
+    for p in pending:
+        if p.index not in results:
+            rounds.combine(p)
     return [results[i] for i in range(len(candidates))]
 
 
-def _measure(
-    base: ProfileResult,
-    task: dict[str, Any],
-    settings: ProfileSettings,
-    store: Store,
-    device_id: str,
-    worker: list[str],
-) -> ProfileResult:
-    """Run the worker on one candidate and store what came back (or why nothing did)."""
-    t0 = time.perf_counter()
-    result, reason = run_worker(task, settings.timeout_s, worker)
-    seconds = time.perf_counter() - t0
-    if result is None:
-        failed = replace(base, status="failed", reason=reason, seconds=seconds)
-        store.profiles.put(failed, device_id)
-        return failed
-    measured = summarise_measurement(result, base.workload)
-    ok = replace(base, status="ok", measured=measured, environment=result["environment"], seconds=seconds)
-    store.profiles.put(ok, device_id, result["phases"])
-    return ok
+@dataclass
+class _Rounds:
+    """Runs rounds of pending candidates in a shuffled order, stores each, and combines a candidate's rounds."""
+
+    settings: ProfileSettings
+    store: Store
+    device_id: str
+    worker: list[str]
+    finish: Callable[[int, ProfileResult], None]
+    ran: int = 0
+    failed: set[int] = field(default_factory=set)
+
+    def run(self, work: list[tuple[_Pending, int]], seed: int) -> None:
+        random.Random(self.settings.seed * 1_000_003 + seed).shuffle(work)  # drift favours no candidate
+        for p, r in work:
+            if p.index in self.failed:
+                continue
+            if self.ran and self.settings.cooldown_s > 0:
+                time.sleep(self.settings.cooldown_s)
+            t0 = time.perf_counter()
+            result, reason = run_worker(p.task | {"round": r}, self.settings.timeout_s, self.worker)
+            p.seconds += time.perf_counter() - t0
+            self.ran += 1
+            if result is None:
+                failed = replace(p.base, status="failed", reason=reason, seconds=p.seconds)
+                self.store.profiles.put(failed, self.device_id)
+                self.failed.add(p.index)
+                self.finish(p.index, failed)
+            else:
+                self.store.profiles.put_round(p.base.key, r, result)
+                p.results[r] = result
+
+    def combine(self, p: _Pending) -> None:
+        """The candidate's chosen rounds as one stored result (measure/rounds.py)."""
+        measured = p.measured()
+        chosen, left, replaced = choose(self.settings.rounds, measured, p.reasons())
+        m = combine([measured[r] for r in chosen], left, replaced)
+        last = p.results[chosen[-1]]
+        environment = last["environment"] | {
+            "rounds": [{"round": r, "interference": p.results[r].get("interference")} for r in sorted(p.results)],
+            "rounds_used": chosen,
+        }
+        ok = replace(p.base, status="ok", measured=m, environment=environment, seconds=p.seconds)
+        self.store.profiles.put(ok, self.device_id, _merged_phases([p.results[r] for r in chosen]))
+        self.finish(p.index, ok)
+
+
+def _merged_phases(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per phase: every chosen round's raw samples, the first round's statistics and telemetry."""
+    merged = {}
+    for phase, data in results[0]["phases"].items():
+        samples = [x for res in results for x in res["phases"][phase]["samples_s"]]
+        merged[phase] = data | {"samples_s": samples, "rounds": len(results)}
+    return merged
 
 
 PRECISIONS_OF = {"ort": ("fp32", "fp16", "int8"), "torch": ("fp32", "fp16", "bf16"), "trt": ("fp32", "fp16")}

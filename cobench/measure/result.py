@@ -40,6 +40,10 @@ class Measured:
     cv: dict[str, float] = field(default_factory=dict)
     throttled: bool = False
     warnings: tuple[str, ...] = ()
+    rounds: int = 1  # rounds combined (measure/rounds.py): the values above are medians of round medians
+    repeatability: dict[str, float] = field(default_factory=dict)  # "ttft"/"tpot"/"e2e" → CV of round medians
+    remeasured: int = 0  # rounds replaced by a new one (they disagreed, or the OS saw interference)
+    interference: tuple[str, ...] = ()  # rounds still disturbed after re-measuring, and how
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self) | {
@@ -69,6 +73,10 @@ class Measured:
             cv=dict(data.get("cv") or {}),
             throttled=bool(data.get("throttled")),
             warnings=tuple(data.get("warnings") or ()),
+            rounds=int(data.get("rounds") or 1),
+            repeatability=dict(data.get("repeatability") or {}),
+            remeasured=int(data.get("remeasured") or 0),
+            interference=tuple(data.get("interference") or ()),
         )
 
     @property
@@ -77,6 +85,7 @@ class Measured:
         found = [f"noisy:{','.join(self.noisy)}"] if self.noisy else []
         if self.e2e_gap is not None and abs(self.e2e_gap) > E2E_TOLERANCE:
             found.append(f"e2e≠parts:{self.e2e_gap:+.0%}")
+        found += ["INTERFERENCE"] if self.interference else []
         return " ".join(found + (["THROTTLED"] if self.throttled else [])) or "ok"
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from cobench.arch.architecture import Architecture
-from cobench.measure import timing
+from cobench.measure import interference, timing
 from cobench.measure.environment import environment
 from cobench.measure.generation import Generations, time_generation
 from cobench.measure.runners import Runner, open_runner
@@ -91,6 +91,7 @@ def profile_candidate(task: dict[str, Any]) -> dict[str, Any]:
     rng = np.random.default_rng(int(task.get("seed", 0)))
     ids = rng.integers(0, arch.vocab_size, (batch, prompt), dtype=np.int64)
     token = ids[:, -1:]
+    before = interference.snapshot()
     prefill = lambda: runner.timed(lambda: runner.prefill(ids))  # noqa: E731
     phases: dict[str, Any] = {"prefill": measure(lambda: timing.run(prefill, cfg), source, rate)}
     for context in task["contexts"]:  # fixed-cache steps, only where asked for (not the TPOT)
@@ -104,11 +105,13 @@ def profile_candidate(task: dict[str, Any]) -> dict[str, Any]:
         return samples
 
     phases["e2e"] = measure(generations, source, rate) | found["g"].to_json()
+    disturbed = interference.between(before, interference.snapshot())
     info = runner.info() | {"open_s": open_s}
     return {
         "status": "ok",
         "phases": phases,
         "idle": idle,
+        "interference": disturbed.to_json(),
         "environment": environment(info, source.describe() if source else {"source": "off"}, asdict(cfg)),
     }
 

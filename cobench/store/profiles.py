@@ -119,3 +119,16 @@ class Profiles:
         """Phase → the telemetry series recorded while it was timed."""
         rows = self.c.db.execute("SELECT phase, series_json FROM telemetry WHERE profile_key = ?", (key,))
         return {phase: json.loads(s) for phase, s in rows}
+
+    def put_round(self, key: str, round_: int, result: dict[str, Any]) -> None:
+        """One finished round of a profile (the worker's whole result), before the profile is complete."""
+        with self.c.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO profile_rounds VALUES (?, ?, ?, ?)",
+                (key, round_, json.dumps(result), time.time()),
+            )
+
+    def rounds(self, key: str) -> dict[int, dict[str, Any]]:
+        """Round number → the worker's result, for the rounds of this profile stored so far."""
+        rows = self.c.db.execute("SELECT round, result_json FROM profile_rounds WHERE profile_key = ?", (key,))
+        return {int(r): json.loads(text) for r, text in rows}

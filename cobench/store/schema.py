@@ -86,6 +86,13 @@ MIGRATIONS: list[str] = [
         id INTEGER PRIMARY KEY, kind TEXT NOT NULL, device TEXT NOT NULL, body_json TEXT NOT NULL,
         created_at REAL NOT NULL);
     """,
+    # 7: the rounds of a profile (measure/rounds.py), each stored as it finishes, so a run killed between
+    # rounds resumes with the ones it has; the profile row itself is written once its rounds are combined
+    """
+    CREATE TABLE profile_rounds (
+        profile_key TEXT NOT NULL, round INTEGER NOT NULL, result_json TEXT NOT NULL, created_at REAL NOT NULL,
+        PRIMARY KEY (profile_key, round));
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 CANDIDATE_COLUMNS = (
