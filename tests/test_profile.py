@@ -359,20 +359,21 @@ def test_the_measurement_method_is_part_of_the_key(cache: Path) -> None:
 
 
 def test_a_cpu_hog_during_one_round_is_detected_and_that_round_measured_again(cache: Path, tmp_path: Path) -> None:
-    """Rounds interleave; the OS shows other processes busy during round 1; it is re-measured (round 3)
-    and the result combines rounds 0, 3 and 2, with the between-round repeatability beside it."""
+    """Rounds interleave; the OS shows other processes busy during round 1; it is re-measured and the result
+    combines three rounds without it, with the between-round repeatability beside it. (On a noisy machine
+    other rounds may disagree and be re-measured too.)"""
     store = Store(tmp_path / "p.db")
     device = get_device("cpu")
     worker = [sys.executable, str(FIXTURES / "hog_worker.py")]
     settings = _settings(cache, rounds=3)
     (row,) = profile([(TINY, "fp32")], device, settings, store, _defaults(device), worker=worker)
     stored = store.profiles.rounds(row.key)
-    assert set(stored) == {0, 1, 2, 3}
+    assert set(stored) >= {0, 1, 2, 3}
     assert stored[1]["interference"]["other_cores"] > 0.25 and stored[1]["interference"]["reasons"]
-    assert not stored[3]["interference"]["reasons"]
+    assert not any(stored[r]["interference"]["reasons"] for r in stored if r != 1)  # the hog ran in round 1 only
     m = row.measured
-    assert m.rounds == 3 and m.remeasured >= 1 and m.interference == ()
-    assert row.environment["rounds_used"] == [0, 3, 2]
+    used = row.environment["rounds_used"]
+    assert m.rounds == 3 and len(used) == 3 and 1 not in used and m.remeasured >= 1 and m.interference == ()
     assert set(m.repeatability) == {"ttft", "tpot", "e2e"} and all(v >= 0 for v in m.repeatability.values())
     again = profile([(TINY, "fp32")], device, settings, store, _defaults(device), worker=worker)
     assert again[0].status == "skipped"  # resumed from the store, no round run twice

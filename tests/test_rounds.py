@@ -27,7 +27,7 @@ def test_interference_marks_a_round_even_when_its_numbers_look_fine() -> None:
     rounds = {0: m(10e-3, 2e-3), 1: m(10e-3, 2e-3), 2: m(10e-3, 2e-3)}
     chosen, left, replaced = choose(3, rounds, {1: ["other processes kept 1.90 cores busy"]})
     assert chosen == [0, 1, 2] and replaced == 0 and "1.90 cores" in left[1]  # nothing to replace it with
-    c = combine([rounds[r] for r in chosen], left, replaced)
+    c = combine([rounds[r] for r in chosen], left, replaced, frozenset({1}))
     assert c.interference and "INTERFERENCE" in c.flags
 
 

@@ -353,9 +353,9 @@ class _Rounds:
 
     def combine(self, p: _Pending) -> None:
         """The candidate's chosen rounds as one stored result (measure/rounds.py)."""
-        measured = p.measured()
-        chosen, left, replaced = choose(self.settings.rounds, measured, p.reasons())
-        m = combine([measured[r] for r in chosen], left, replaced)
+        measured, reasons = p.measured(), p.reasons()
+        chosen, left, replaced = choose(self.settings.rounds, measured, reasons)
+        m = combine([measured[r] for r in chosen], left, replaced, frozenset(r for r, why in reasons.items() if why))
         last = p.results[chosen[-1]]
         environment = last["environment"] | {
             "rounds": [{"round": r, "interference": p.results[r].get("interference")} for r in sorted(p.results)],

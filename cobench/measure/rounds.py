@@ -64,9 +64,12 @@ def _median(values: list[Any]) -> Any:
     return float(np.median(known)) if known else None
 
 
-def combine(rounds: list[Measured], left_bad: dict[int, str], replaced: int) -> Measured:
+def combine(
+    rounds: list[Measured], left_bad: dict[int, str], replaced: int, disturbed: frozenset[int] = frozenset()
+) -> Measured:
     """One result from the chosen rounds: medians of the round medians, the rounds' spread as repeatability
-    (coefficient of variation of the round medians), and the CI of the TTFT as the rounds' range."""
+    (coefficient of variation of the round medians), and the CI of the TTFT as the rounds' range. Bad rounds
+    left are warnings; those the OS saw disturbed (`disturbed`) are also the result's interference."""
     first = rounds[0]
     ttft = [m.ttft_s for m in rounds]
     repeatability = {}
@@ -97,5 +100,5 @@ def combine(rounds: list[Measured], left_bad: dict[int, str], replaced: int) -> 
         rounds=len(rounds),
         repeatability=repeatability,
         remeasured=replaced,
-        interference=tuple(f"round {r}: {why}" for r, why in sorted(left_bad.items())),
+        interference=tuple(f"round {r}: {why}" for r, why in sorted(left_bad.items()) if r in disturbed),
     )
