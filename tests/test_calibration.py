@@ -246,3 +246,32 @@ def test_every_op_class_and_phase_is_a_fitted_parameter() -> None:
     c = calibrate([_measure(a, 256, rng, 0.01) for a in _archs(3, 0)], [], CPU, "ort", "fp32", curve=False)
     assert set(c.params.compute_efficiency) == set(OP_CLASSES) == set(c.params.op_overhead_s)
     assert set(c.params.step_overhead_s) == set(PHASES)
+
+
+def test_a_measurement_that_does_not_repeat_weighs_less() -> None:
+    """Two throttled-looking TTFTs pull the fit when they claim to be steady, barely when their rounds
+    disagreed by 30 % (inverse-variance weights against the model's own scale)."""
+    rng = np.random.default_rng(11)
+    train = [_measure(a, 512, rng, 0.005) for a in _archs(8, seed=11)]
+    wild = [replace(p, ttft_s=p.ttft_s * 2) for p in train[:2]]
+    unseen = [_measure(a, 512, rng, 0.0) for a in _archs(6, seed=12)]
+    kernels = _kernels(rng, 0.005)
+
+    def error(repeatability: float) -> float:
+        marked = [replace(p, repeatability={"ttft": repeatability, "tpot": 0.0}) for p in wild] + train[2:]
+        c = calibrate(marked, kernels, CPU, "ort", "fp32", curve=False)
+        return error_metrics(log_errors(unseen, CPU, c.params, c.counting)["ttft"])["mape"]
+
+    assert train[0].weight("ttft") == 1.0  # measured in one round: no repeatability known
+    assert replace(train[0], repeatability={"ttft": 0.1}).weight("ttft") == pytest.approx(0.2)
+    assert error(0.30) < error(0.0)
+
+
+def test_calibration_says_when_its_error_is_at_the_measurement_floor() -> None:
+    rng = np.random.default_rng(13)
+    shaky = [replace(_measure(a, 512, rng, 0.01), repeatability={"ttft": 0.2, "tpot": 0.25}) for a in _archs(6, 13)]
+    c = calibrate(shaky, _kernels(rng, 0.01), CPU, "ort", "fp32", curve=False)
+    assert c.report["repeatability_floor"] == {"ttft": pytest.approx(20.0), "tpot": pytest.approx(25.0)}
+    assert c.report["at_floor"] == {"ttft": True, "tpot": True}
+    steady = [replace(p, repeatability={"ttft": 0.0001, "tpot": 0.0001}) for p in shaky]
+    assert calibrate(steady, [], CPU, "ort", "fp32", curve=False).report["at_floor"] == {"ttft": False, "tpot": False}

@@ -81,6 +81,14 @@ def calibrate_cmd(
             f"warning: {len(run.noisy)} of {run.n_models} profiles were noisy (a phase's CV > 2 %: {names}); "
             "the fit and its interval are only as good as the measurements"
         )
+    for metric, floor in (c.report.get("repeatability_floor") or {}).items():
+        if floor is not None:
+            at = c.report["at_floor"][metric]
+            err.print(
+                f"{metric.upper()}: the profiles repeat within {floor:.1f} % (median CV of their round medians)"
+                + ("; the model's cross-validated error is already at that floor: more fitting would fit noise"
+                   if at else "")
+            )  # fmt: skip
     if c.report["few_models"]:
         err.print(f"warning: only {run.n_models} profiled models; profile at least 5 for a trustworthy interval")
     return None

@@ -27,8 +27,23 @@ from cobench.predict.operators import Counting
 from cobench.predict.roofline import RooflineParams
 from cobench.store import Store
 
+AT_FLOOR = 1.5  # cross-validated MAPE within 1.5× the measurements' own repeatability: nothing left to fit
 MIN_MODELS = 2
 FEW_MODELS = 5
+
+
+def repeatability_floor(models: Sequence[Profiled]) -> dict[str, float | None]:
+    """Per metric, the median between-round CV of the profiles, in %: how well the machine repeats a
+    measurement, below which no model error can be resolved (None for profiles measured in one round)."""
+    found = {}
+    for metric in ("ttft", "tpot"):
+        values = [p.repeatability[metric] for p in models if metric in p.repeatability]
+        found[metric] = float(np.median(values)) * 100 if values else None
+    return found
+
+
+def _mape(log_err: np.ndarray) -> float:
+    return float(np.mean(np.abs(np.exp(log_err) - 1)) * 100)
 
 
 def require_models(models: Sequence[Profiled], what: str) -> list[str]:
@@ -55,6 +70,7 @@ def calibrate(
 ) -> Calibration:
     """Fit on everything, cross-validate by architecture, and record raw / fitted / out-of-fold errors."""
     names = require_models(models, f"{device.name} {backend} {precision}")
+    floor = repeatability_floor(models)
     counting = BACKEND_COUNTING.get(backend, Counting(kv_update="concat"))
     t0 = time.perf_counter()
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -91,6 +107,8 @@ def calibrate(
         ],
         "learning_curve": learning_curve(models, kernels, device, counting, seed=seed) if curve else [],
         "few_models": len(names) < FEW_MODELS,
+        "repeatability_floor": floor,
+        "at_floor": {m: floor[m] is not None and cv[m].size > 0 and _mape(cv[m]) <= AT_FLOOR * floor[m] for m in floor},
     }
     report["seconds"] = time.perf_counter() - t0
     intervals = {m: interval(cv[m]) for m in ("ttft", "tpot")}

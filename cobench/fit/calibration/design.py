@@ -15,7 +15,7 @@ nuisance parameter that a model's step does not inherit.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -31,6 +31,7 @@ from cobench.predict.roofline import PHASES, RooflineParams, op_seconds, peak_fl
 
 KERNEL_CLASS = {"gemm": "matmul", "attention": "attention", "gather": "gather"}  # the rest: element-wise
 KERNEL_SHARE = 0.5  # all kernels together weigh half as much as all profiles
+MODEL_SCALE = 0.05  # log-error scale of the model itself (≈ 5 %), against which repeatability is weighed
 STEPS = (*PHASES, "kernel")  # index of the step/call overhead an observation pays
 
 
@@ -44,6 +45,13 @@ class Profiled:
     tpot_s: float
     decode_s: dict[int, float]  # median of one decode step at each measured context
     key: str = ""
+    repeatability: dict[str, float] = field(default_factory=dict)  # "ttft"/"tpot" → CV of its round medians
+
+    def weight(self, metric: str) -> float:
+        """How much this model's phase counts: inverse variance in log units, the fit's own scale against the
+        measurement's repeatability, so a phase that moved 10 % between rounds counts a fifth of a steady one."""
+        rep = self.repeatability.get(metric, 0.0)
+        return MODEL_SCALE**2 / (MODEL_SCALE**2 + rep**2)
 
     @classmethod
     def of(cls, r: ProfileResult) -> Profiled:
@@ -51,7 +59,7 @@ class Profiled:
         if r.measured is None:
             raise InputError("profiles", f"profile {r.key} ({r.arch_name}) has no measurement")
         m = r.measured
-        return cls(r.arch, r.workload, m.ttft_s, m.tpot_s, dict(m.decode_s), r.key)
+        return cls(r.arch, r.workload, m.ttft_s, m.tpot_s, dict(m.decode_s), r.key, dict(m.repeatability))
 
 
 @dataclass(frozen=True)
@@ -114,10 +122,10 @@ def build_design(
     for p in profiled:
         batch = as_arch_like(p.arch)
         prefill = Workload(p.workload.batch, p.workload.prompt, 1, p.workload.precision, p.workload.kv_precision)
-        add(phase_ops(batch, prefill, "prefill", counting), prefill, "prefill", p.ttft_s, 1.0)
+        add(phase_ops(batch, prefill, "prefill", counting), prefill, "prefill", p.ttft_s, p.weight("ttft"))
         for context, seconds in p.decode_s.items():
             w = replace(prefill, prompt=int(context))
-            add(phase_ops(batch, w, "decode", counting), w, "decode", seconds, 1.0 / len(p.decode_s))
+            add(phase_ops(batch, w, "decode", counting), w, "decode", seconds, p.weight("tpot") / len(p.decode_s))
     n_profile_obs = 2 * len(profiled)
     for k in kernels:
         w = Workload(precision=k.spec.precision)
