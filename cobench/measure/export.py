@@ -90,6 +90,24 @@ def export(arch: Architecture, precision: str, cache_dir: Path, seed: int = 0, o
     if precision not in EXPORT_PRECISIONS:
         raise InputError("precision", f"ONNX export supports {', '.join(EXPORT_PRECISIONS)}, not {precision!r}")
     key = export_key(arch, precision, opset)
+    return _cached(key, cache_dir, precision, lambda work: _export_into(work, arch, precision, seed, opset))
+
+
+def export_engine(arch: Architecture, precision: str, cache_dir: Path, seed: int = 0) -> Exported:
+    """Build (or reuse) the engine graph of `arch` (measure/engine_graph.py) under `cache_dir/<key>/`."""
+    from cobench.measure import engine_graph
+
+    if precision not in engine_graph.ENGINE_PRECISIONS or arch.is_moe:
+        raise InputError(
+            "precision", f"the engine graph runs dense models at {', '.join(engine_graph.ENGINE_PRECISIONS)}"
+        )
+    key = export_key(arch, f"engine-{precision}", engine_graph.OPSET)
+    return _cached(key, cache_dir, precision, lambda work: _build_engine_into(work, arch, precision, seed))
+
+
+def _cached(key: str, cache_dir: Path, precision: str, build: Any) -> Exported:
+    """`cache_dir/<key>/` if it is complete, else built by `build(work)` in a private folder and renamed into
+    place (atomic: a crash never leaves a half-written entry; a concurrent writer's entry is as good)."""
     target = cache_dir / key
     meta_path = target / "meta.json"
     if meta_path.exists():
@@ -98,19 +116,84 @@ def export(arch: Architecture, precision: str, cache_dir: Path, seed: int = 0, o
     cache_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=cache_dir))
     try:
-        meta = _export_into(work, arch, precision, seed, opset)
+        meta = build(work)
         (work / "meta.json").write_text(json.dumps(meta, indent=1))
-        work.rename(target)  # atomic: a crash never leaves a half-written cache entry
+        work.rename(target)
     except OSError as e:
         shutil.rmtree(work, ignore_errors=True)
         if e.errno not in (errno.EEXIST, errno.ENOTEMPTY) or not meta_path.exists():
             raise
-        # a concurrent export (another worker, or one orphaned by a killed run) won the race: theirs is as good
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
     meta = json.loads(meta_path.read_text())
     return Exported(key, target, precision, meta | {"cache_hit": False})
+
+
+def _build_engine_into(work: Path, arch: Architecture, precision: str, seed: int) -> dict[str, Any]:
+    import onnx
+    import torch
+
+    from cobench.arch.model import build_model
+    from cobench.measure import engine_graph
+
+    t0 = time.perf_counter()
+    model = build_model(arch, seed=seed, dtype=torch.float32)
+    with (work / "model.onnx.data").open("wb") as data:  # weights beside the graph: no 2 GiB protobuf limit
+        proto = engine_graph.build(model, arch, precision, data, "model.onnx.data")
+    onnx.save_model(proto, str(work / "model.onnx"))
+    build_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    errors = validate_engine(work, arch, precision, model)
+    path = work / "model.onnx"
+    files = [f for f in (path, work / "model.onnx.data") if f.exists()]
+    return {
+        "format": "engine",
+        "arch": arch.to_dict(),
+        "precision": precision,
+        "opset": engine_graph.OPSET,
+        "libraries": library_versions(),
+        "validation": errors,
+        "sha256": {f.name: file_sha256(f) for f in files},
+        "bytes": {f.name: f.stat().st_size for f in files},
+        "build_s": build_s,
+        "validate_s": time.perf_counter() - t1,
+    }
+
+
+def validate_engine(work: Path, arch: Architecture, precision: str, model: Any, steps: int = 3) -> dict[str, float]:
+    """Relative error of the engine graph's logits against the torch module: the prompt, then `steps`
+    decode steps written in place into the preallocated cache."""
+    import torch
+
+    from cobench.measure.runners.ort_engine import OrtEngineRunner
+
+    exported = Exported("validation", work, precision, {"validation": None, "sha256": {}, "cache_hit": False})
+    runner = OrtEngineRunner.from_exported(exported, arch, "cpu", {"capacity": 11 + steps + 1, "prepack": False})
+    ids = np.random.default_rng(0).integers(0, arch.vocab_size, (2, 11))
+    cache = runner.new_cache(2)
+    got = [runner.logits(ids, cache)]
+    want = []
+    with torch.no_grad():
+        ref, k, v = model(torch.from_numpy(ids))
+        want.append(ref.numpy())
+        token = ids[:, -1:]
+        for _ in range(steps):
+            got.append(runner.logits(token, cache))
+            ref, k, v = model(torch.from_numpy(token), k, v)
+            want.append(ref.numpy())
+    norm = ERROR_NORM[precision]
+    errors = {
+        "prefill": rel_error(got[0], want[0], norm),
+        "decode": max(rel_error(g, w, norm) for g, w in zip(got[1:], want[1:], strict=True)),
+    }
+    for phase, error in errors.items():
+        if not error <= TOLERANCE[precision]:
+            raise ExportError(
+                f"engine graph {phase} ({precision}) differs from torch by {error:.3g} "
+                f"(tolerance {TOLERANCE[precision]})"
+            )
+    return errors
 
 
 def _modules(arch: Architecture, precision: str, seed: int) -> tuple[Any, Any, Any]:

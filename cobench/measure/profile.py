@@ -44,7 +44,8 @@ from cobench.store import Store
 WORKER = [sys.executable, "-m", "cobench.measure.worker"]
 # What a profile measures; part of its key, so a result measured the old way is never reused as a new one.
 # 2: TPOT from the decode steps inside real generation (measure/generation.py), not a step on a fixed cache.
-MEASUREMENT = 2  # and TTFT from the prefill inside those generations
+MEASUREMENT = 3  # and TTFT from the prefill inside those generations
+# 3: ORT runs the engine graph (fused GroupQueryAttention, preallocated KV cache written in place)
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,12 @@ class ProfileSettings:
         return tuple(sorted(extra))
 
     @property
+    def capacity(self) -> int:
+        """Positions a preallocated KV cache needs: the whole generation, and each fixed-cache step."""
+        w = self.workload
+        return max([w.prompt + w.generate, *(c + 1 for c in self.fixed_contexts)])
+
+    @property
     def contexts(self) -> tuple[int, ...]:
         """Every decode context measured (and predicted beside the measurement)."""
         return tuple(sorted(set(self.generated_contexts) | set(self.fixed_contexts)))
@@ -104,7 +111,7 @@ def task_for(arch: Architecture, precision: str, device: DeviceSpec, s: ProfileS
         "telemetry": {"kind": s.telemetry, "rate_hz": s.rate_hz},
         "idle_s": s.idle_s,
         "seed": s.seed,
-        "options": {"threads": s.threads, "cuda_graphs": s.cuda_graphs, "seed": s.seed},
+        "options": {"threads": s.threads, "cuda_graphs": s.cuda_graphs, "seed": s.seed, "capacity": s.capacity},
         "cache_dir": str(s.cache_dir),
     }
 

@@ -85,7 +85,13 @@ def open_runner(
 ) -> Runner:
     """Explicit order, imports only what the chosen backend needs (a missing one says what to install)."""
     if backend == "ort":
-        from cobench.measure.runners.ort import OrtRunner
+        from cobench.measure.engine_graph import ENGINE_PRECISIONS
+
+        if options.get("graph", "engine") == "engine" and not arch.is_moe and precision in ENGINE_PRECISIONS:
+            from cobench.measure.runners.ort_engine import OrtEngineRunner
+
+            return OrtEngineRunner.open(arch, precision, device, cache_dir, options)
+        from cobench.measure.runners.ort import OrtRunner  # MoE and int8: the torch.export graphs (concat KV)
 
         return OrtRunner.open(arch, precision, device, cache_dir, options)
     if backend == "torch":

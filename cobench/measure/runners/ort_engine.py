@@ -1,0 +1,169 @@
+"""ONNX Runtime on the engine graph (measure/engine_graph.py): one session for prefill and decode, a KV
+cache preallocated for the whole generation and bound as both past and present of every layer, so each
+step writes one position in place. Inputs and outputs go through IO binding: nothing is copied per step
+but the token id and the last position's logits."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cobench.arch.architecture import Architecture
+from cobench.errors import MissingDependency
+from cobench.measure.clocks import time_host
+from cobench.measure.engine_graph import rope_cache
+from cobench.measure.export import Exported, export_engine
+from cobench.measure.runners.ort import NUMPY_TYPES, PROVIDERS, BackendMismatch
+
+
+@dataclass
+class Cache:
+    """One generation's KV cache: a buffer per layer for keys and values, and how many positions it holds."""
+
+    keys: list[Any]  # OrtValue (B, kv_heads, capacity, head_dim) per layer
+    values: list[Any]
+    arrays: list[np.ndarray]  # the host memory behind them (CPU), kept alive with them
+    length: int = 0
+
+    @property
+    def capacity(self) -> int:
+        return int(self.keys[0].shape()[2])
+
+
+@dataclass
+class OrtEngineRunner:
+    exported: Exported
+    arch: Architecture
+    provider: str
+    session: Any
+    session_s: float
+    dtype: Any
+    capacity: int
+    rope: tuple[np.ndarray, np.ndarray]
+    rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
+    allocations: int = 0  # caches allocated so far: one per generation, never per step
+    name: str = "ort"
+
+    @classmethod
+    def open(
+        cls, arch: Architecture, precision: str, device: str, cache_dir: Path, options: dict[str, Any]
+    ) -> OrtEngineRunner:
+        if importlib.util.find_spec("onnxruntime") is None:
+            raise MissingDependency("the ort backend needs onnxruntime (CPU) or onnxruntime-gpu: make install")
+        return cls.from_exported(export_engine(arch, precision, cache_dir), arch, device, options)
+
+    @classmethod
+    def from_exported(
+        cls, exported: Exported, arch: Architecture, device: str, options: dict[str, Any]
+    ) -> OrtEngineRunner:
+        import onnxruntime as ort
+
+        wanted = PROVIDERS[device]
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        if options.get("threads"):
+            so.intra_op_num_threads = int(options["threads"])
+        if options.get("prepack") is False:  # loads in ~1 s instead of ~6 s for 2 GB of weights; runs slower
+            so.add_session_config_entry("session.disable_prepacking", "1")
+        providers = [wanted] if device == "cpu" else [wanted, "CPUExecutionProvider"]
+        t0 = time.perf_counter()
+        session = ort.InferenceSession(str(exported.graph("model")), so, providers=providers)
+        session_s = time.perf_counter() - t0
+        if session.get_providers()[0] != wanted:
+            raise BackendMismatch(f"the session runs on {session.get_providers()[0]}, not {wanted}")
+        dtype = NUMPY_TYPES[session.get_inputs()[3].type]
+        capacity = int(options.get("capacity") or arch.max_seq_len)
+        return cls(exported, arch, device, session, session_s, dtype, capacity, rope_cache(arch, capacity, dtype))
+
+    def info(self) -> dict[str, Any]:
+        import onnxruntime as ort
+
+        return {
+            "backend": "ort",
+            "graph": "engine: GroupQueryAttention, preallocated KV cache written in place",
+            "onnxruntime": ort.__version__,
+            "device": self.provider,
+            "providers": self.session.get_providers(),
+            "export_key": self.exported.key,
+            "export_cache_hit": self.exported.meta.get("cache_hit"),
+            "export_sha256": self.exported.meta["sha256"],
+            "export_validation": self.exported.meta["validation"],
+            "export_s": self.exported.meta.get("build_s"),
+            "session_create_s": self.session_s,
+            "kv_capacity": self.capacity,
+            "intra_op_threads": self.session.get_session_options().intra_op_num_threads or os.cpu_count(),
+        }
+
+    def new_cache(self, batch: int, fill: bool = False) -> Cache:
+        """A cache for one generation, allocated once: (layers) × (B, kv_heads, capacity, head_dim)."""
+        import onnxruntime as ort
+
+        a = self.arch
+        shape = (batch, a.n_kv_heads, self.capacity, a.head_dim)
+        arrays = [
+            (self.rng.standard_normal(shape) if fill else np.zeros(shape)).astype(self.dtype)
+            for _ in range(2 * a.n_layers)
+        ]
+        device = "cpu" if self.provider == "cpu" else "cuda"
+        values = [ort.OrtValue.ortvalue_from_numpy(x, device, 0) for x in arrays]
+        self.allocations += 1
+        return Cache(values[: a.n_layers], values[a.n_layers :], arrays if device == "cpu" else [])
+
+    def _step(self, ids: np.ndarray, cache: Cache) -> tuple[Any, Cache]:
+        total = cache.length + ids.shape[1]
+        if total > cache.capacity:
+            raise ValueError(f"the KV cache holds {cache.capacity} positions; this step needs {total}")
+        binding = self.session.io_binding()
+        batch = ids.shape[0]
+        feeds = {
+            "input_ids": ids,
+            "seqlens_k": np.full(batch, total - 1, dtype=np.int32),
+            "total_sequence_length": np.array(total, dtype=np.int32),
+            "cos_cache": self.rope[0],
+            "sin_cache": self.rope[1],
+        }
+        for name, value in feeds.items():
+            binding.bind_cpu_input(name, value)
+        binding.bind_output("logits", "cpu")  # first: get_outputs() keeps the order of binding
+        for i in range(self.arch.n_layers):
+            for kind, buffers in (("key", cache.keys), ("value", cache.values)):
+                binding.bind_ortvalue_input(f"past_{kind}_{i}", buffers[i])
+                binding.bind_ortvalue_output(f"present_{kind}_{i}", buffers[i])  # the same memory: in place
+        self.session.run_with_iobinding(binding)
+        cache.length = total
+        return binding.get_outputs()[0], cache
+
+    def prefill(self, ids: np.ndarray) -> Cache:
+        return self._step(ids, self.new_cache(ids.shape[0]))[1]
+
+    def decode(self, ids: np.ndarray, cache: Cache) -> Cache:
+        return self._step(ids, cache)[1]
+
+    def logits(self, ids: np.ndarray, cache: Cache) -> np.ndarray:
+        """The step's last-position logits (validation and tests)."""
+        return self._step(ids, cache)[0].numpy()
+
+    def make_cache(self, batch: int, context: int) -> Cache:
+        cache = self.new_cache(batch, fill=True)
+        cache.length = context
+        return cache
+
+    def fixed_decode(self, ids: np.ndarray, cache: Cache) -> Callable[[], Any]:
+        """One step at the cache's context, again and again (the position written is restored each time)."""
+        context = cache.length
+
+        def step() -> Any:
+            cache.length = context
+            return self._step(ids, cache)
+
+        return step
+
+    def timed(self, fn: Callable[[], Any]) -> float:
+        return time_host(fn)  # run_with_iobinding returns when the outputs are ready

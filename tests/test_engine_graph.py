@@ -1,0 +1,93 @@
+"""The engine graph: what ORT runs is what a deployment engine runs — fused attention on a preallocated
+KV cache written in place — and it computes what cobench's torch module computes."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from cobench.arch.architecture import Architecture
+from cobench.arch.model import build_model
+from cobench.measure.export import export_engine
+from cobench.measure.generation import time_generation
+from cobench.measure.runners import open_runner
+from cobench.measure.timing import HarnessConfig
+
+TINY = Architecture(
+    name="tiny", vocab_size=512, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128, max_seq_len=256
+)
+VARIANTS = {
+    "gqa": TINY,
+    "mqa-gelu-layernorm": replace(TINY, n_kv_heads=1, ffn="gelu", norm="layernorm"),
+    "mha-bias-untied": replace(TINY, n_kv_heads=4, qkv_bias=True, o_bias=True, mlp_bias=True, tie_embeddings=False),
+    "head_dim-32": replace(TINY, head_dim=32),
+}
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("engine-cache")
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_decode_steps_equal_torch(cache: Path, name: str) -> None:
+    """Prompt, then five greedy steps written in place: the logits of every step are the torch module's."""
+    a = VARIANTS[name]
+    runner = open_runner("ort", a, "fp32", "cpu", cache, {"capacity": 32})
+    assert "engine" in runner.info()["graph"]
+    model = build_model(a)
+    ids = np.random.default_rng(1).integers(0, a.vocab_size, (1, 9))
+    state = runner.new_cache(1)
+    logits = runner.logits(ids, state)
+    with torch.no_grad():
+        ref, k, v = model(torch.from_numpy(ids))
+        for _ in range(5):
+            np.testing.assert_allclose(logits, ref.numpy(), rtol=1e-3, atol=1e-4)
+            token = np.array([[int(ref[0, -1].argmax())]])
+            logits = runner.logits(token, state)
+            ref, k, v = model(torch.from_numpy(token), k, v)
+    np.testing.assert_allclose(logits, ref.numpy(), rtol=1e-3, atol=1e-4)
+    assert state.length == 14 and state.capacity == 32
+    written = state.arrays[0][0, :, :14]  # layer 0's keys, in the cache's own memory: written in place
+    np.testing.assert_allclose(written, k[0, 0].numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_only_attention_touches_the_cache(cache: Path) -> None:
+    """No node reads or writes the whole cache except the fused attention itself (no concat, no copy)."""
+    exported = export_engine(TINY, "fp32", cache)
+    graph = onnx.load(str(exported.graph("model")), load_external_data=False).graph
+    cache_names = {i.name for i in graph.input if i.name.startswith("past_")}
+    cache_names |= {o.name for o in graph.output if o.name.startswith("present_")}
+    touching = [n for n in graph.node if cache_names & {*n.input, *n.output}]
+    assert touching and all(n.op_type == "GroupQueryAttention" for n in touching)
+    assert not any(n.op_type == "Concat" for n in graph.node)
+
+
+def test_the_cache_is_allocated_once_per_generation(cache: Path) -> None:
+    runner = open_runner("ort", TINY, "fp32", "cpu", cache, {"capacity": 64})
+    ids = np.zeros((1, 16), dtype=np.int64)
+    cfg = HarnessConfig(warmup_s=0.0, min_iters=3, min_time_s=0.0, max_time_s=1.0, target_rel_ci=1.0)
+    samples, g = time_generation(runner, ids, ids[:, -1:], 8, cfg)
+    generations = 1 + samples.warmup_iters + len(samples.samples_s)
+    assert runner.allocations == generations  # one cache per generation, none per step
+    assert g.steps_s.shape[1] == 7
+
+
+def test_a_generation_past_the_capacity_is_refused(cache: Path) -> None:
+    runner = open_runner("ort", TINY, "fp32", "cpu", cache, {"capacity": 10})
+    state = runner.prefill(np.zeros((1, 9), dtype=np.int64))
+    state = runner.decode(np.zeros((1, 1), dtype=np.int64), state)
+    with pytest.raises(ValueError, match="holds 10 positions"):
+        runner.decode(np.zeros((1, 1), dtype=np.int64), state)
+
+
+def test_fp16_engine_graph_is_validated_and_cached(cache: Path) -> None:
+    first = export_engine(TINY, "fp16", cache)
+    assert not first.meta["cache_hit"] and first.meta["validation"]["decode"] < 5e-2
+    again = export_engine(replace(TINY, name="renamed"), "fp16", cache)
+    assert again.meta["cache_hit"] and again.key == first.key
