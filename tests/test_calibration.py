@@ -275,3 +275,16 @@ def test_calibration_says_when_its_error_is_at_the_measurement_floor() -> None:
     assert c.report["at_floor"] == {"ttft": True, "tpot": True}
     steady = [replace(p, repeatability={"ttft": 0.0001, "tpot": 0.0001}) for p in shaky]
     assert calibrate(steady, [], CPU, "ort", "fp32", curve=False).report["at_floor"] == {"ttft": False, "tpot": False}
+
+
+def test_kernels_keep_their_share_when_profiles_are_down_weighted() -> None:
+    """Regression: with the profiles' weights lowered by their repeatability, the kernels still weigh
+    KERNEL_SHARE of the profiles together (not of a fixed count), so they cannot take over the fit."""
+    from cobench.fit.calibration.design import KERNEL_SHARE
+
+    rng = np.random.default_rng(17)
+    models = [replace(_measure(a, 256, rng, 0.0), repeatability={"ttft": 0.2, "tpot": 0.2}) for a in _archs(4, 17)]
+    table = build_design(models, _kernels(rng, 0.0), CPU, ORT)
+    kernel = table.step == 2
+    assert table.fit_weight[kernel].sum() == pytest.approx(KERNEL_SHARE * max(table.fit_weight[~kernel].sum(), 2.0))
+    assert table.fit_weight[~kernel].sum() < 2 * len(models) * 0.1  # the profiles were down-weighted

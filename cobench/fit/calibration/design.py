@@ -126,12 +126,12 @@ def build_design(
         for context, seconds in p.decode_s.items():
             w = replace(prefill, prompt=int(context))
             add(phase_ops(batch, w, "decode", counting), w, "decode", seconds, p.weight("tpot") / len(p.decode_s))
-    n_profile_obs = 2 * len(profiled)
+    profile_weight = float(sum(group_weight))  # kernels together weigh KERNEL_SHARE of this
     for k in kernels:
         w = Workload(precision=k.spec.precision)
         op_class = KERNEL_CLASS.get(k.spec.kind, "elementwise")
         op = Op(k.spec.label, op_class, 1, k.flops, 0, k.bytes)
-        add([op], w, "kernel", k.median_s, KERNEL_SHARE * max(n_profile_obs, 2) / len(kernels))
+        add([op], w, "kernel", k.median_s, KERNEL_SHARE * max(profile_weight, 2.0) / len(kernels))
     if not step:
         raise InputError("calibrate", "nothing to fit: no profiled models and no kernel results")
     cat = [np.concatenate(c) if c else np.zeros(0) for c in columns]
