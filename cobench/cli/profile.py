@@ -29,7 +29,7 @@ from cobench.cli.options import (
 from cobench.cli.render import emit_json, err, out, table
 from cobench.errors import InputError
 from cobench.hardware.devices import get_device
-from cobench.measure.result import ProfileResult
+from cobench.measure.result import Measured, ProfileResult
 from cobench.report.format import ms, pct, si
 from cobench.store import Store
 
@@ -226,6 +226,14 @@ def _errors(r: ProfileResult) -> dict[str, float | None]:
     return {"ttft_error_pct": r.error_pct("ttft"), "tpot_error_pct": r.error_pct("tpot")}
 
 
+def _measured(m: Measured | None, metric: str) -> str:
+    """The measured median with its between-round spread (CV of the round medians) when there were rounds."""
+    if m is None:
+        return "—"
+    spread = m.repeatability.get(metric)
+    return ms(getattr(m, f"{metric}_s")) + (f" ±{spread:.0%}" if spread is not None else "")
+
+
 def _print(results: list[ProfileResult], device: str, w: Workload) -> None:
     columns = ["arch", "backend", "prec", "status", "TTFT pred", "TTFT meas", "err", "TPOT pred", "TPOT meas", "err",
                "e2e meas", "J/token", "flags"]  # fmt: skip
@@ -234,13 +242,16 @@ def _print(results: list[ProfileResult], device: str, w: Workload) -> None:
         m = r.measured
         rows.append([
             r.arch_name, r.backend, r.precision, r.status,
-            ms(r.predicted["ttft_s"]), ms(m.ttft_s) if m else "—", pct(r.error_pct("ttft")),
-            ms(r.predicted["tpot_s"]), ms(m.tpot_s) if m else "—", pct(r.error_pct("tpot")),
+            ms(r.predicted["ttft_s"]), _measured(m, "ttft"), pct(r.error_pct("ttft")),
+            ms(r.predicted["tpot_s"]), _measured(m, "tpot"), pct(r.error_pct("tpot")),
             ms(m.e2e_s) if m else "—",
             f"{m.energy_per_token_j:.3g}" if m and m.energy_per_token_j else "—",
             m.flags if m else (r.reason or "")[:60],
         ])  # fmt: skip
-    title = f"profile on {device} (B={w.batch}, P={w.prompt}, G={w.generate}); measured vs predicted"
+    title = (
+        f"profile on {device} (B={w.batch}, P={w.prompt}, G={w.generate}); measured (median of round medians "
+        "± their CV) vs predicted"
+    )
     out.print(table(title, columns, rows, right={4, 5, 6, 7, 8, 9, 10, 11}))
     for warning in dict.fromkeys(x for r in results if r.measured for x in r.measured.warnings):
         err.print(f"warning: {warning}")

@@ -131,7 +131,7 @@ def build_design(
         w = Workload(precision=k.spec.precision)
         op_class = KERNEL_CLASS.get(k.spec.kind, "elementwise")
         op = Op(k.spec.label, op_class, 1, k.flops, 0, k.bytes)
-        add([op], w, "kernel", k.median_s, KERNEL_SHARE * max(profile_weight, 2.0) / len(kernels))
+        add([op], w, "kernel", k.median_s, KERNEL_SHARE * (profile_weight or 2.0) / len(kernels))  # 2: kernels alone
     if not step:
         raise InputError("calibrate", "nothing to fit: no profiled models and no kernel results")
     cat = [np.concatenate(c) if c else np.zeros(0) for c in columns]
