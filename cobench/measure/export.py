@@ -187,13 +187,7 @@ def validate_engine(work: Path, arch: Architecture, precision: str, model: Any, 
         "prefill": rel_error(got[0], want[0], norm),
         "decode": max(rel_error(g, w, norm) for g, w in zip(got[1:], want[1:], strict=True)),
     }
-    for phase, error in errors.items():
-        if not error <= TOLERANCE[precision]:
-            raise ExportError(
-                f"engine graph {phase} ({precision}) differs from torch by {error:.3g} "
-                f"(tolerance {TOLERANCE[precision]})"
-            )
-    return errors
+    return _within_tolerance(errors, precision, "engine graph {phase}")
 
 
 def _modules(arch: Architecture, precision: str, seed: int) -> tuple[Any, Any, Any]:
@@ -321,10 +315,15 @@ def validate(work: Path, arch: Architecture, precision: str, seed: int) -> dict[
         "prefill": rel_error(logits, ref_logits.numpy(), ERROR_NORM[precision]),
         "decode": rel_error(step_logits, ref_step.numpy(), ERROR_NORM[precision]),
     }
+    return _within_tolerance(errors, precision, "{phase} graph")
+
+
+def _within_tolerance(errors: dict[str, float], precision: str, label: str) -> dict[str, float]:
+    """The errors, or ExportError naming the first graph (`label` with {phase}) past the precision's tolerance."""
     for phase, error in errors.items():
         if not error <= TOLERANCE[precision]:
             raise ExportError(
-                f"{phase} graph ({precision}) differs from torch by {error:.3g} "
+                f"{label.format(phase=phase)} ({precision}) differs from torch by {error:.3g} "
                 f"({ERROR_NORM[precision]} / std; tolerance {TOLERANCE[precision]})"
             )
     return errors
