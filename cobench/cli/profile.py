@@ -208,8 +208,9 @@ def profile_cmd(
             sweep_id = db.sweeps.get(from_sweep)["id"]
             archs += [sweep_architecture(c, from_sweep) for c in db.sweeps.candidates(sweep_id, sort, top)]
         chooser = lambda p, b: model_chooser(db, d, b, uncalibrated=uncalibrated)(p)  # noqa: E731
-        progress = None if json_out else _progress
-        results = profile_backends(archs, backend or ["ort"], precision or ["fp32"], d, settings, db, chooser, progress)
+        progress, on_round = (None, None) if json_out else (_progress, _round)
+        backends, precisions = backend or ["ort"], precision or ["fp32"]
+        results = profile_backends(archs, backends, precisions, d, settings, db, chooser, progress, on_round)
     if json_out:
         return emit_json([r.to_json() | _errors(r) for r in results])
     _print(results, d.name, settings.workload)
@@ -220,6 +221,12 @@ def _progress(r: ProfileResult, done: int, total: int) -> None:
     err.print(
         f"[{done}/{total}] {r.arch_name} {r.backend} {r.precision}: {r.status}" + (f" — {r.reason}" if r.reason else "")
     )
+
+
+def _round(r: ProfileResult, round_: int, rounds: int, failure: str | None) -> None:
+    extra = " (measured again)" if round_ >= rounds else ""
+    err.print(f"  round {min(round_, rounds - 1) + 1}/{rounds}{extra}: {r.arch_name} {r.backend} {r.precision}"
+              + (f" — failed: {failure}" if failure else ""))  # fmt: skip
 
 
 def _errors(r: ProfileResult) -> dict[str, float | None]:

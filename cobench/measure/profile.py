@@ -221,16 +221,19 @@ def profile(
     model_for: Callable[[str], LatencyModel],
     progress: Callable[[ProfileResult, int, int], None] | None = None,
     worker: list[str] = WORKER,
+    on_round: RoundProgress | None = None,
 ) -> list[ProfileResult]:
     """Measure every (architecture, precision) not measured yet; return all results in candidate order.
 
-    `model_for(precision)` gives the latency model whose prediction is stored beside each measurement."""
+    `model_for(precision)` gives the latency model whose prediction is stored beside each measurement;
+    `progress` hears of each finished candidate, `on_round` of each round run."""
     device_id = store.catalog.put_device(device)
+    run = lambda: _profile_all(candidates, device, device_id, settings, store, model_for, progress, worker, on_round)  # noqa: E731
     if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
-        return _profile_all(candidates, device, device_id, settings, store, model_for, progress, worker)
+        return run()
     previous = signal.signal(signal.SIGTERM, _terminate)  # `kill`/`timeout` must not orphan a running worker
     try:
-        return _profile_all(candidates, device, device_id, settings, store, model_for, progress, worker)
+        return run()
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -252,6 +255,9 @@ def refusal(arch: Architecture, w: Workload, predicted: dict[str, Any], device: 
             f"{device.usable_memory_bytes / 1e9:.2f} GB of {device.name}"
         )
     return None
+
+
+RoundProgress = Callable[[ProfileResult, int, int, "str | None"], None]  # (candidate, round, rounds, failure)
 
 
 @dataclass
@@ -285,6 +291,7 @@ def _profile_all(
     model_for: Callable[[str], LatencyModel],
     progress: Callable[[ProfileResult, int, int], None] | None,
     worker: list[str],
+    on_round: RoundProgress | None = None,
 ) -> list[ProfileResult]:
     results: dict[int, ProfileResult] = {}
 
@@ -311,7 +318,7 @@ def _profile_all(
             finish(i, replace(base, reason=reason))
         else:
             pending.append(_Pending(i, base, task, store.profiles.rounds(key)))
-    rounds = _Rounds(settings, store, device_id, worker, finish)
+    rounds = _Rounds(settings, store, device_id, worker, finish, on_round)
     for r in range(settings.rounds):  # every candidate's round r before any candidate's round r + 1
         rounds.run([(p, r) for p in pending if r not in p.results and p.index not in results], seed=r)
         if r == settings.rounds - 1:
@@ -335,6 +342,7 @@ class _Rounds:
     device_id: str
     worker: list[str]
     finish: Callable[[int, ProfileResult], None]
+    on_round: RoundProgress | None = None
     ran: int = 0
     failed: set[int] = field(default_factory=set)
 
@@ -349,6 +357,8 @@ class _Rounds:
             result, reason = run_worker(p.task | {"round": r}, self.settings.timeout_s, self.worker)
             p.seconds += time.perf_counter() - t0
             self.ran += 1
+            if self.on_round:
+                self.on_round(p.base, r, self.settings.rounds, reason)
             if result is None:
                 failed = replace(p.base, status="failed", reason=reason, seconds=p.seconds)
                 self.store.profiles.put(failed, self.device_id)
@@ -406,6 +416,7 @@ def profile_backends(
     store: Store,
     model_for: Callable[[str, str], LatencyModel],
     progress: Callable[[ProfileResult, int, int], None] | None = None,
+    on_round: RoundProgress | None = None,
 ) -> list[ProfileResult]:
     """`cobench profile`: every architecture × precision on every backend, each backend checked before any
     worker starts; `model_for(precision, backend)` is the latency model stored beside each result."""
@@ -423,5 +434,6 @@ def profile_backends(
     for b in backends:
         candidates = [(a, p) for a in archs for p in precisions]
         models = {p: model_for(p, b) for p in precisions}
-        results += profile(candidates, device, replace(settings, backend=b), store, models.__getitem__, progress)
+        b_settings = replace(settings, backend=b)
+        results += profile(candidates, device, b_settings, store, models.__getitem__, progress, on_round=on_round)
     return results
