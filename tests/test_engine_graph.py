@@ -26,6 +26,9 @@ VARIANTS = {
     "mqa-gelu-layernorm": replace(TINY, n_kv_heads=1, ffn="gelu", norm="layernorm"),
     "mha-bias-untied": replace(TINY, n_kv_heads=4, qkv_bias=True, o_bias=True, mlp_bias=True, tie_embeddings=False),
     "head_dim-32": replace(TINY, head_dim=32),
+    "moe-top2-gated-shared": replace(
+        TINY, n_experts=4, top_k=2, d_ff_expert=48, n_shared_experts=1, d_ff_shared=32, shared_expert_gate=True
+    ),
 }
 
 

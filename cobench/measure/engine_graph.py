@@ -10,8 +10,8 @@ parameter counts are the ones cobench checks; building takes seconds where torch
 Inputs: input_ids (B, S) int64; seqlens_k (B,) int32 = total length − 1; total_sequence_length () int32;
 cos_cache / sin_cache (capacity, head_dim / 2); past_key_i / past_value_i (B, kv_heads, capacity,
 head_dim). Outputs: logits (B, 1, vocab) of the last position; present_key_i / present_value_i.
-Dense architectures (SwiGLU or GELU, RMSNorm or LayerNorm, q/k/v/o/MLP biases, tied or untied); MoE
-keeps the torch.export graphs (measure/export.py).
+SwiGLU or GELU, RMSNorm or LayerNorm, q/k/v/o/MLP biases, tied or untied; MoE with top-k routing, each
+expert run on the tokens routed to it (as cobench's torch module loops over them) and shared experts.
 """
 
 from __future__ import annotations
@@ -89,13 +89,43 @@ def _ffn(g: _Graph, x: str, ffn: Any, name: str) -> str:
     return g.linear(hidden, ffn.down_proj, f"{name}.down")
 
 
+def _moe(g: _Graph, x: str, moe: Any, a: Architecture, name: str) -> str:
+    """Top-k routing with softmax over the chosen logits, then each expert on the tokens routed to it
+    (gathered, run, weighted, scatter-added back), as cobench's torch module loops over them; plus the
+    shared experts (sigmoid-gated when the architecture has the gate)."""
+    i64 = np.int64
+    flat = g.node("Reshape", [x, g.weight(f"{name}.flat", np.array([-1, a.d_model]), i64)], f"{name}.tokens")
+    router = g.linear(flat, moe.router, f"{name}.router")
+    g.node("TopK", [router, g.weight(f"{name}.k", np.array([a.top_k]), i64)], f"{name}.topk", outputs=2, axis=-1)
+    weights = g.node("Softmax", [f"{name}.topk:0"], f"{name}.weights", axis=-1)
+    out = g.node("Mul", [flat, g.weight(f"{name}.zero", np.zeros((), g.dtype))], f"{name}.zeros")
+    last = g.weight(f"{name}.last", np.array([-1]), i64)
+    for e, expert in enumerate(moe.experts):
+        n = f"{name}.e{e}"
+        eq = g.node("Equal", [f"{name}.topk:1", g.weight(f"{n}.id", np.array(e), i64)], f"{n}.eq")
+        chosen = g.node("Cast", [eq], f"{n}.chosen", to=g.elem)  # (N, k): 1 where this expert was picked
+        w = g.node("ReduceSum", [g.node("Mul", [chosen, weights], f"{n}.w_slots"), last], f"{n}.w", keepdims=0)
+        routed = g.node("ReduceMax", [chosen, last], f"{n}.routed", keepdims=0)
+        rows = g.node("Transpose", [g.node("NonZero", [routed], f"{n}.nz")], f"{n}.rows", perm=[1, 0])  # (M, 1)
+        ye = _ffn(g, g.node("GatherND", [flat, rows], f"{n}.x"), expert, n)
+        scale = g.node("Unsqueeze", [g.node("GatherND", [w, rows], f"{n}.w_rows"), last], f"{n}.scale")
+        out = g.node("ScatterND", [out, rows, g.node("Mul", [ye, scale], f"{n}.y")], f"{n}.out", reduction="add")
+    if len(moe.shared):
+        shared = _ffn(g, flat, moe.shared[0], f"{name}.s0")
+        for j, extra in enumerate(moe.shared[1:], 1):
+            shared = g.node("Add", [shared, _ffn(g, flat, extra, f"{name}.s{j}")], f"{name}.shared{j}")
+        if moe.shared_gate is not None:
+            gate = g.node("Sigmoid", [g.linear(flat, moe.shared_gate, f"{name}.shared_gate")], f"{name}.gate")
+            shared = g.node("Mul", [gate, shared], f"{name}.gated")
+        out = g.node("Add", [out, shared], f"{name}.with_shared")
+    return g.node("Reshape", [out, g.node("Shape", [x], f"{name}.shape")], f"{name}.moe")
+
+
 def build(model: Any, a: Architecture, precision: str, data: Any = None, location: str = "") -> Any:
     """The engine graph of `model` (cobench's torch Transformer for `a`) at fp32 or fp16; with `data` (a
     binary file open for writing, named `location` beside the graph) the weights are stored there."""
     from onnx import TensorProto, helper
 
-    if a.is_moe:
-        raise ValueError("the engine graph covers dense architectures; MoE uses the torch.export graphs")
     dtype, elem = (np.float16, TensorProto.FLOAT16) if precision == "fp16" else (np.float32, TensorProto.FLOAT)
     g = _Graph(dtype, elem, data, location)
     embed = g.weight("embed", model.embed.weight.detach().numpy())
@@ -136,11 +166,9 @@ def build(model: Any, a: Architecture, precision: str, data: Any = None, locatio
             helper.make_tensor_value_info(f"present_{kind}_{i}", elem, cache_shape) for kind in ("key", "value")
         ]
         x = g.node("Add", [x, g.linear(f"{n}.attn", att.o_proj, f"{n}.o")], f"{n}.residual1")
-        x = g.node(
-            "Add",
-            [x, _ffn(g, g.norm(x, layer.ffn_norm, f"{n}.ffn_norm", layernorm), layer.ffn, f"{n}.ffn")],
-            f"{n}.residual2",
-        )
+        h = g.norm(x, layer.ffn_norm, f"{n}.ffn_norm", layernorm)
+        ffn = _moe(g, h, layer.ffn, a, f"{n}.moe") if a.is_moe else _ffn(g, h, layer.ffn, f"{n}.ffn")
+        x = g.node("Add", [x, ffn], f"{n}.residual2")
     last = g.node(
         "Slice", [x, g.weight("minus_one", np.array([-1]), np.int64), g.weight("end", np.array([2**62]), np.int64),
                   g.weight("axis1", np.array([1]), np.int64)], "last_position",

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from cobench.store import Store
 
 
-# How each backend computes a forward pass, as cobench runs it. ORT runs the engine graph (dense models):
+# How each backend computes a forward pass, as cobench runs it. ORT runs the engine graph (fp32/fp16):
 # fused GroupQueryAttention on a preallocated cache written in place, K/V shared across a group, the full
 # score matrix of the prompt computed (no causal skipping on its CPU kernel). torch's eager module and
 # TensorRT's engines run the exported graphs, which return past ++ new (the KV cache copied every step).

@@ -87,11 +87,11 @@ def open_runner(
     if backend == "ort":
         from cobench.measure.engine_graph import ENGINE_PRECISIONS
 
-        if options.get("graph", "engine") == "engine" and not arch.is_moe and precision in ENGINE_PRECISIONS:
+        if options.get("graph", "engine") == "engine" and precision in ENGINE_PRECISIONS:
             from cobench.measure.runners.ort_engine import OrtEngineRunner
 
             return OrtEngineRunner.open(arch, precision, device, cache_dir, options)
-        from cobench.measure.runners.ort import OrtRunner  # MoE and int8: the torch.export graphs (concat KV)
+        from cobench.measure.runners.ort import OrtRunner  # int8 (and on request): the torch.export graphs
 
         return OrtRunner.open(arch, precision, device, cache_dir, options)
     if backend == "torch":
