@@ -1,7 +1,7 @@
-"""Generation truth: cobench's TTFT and per-step TPOT against a bare ONNX Runtime generation loop over the
-same exported graphs, for five candidates, in short ABBA-interleaved blocks (cobench's block is a real
-`cobench profile` worker process; the bare block is what a careful hand-written script does), and e2e
-against TTFT + Σ steps inside cobench's own generations.
+"""Generation truth: cobench's TTFT and per-step TPOT against a bare ONNX Runtime generation loop over
+the same engine graph (the one cobench's ORT runner runs), for five candidates, in short ABBA-interleaved
+blocks (cobench's block is a real `cobench profile` worker process; the bare block is what a careful
+hand-written script does), and e2e against TTFT + Σ steps inside cobench's own generations.
 
 Targets (issue 11): |cobench / bare − 1| < 2 % for TTFT and TPOT; |e2e / (TTFT + Σ steps) − 1| < 3 %.
 """
@@ -18,10 +18,11 @@ import numpy as np
 import onnxruntime as ort
 from harness_honesty import verdict
 
+from cobench.arch.architecture import Architecture
 from cobench.arch.spec import presets
 from cobench.arch.workload import Workload
 from cobench.hardware.devices import get_device
-from cobench.measure.export import export
+from cobench.measure.export import export_engine
 from cobench.measure.profile import WORKER, ProfileSettings, run_worker, summarise_measurement, task_for
 from cobench.measure.timing import HarnessConfig
 
@@ -31,19 +32,38 @@ PAIRS = 6
 BLOCK_S = 1.0
 
 
-def bare_block(sessions: dict[str, ort.InferenceSession], ids: np.ndarray, seconds: float) -> tuple[float, float]:
-    """Generations for `seconds` after a warm-up: median prefill, and the mean of the per-step medians."""
+def bare_block(
+    session: ort.InferenceSession, arch: Architecture, ids: np.ndarray, seconds: float
+) -> tuple[float, float]:
+    """A hand-written generation loop over the same engine graph (IO binding, one cache per generation bound
+    as past and present): warm up, generate for `seconds`; median prefill, mean of the per-step medians."""
+    capacity = WORKLOAD.prompt + WORKLOAD.generate
+    inv = 1.0 / 10000.0 ** (np.arange(0, arch.head_dim, 2) / arch.head_dim)
+    angles = np.outer(np.arange(capacity), inv)
+    cos, sin = np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
     token = ids[:, -1:]
 
     def generation() -> tuple[float, list[float]]:
-        t0 = time.perf_counter()
-        _, k, v = sessions["prefill"].run(None, {"input_ids": ids})
-        ttft = time.perf_counter() - t0
-        steps = []
-        for _ in range(WORKLOAD.generate - 1):
+        shape = (1, arch.n_kv_heads, capacity, arch.head_dim)
+        kv = [ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, np.float32)) for _ in range(2 * arch.n_layers)]
+
+        def run(x: np.ndarray, total: int) -> float:
             t0 = time.perf_counter()
-            _, k, v = sessions["decode"].run(None, {"input_ids": token, "past_k": k, "past_v": v})
-            steps.append(time.perf_counter() - t0)
+            b = session.io_binding()
+            for name, value in (("input_ids", x), ("seqlens_k", np.array([total - 1], np.int32)),
+                                ("total_sequence_length", np.array(total, np.int32)), ("cos_cache", cos),
+                                ("sin_cache", sin)):  # fmt: skip
+                b.bind_cpu_input(name, value)
+            b.bind_output("logits", "cpu")
+            for i in range(arch.n_layers):
+                for j, kind in enumerate(("key", "value")):
+                    b.bind_ortvalue_input(f"past_{kind}_{i}", kv[j * arch.n_layers + i])
+                    b.bind_ortvalue_output(f"present_{kind}_{i}", kv[j * arch.n_layers + i])
+            session.run_with_iobinding(b)
+            return time.perf_counter() - t0
+
+        ttft = run(ids, WORKLOAD.prompt)
+        steps = [run(token, WORKLOAD.prompt + 1 + i) for i in range(WORKLOAD.generate - 1)]
         return ttft, steps
 
     for _ in range(2):
@@ -74,10 +94,8 @@ def main() -> int:
         print(f"B=1, P={WORKLOAD.prompt}, G={WORKLOAD.generate}, ORT CPU fp32; {PAIRS} ABBA pairs per candidate")
         for name in CANDIDATES:
             arch = presets()[name].arch
-            exported = export(arch, "fp32", Path(tmp))
-            so = ort.SessionOptions()
-            sessions = {p: ort.InferenceSession(str(exported.graph(p)), so, providers=["CPUExecutionProvider"])
-                        for p in ("prefill", "decode")}  # fmt: skip
+            exported = export_engine(arch, "fp32", Path(tmp))  # the graph cobench's ORT runner runs
+            session = ort.InferenceSession(str(exported.graph("model")), providers=["CPUExecutionProvider"])
             ids = np.random.default_rng(0).integers(0, arch.vocab_size, (1, WORKLOAD.prompt), dtype=np.int64)
             task = task_for(arch, "fp32", device, settings)
             ttft, tpot, gaps = [], [], []
@@ -85,7 +103,7 @@ def main() -> int:
                 first, second = (cobench_block, bare_block) if i % 2 == 0 else (bare_block, cobench_block)
                 out = {}
                 for fn in (first, second):
-                    out[fn] = fn(task) if fn is cobench_block else fn(sessions, ids, BLOCK_S)
+                    out[fn] = fn(task) if fn is cobench_block else fn(session, arch, ids, BLOCK_S)
                 (c_ttft, c_tpot, gap), (b_ttft, b_tpot) = out[cobench_block], out[bare_block]
                 ttft.append(c_ttft / b_ttft)
                 tpot.append(c_tpot / b_tpot)
