@@ -67,9 +67,6 @@ def profiled(page: Page, profiles: list[ProfileResult]) -> None:
     rows = []
     for p in profiles:
         m, pred = p.measured, p.predicted
-        flags = ([f"noisy: {', '.join(m.noisy)}"] if m and m.noisy else []) + (
-            ["THROTTLED"] if m and m.throttled else []
-        )
         ci = m.ttft_ci_s if m else None
         ci_text = f" ({ci[0] * 1e3:.3g}–{ci[1] * 1e3:.3g})" if ci else ""
         rows.append([
@@ -77,7 +74,7 @@ def profiled(page: Page, profiles: list[ProfileResult]) -> None:
             ms(pred.get("ttft_s")), ms(m.ttft_s if m else None) + ci_text,
             pct(p.error_pct("ttft")), ms(pred.get("tpot_s")), ms(m.tpot_s if m else None), pct(p.error_pct("tpot")),
             f"{m.energy_per_token_j:.3g} J" if m and m.energy_per_token_j else "—",
-            pred.get("calibration") or "uncalibrated", "; ".join(flags) or (p.reason or "")[:80],
+            pred.get("calibration") or "uncalibrated", m.flags if m else (p.reason or "")[:80],
         ])  # fmt: skip
     page.section(
         "Profiled candidates: predicted vs measured",
