@@ -1,10 +1,12 @@
-"""The engine graph: what ORT runs is what a deployment engine runs — fused attention on a preallocated
-KV cache written in place — and it computes what cobench's torch module computes."""
+"""Engine-like decode: what ORT and torch run is what a deployment engine runs — attention on a KV cache
+preallocated for the generation and written in place — and it computes what cobench's torch module
+computes with the plain past ++ new forward."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -37,12 +39,21 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("engine-cache")
 
 
+ENGINES = ("ort", "torch")
+
+
+def _cache_memory(backend: str, state: Any) -> np.ndarray:
+    """Layer 0's keys of batch row 0, read from the cache's own memory."""
+    return state.arrays[0][0] if backend == "ort" else state.keys[0, 0].numpy()
+
+
+@pytest.mark.parametrize("backend", ENGINES)
 @pytest.mark.parametrize("name", VARIANTS)
-def test_decode_steps_equal_torch(cache: Path, name: str) -> None:
+def test_decode_steps_equal_torch(cache: Path, name: str, backend: str) -> None:
     """Prompt, then five greedy steps written in place: the logits of every step are the torch module's."""
     a = VARIANTS[name]
-    runner = open_runner("ort", a, "fp32", "cpu", cache, {"capacity": 32})
-    assert "engine" in runner.info()["graph"]
+    runner = open_runner(backend, a, "fp32", "cpu", cache, {"capacity": 32})
+    assert "in place" in runner.info()["graph" if backend == "ort" else "kv_cache"]
     model = build_model(a)
     ids = np.random.default_rng(1).integers(0, a.vocab_size, (1, 9))
     state = runner.new_cache(1)
@@ -56,8 +67,9 @@ def test_decode_steps_equal_torch(cache: Path, name: str) -> None:
             ref, k, v = model(torch.from_numpy(token), k, v)
     np.testing.assert_allclose(logits, ref.numpy(), rtol=1e-3, atol=1e-4)
     assert state.length == 14 and state.capacity == 32
-    written = state.arrays[0][0, :, :14]  # layer 0's keys, in the cache's own memory: written in place
+    written = _cache_memory(backend, state)[:, :14]  # in the cache's own memory: written in place
     np.testing.assert_allclose(written, k[0, 0].numpy(), rtol=1e-4, atol=1e-5)
+    assert runner.allocations == 1
 
 
 def test_only_attention_touches_the_cache(cache: Path) -> None:
@@ -71,8 +83,9 @@ def test_only_attention_touches_the_cache(cache: Path) -> None:
     assert not any(n.op_type == "Concat" for n in graph.node)
 
 
-def test_the_cache_is_allocated_once_per_generation(cache: Path) -> None:
-    runner = open_runner("ort", TINY, "fp32", "cpu", cache, {"capacity": 64})
+@pytest.mark.parametrize("backend", ENGINES)
+def test_the_cache_is_allocated_once_per_generation(cache: Path, backend: str) -> None:
+    runner = open_runner(backend, TINY, "fp32", "cpu", cache, {"capacity": 64})
     ids = np.zeros((1, 16), dtype=np.int64)
     cfg = HarnessConfig(warmup_s=0.0, min_iters=3, min_time_s=0.0, max_time_s=1.0, target_rel_ci=1.0)
     samples, g = time_generation(runner, ids, ids[:, -1:], 8, cfg)
@@ -81,8 +94,9 @@ def test_the_cache_is_allocated_once_per_generation(cache: Path) -> None:
     assert g.steps_s.shape[1] == 7
 
 
-def test_a_generation_past_the_capacity_is_refused(cache: Path) -> None:
-    runner = open_runner("ort", TINY, "fp32", "cpu", cache, {"capacity": 10})
+@pytest.mark.parametrize("backend", ENGINES)
+def test_a_generation_past_the_capacity_is_refused(cache: Path, backend: str) -> None:
+    runner = open_runner(backend, TINY, "fp32", "cpu", cache, {"capacity": 10})
     state = runner.prefill(np.zeros((1, 9), dtype=np.int64))
     state = runner.decode(np.zeros((1, 1), dtype=np.int64), state)
     with pytest.raises(ValueError, match="holds 10 positions"):
@@ -94,3 +108,55 @@ def test_fp16_engine_graph_is_validated_and_cached(cache: Path) -> None:
     assert not first.meta["cache_hit"] and first.meta["validation"]["decode"] < 5e-2
     again = export_engine(replace(TINY, name="renamed"), "fp16", cache)
     assert again.meta["cache_hit"] and again.key == first.key
+
+
+@pytest.mark.parametrize("name", ["gqa", "moe-top2-gated-shared"])
+def test_the_capturable_step_equals_the_eager_one(name: str) -> None:
+    """The step CUDA graphs capture (whole capacity under a mask, positions as a tensor) computes what the
+    eager step computes, and the cache it leaves is the same: checked on CPU, where it also runs."""
+    from cobench.arch.model import StaticCache
+
+    a = VARIANTS[name]
+    model = build_model(a)
+    ids = torch.from_numpy(np.random.default_rng(2).integers(0, a.vocab_size, (2, 7)))
+    caches = [StaticCache.allocate(a, 2, 16, torch.float32, "cpu") for _ in range(2)]
+    with torch.no_grad():
+        for c in caches:
+            model.step(ids, c, torch.arange(7), 7)
+        token = ids[:, -1:]
+        for position in range(7, 12):
+            eager = model.step(token, caches[0], torch.tensor([position]), position + 1)
+            masked = model.step(token, caches[1], torch.tensor([position]), None)
+            np.testing.assert_allclose(masked.numpy(), eager.numpy(), rtol=1e-4, atol=1e-5)
+            token = eager[:, -1].argmax(-1, keepdim=True)
+    np.testing.assert_allclose(caches[1].values.numpy(), caches[0].values.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_a_torch_step_touches_the_cache_only_to_write_one_position_and_attend() -> None:
+    """Every aten op that sees the cache's memory during a decode step: views, a one-position write per
+    layer for keys and values, and attention's read. No cat, no copy of the cache."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from cobench.arch.model import StaticCache
+
+    model = build_model(TINY)
+    state = StaticCache.allocate(TINY, 1, 32, torch.float32, "cpu")
+    memory = {state.keys.untyped_storage().data_ptr(), state.values.untyped_storage().data_ptr()}
+    seen: list[tuple[str, list[tuple[int, ...]]]] = []
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            tensors = [x for x in [*args, *(kwargs or {}).values()] if isinstance(x, torch.Tensor)]
+            if any(x.untyped_storage().data_ptr() in memory for x in tensors):
+                seen.append((func.overloadpacket.__name__, [tuple(x.shape) for x in tensors]))
+            return func(*args, **(kwargs or {}))
+
+    with torch.inference_mode():
+        model.step(torch.zeros(1, 9, dtype=torch.long), state, torch.arange(9), 9)
+        with Record():
+            model.step(torch.zeros(1, 1, dtype=torch.long), state, torch.tensor([9]), 10)
+    ops = [name for name, _ in seen]
+    assert set(ops) == {"select", "slice", "index_copy_", "scaled_dot_product_attention"}
+    writes = [shapes for name, shapes in seen if name == "index_copy_"]
+    assert len(writes) == 2 * TINY.n_layers and all(s[2][2] == 1 for s in writes)  # one position each
+    assert ops.count("scaled_dot_product_attention") == TINY.n_layers

@@ -9,6 +9,7 @@ and matmul FLOPs match `operators`. The KV cache is passed in and returned as st
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -45,14 +46,22 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(a.d_model, a.n_kv_heads * a.head_dim, bias=a.qkv_bias)
         self.o_proj = nn.Linear(a.n_heads * a.head_dim, a.d_model, bias=a.o_bias)
 
-    def forward(
-        self, x: Tensor, cos: Tensor, sin: Tensor, past_k: Tensor | None, past_v: Tensor | None
-    ) -> tuple[Tensor, Tensor, Tensor]:
+    def _qkv(self, x: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         b, t, _ = x.shape
         q = self.q_proj(x).view(b, t, self.n_heads, self.hd).transpose(1, 2)  # (B, h, T, hd)
         k = self.k_proj(x).view(b, t, self.n_kv, self.hd).transpose(1, 2)  # (B, kv, T, hd)
         v = self.v_proj(x).view(b, t, self.n_kv, self.hd).transpose(1, 2)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
+
+    def _out(self, y: Tensor) -> Tensor:
+        b, _, t, _ = y.shape
+        return self.o_proj(y.transpose(1, 2).reshape(b, t, self.n_heads * self.hd))
+
+    def forward(
+        self, x: Tensor, cos: Tensor, sin: Tensor, past_k: Tensor | None, past_v: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        t = x.shape[1]
+        q, k, v = self._qkv(x, cos, sin)
         mask = None
         if past_k is not None and past_v is not None:  # new tokens see the whole cache and, causally, each other
             past = past_k.shape[2]
@@ -63,8 +72,26 @@ class Attention(nn.Module):
         v_all = v.repeat_interleave(group, dim=1) if group > 1 else v
         # (shape-independent branches, so that torch.export sees one graph per phase)
         y = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask, is_causal=mask is None)
-        y = y.transpose(1, 2).reshape(b, t, self.n_heads * self.hd)
-        return self.o_proj(y), k, v
+        return self._out(y), k, v
+
+    def cached(
+        self, x: Tensor, cos: Tensor, sin: Tensor, keys: Tensor, values: Tensor, positions: Tensor, visible: int | None
+    ) -> Tensor:
+        """Attention against a preallocated cache (B, kv, capacity, hd): the new keys and values are written
+        at `positions` in place, then attention reads the first `visible` positions (a view, no copy), or,
+        with visible None (CUDA graphs: one shape for every step), the whole capacity under a mask."""
+        q, k, v = self._qkv(x, cos, sin)
+        keys.index_copy_(2, positions, k)
+        values.index_copy_(2, positions, v)
+        if visible is not None:
+            keys, values = keys[:, :, :visible], values[:, :, :visible]
+        t, seen = x.shape[1], keys.shape[2]
+        causal = visible is not None and visible == t  # a prompt into an empty cache
+        mask = None
+        if not causal and (t > 1 or visible is None):
+            mask = positions[:, None] >= torch.arange(seen, device=x.device)[None, :]
+        y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, is_causal=causal, enable_gqa=True)
+        return self._out(y)
 
 
 class FeedForward(nn.Module):
@@ -130,6 +157,12 @@ class Block(nn.Module):
         x = x + h
         return x + self.ffn(self.ffn_norm(x)), k, v
 
+    def cached(
+        self, x: Tensor, cos: Tensor, sin: Tensor, keys: Tensor, values: Tensor, positions: Tensor, visible: int | None
+    ) -> Tensor:
+        x = x + self.attn.cached(self.attn_norm(x), cos, sin, keys, values, positions, visible)
+        return x + self.ffn(self.ffn_norm(x))
+
 
 class Transformer(nn.Module):
     """Decoder-only LM. forward(ids, past_k, past_v) → (logits, k_cache, v_cache).
@@ -171,6 +204,37 @@ class Transformer(nn.Module):
             vs.append(v)
         x = self.norm(x if all_logits else x[:, -1:, :])
         return self.lm_head(x), torch.stack(ks), torch.stack(vs)
+
+    def step(self, ids: Tensor, cache: StaticCache, positions: Tensor, visible: int | None) -> Tensor:
+        """One engine step: ids (B, T) at `positions` (T,), written into the cache in place; last logits.
+
+        visible = positions[-1] + 1 reads only the filled part; None reads the whole capacity under a mask,
+        so that every step has the same shapes and a CUDA graph can replay it (positions updated in place).
+        """
+        cos, sin = self.rope_cos[positions], self.rope_sin[positions]
+        x = self.embed(ids)
+        for i, layer in enumerate(self.layers):
+            x = layer.cached(x, cos, sin, cache.keys[i], cache.values[i], positions, visible)
+        return self.lm_head(self.norm(x[:, -1:, :]))
+
+
+@dataclass
+class StaticCache:
+    """A KV cache preallocated for a whole generation, as engines keep it: (layers, B, kv_heads, capacity,
+    head_dim) keys and values, and how many positions are filled. Steps write into it; nothing reallocates."""
+
+    keys: Tensor
+    values: Tensor
+    length: int = 0
+
+    @classmethod
+    def allocate(cls, a: Architecture, batch: int, capacity: int, dtype: torch.dtype, device: str) -> StaticCache:
+        shape = (a.n_layers, batch, a.n_kv_heads, capacity, a.head_dim)
+        return cls(torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device))
+
+    @property
+    def capacity(self) -> int:
+        return int(self.keys.shape[3])
 
 
 def build_model(a: Architecture, seed: int = 0, dtype: torch.dtype = torch.float32) -> Transformer:

@@ -44,8 +44,9 @@ from cobench.store import Store
 WORKER = [sys.executable, "-m", "cobench.measure.worker"]
 # What a profile measures; part of its key, so a result measured the old way is never reused as a new one.
 # 2: TPOT from the decode steps inside real generation (measure/generation.py), not a step on a fixed cache.
-MEASUREMENT = 3  # and TTFT from the prefill inside those generations
-# 3: ORT runs the engine graph (fused GroupQueryAttention, preallocated KV cache written in place)
+# 3: and TTFT from the prefill inside those generations; ORT runs the engine graph (fused
+#    GroupQueryAttention, preallocated KV cache written in place).
+MEASUREMENT = 4  # torch runs a static KV cache written in place too (arch/model.py StaticCache)
 
 
 @dataclass(frozen=True)

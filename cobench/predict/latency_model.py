@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 # TensorRT's engines run the exported graphs, which return past ++ new (the KV cache copied every step).
 BACKEND_COUNTING = {
     "ort": Counting(causal=False, moe_loop=True),
-    "torch": Counting(kv_update="concat", kv_expand=True, moe_loop=True),
+    "torch": Counting(moe_loop=True),
     "trt": Counting(causal=False, kv_update="concat", kv_expand=True, moe_loop=True),
 }
 

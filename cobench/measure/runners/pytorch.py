@@ -1,5 +1,7 @@
 """PyTorch eager runner (CPU or CUDA), optionally replaying the decode step as a CUDA graph.
 
+The KV cache is static, as engines keep it (arch/model.py StaticCache): allocated for the whole
+generation, each step writing its position in place; attention is SDPA with GQA handled inside it.
 On CUDA, calls are timed with CUDA events on the current stream; on CPU with the host clock.
 """
 
@@ -7,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,6 +28,10 @@ class TorchRunner:
     dtype: Any
     build_s: float
     cuda_graphs: bool
+    capacity: int
+    allocations: int = 0  # caches allocated so far: at most one per generation, never per step
+    _graph_caches: dict[int, Any] = field(default_factory=dict)
+    _graphs: dict[int, tuple[Any, ...]] = field(default_factory=dict)
     name: str = "torch"
 
     @classmethod
@@ -48,7 +54,12 @@ class TorchRunner:
         dtype = getattr(torch, DTYPES[precision])
         model = build_model(arch, seed=int(options.get("seed", 0)), dtype=dtype).to(device)
         return cls(
-            model, device, dtype, time.perf_counter() - t0, bool(options.get("cuda_graphs")) and device == "cuda"
+            model,
+            device,
+            dtype,
+            time.perf_counter() - t0,
+            bool(options.get("cuda_graphs")) and device == "cuda",
+            int(options.get("capacity") or arch.max_seq_len),
         )
 
     def info(self) -> dict[str, Any]:
@@ -62,6 +73,7 @@ class TorchRunner:
             "build_s": self.build_s,
             "threads": torch.get_num_threads(),
             "cuda_graphs": self.cuda_graphs,
+            "kv_cache": f"static, {self.capacity} positions, written in place",
         }
         if self.device == "cuda":
             info |= {"gpu": torch.cuda.get_device_name(0), "cuda": torch.version.cuda}
@@ -72,46 +84,97 @@ class TorchRunner:
 
         return torch.as_tensor(ids, device=self.device)
 
-    def prefill(self, ids: np.ndarray) -> Any:
+    def _positions(self, start: int, count: int) -> Any:
         import torch
 
+        return torch.arange(start, start + count, device=self.device)
+
+    def new_cache(self, batch: int) -> Any:
+        """The generation's cache, allocated once; under CUDA graphs one per batch size for the runner's
+        life (a captured graph holds its addresses), reused by every generation."""
+        from cobench.arch.model import StaticCache
+
+        if self.cuda_graphs and batch in self._graph_caches:
+            cache = self._graph_caches[batch]
+            cache.length = 0
+            return cache
+        cache = StaticCache.allocate(self.model.arch, batch, self.capacity, self.dtype, self.device)
+        self.allocations += 1
+        if self.cuda_graphs:
+            self._graph_caches[batch] = cache
+        return cache
+
+    def _step(self, ids: np.ndarray, cache: Any) -> Any:
+        import torch
+
+        t = ids.shape[1]
+        total = cache.length + t
+        if total > cache.capacity:
+            raise ValueError(f"the KV cache holds {cache.capacity} positions; this step needs {total}")
         with torch.inference_mode():
-            _, k, v = self.model(self._tensor(ids))
-        return k, v
+            if t == 1 and self.cuda_graphs:
+                logits = self._replay(ids, cache)
+            else:
+                logits = self.model.step(self._tensor(ids), cache, self._positions(cache.length, t), total)
+        cache.length = total
+        return logits
 
-    def decode(self, ids: np.ndarray, cache: Any) -> Any:
+    def _replay(self, ids: np.ndarray, cache: Any) -> Any:
+        """The decode step as a CUDA graph captured once per cache: the whole capacity read under a mask,
+        the token and position copied into the graph's static inputs before each replay."""
         import torch
 
-        with torch.inference_mode():
-            _, k, v = self.model(self._tensor(ids), cache[0], cache[1])
-        return k, v
-
-    def make_cache(self, batch: int, context: int) -> Any:
-        import torch
-
-        a = self.model.arch
-        shape = (a.n_layers, batch, a.n_kv_heads, context, a.head_dim)
-        g = torch.Generator(device=self.device).manual_seed(0)
-        return tuple(torch.randn(shape, generator=g, device=self.device, dtype=self.dtype) for _ in range(2))
-
-    def fixed_decode(self, ids: np.ndarray, cache: Any) -> Callable[[], Any]:
-        """A decode step at a fixed context; with cuda_graphs, captured once and replayed."""
-        if not self.cuda_graphs:
-            return lambda: self.decode(ids, cache)
-        import torch
-
-        static_ids = self._tensor(ids)
-        with torch.inference_mode():
+        if id(cache) not in self._graphs:
+            static_ids = self._tensor(ids)
+            position = self._positions(cache.length, 1)
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
                 for _ in range(3):  # warm up allocations outside the graph
-                    self.model(static_ids, cache[0], cache[1])
+                    self.model.step(static_ids, cache, position, None)
             torch.cuda.current_stream().wait_stream(side)
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
-                self.model(static_ids, cache[0], cache[1])
-        return graph.replay
+                logits = self.model.step(static_ids, cache, position, None)
+            self._graphs[id(cache)] = (graph, static_ids, position, logits)
+        graph, static_ids, position, logits = self._graphs[id(cache)]
+        static_ids.copy_(torch.as_tensor(ids), non_blocking=True)
+        position.fill_(cache.length)
+        graph.replay()
+        return logits
+
+    def prefill(self, ids: np.ndarray) -> Any:
+        cache = self.new_cache(ids.shape[0])
+        self._step(ids, cache)
+        return cache
+
+    def decode(self, ids: np.ndarray, cache: Any) -> Any:
+        self._step(ids, cache)
+        return cache
+
+    def logits(self, ids: np.ndarray, cache: Any) -> np.ndarray:
+        """The step's last-position logits (tests)."""
+        return self._step(ids, cache).float().cpu().numpy()
+
+    def make_cache(self, batch: int, context: int) -> Any:
+        import torch
+
+        cache = self.new_cache(batch)
+        g = torch.Generator(device=self.device).manual_seed(0)
+        for buffer in (cache.keys, cache.values):
+            buffer.copy_(torch.randn(buffer.shape, generator=g, device=self.device, dtype=self.dtype))
+        cache.length = context
+        return cache
+
+    def fixed_decode(self, ids: np.ndarray, cache: Any) -> Callable[[], Any]:
+        """One step at the cache's context, again and again (the position written is restored each time)."""
+        context = cache.length
+
+        def step() -> Any:
+            cache.length = context
+            return self._step(ids, cache)
+
+        return step
 
     def timed(self, fn: Callable[[], Any]) -> float:
         return time_cuda(fn) if self.device == "cuda" else time_host(fn)
