@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+import export_speed
 import generation_truth
 import harness_honesty
 import kernel_ceilings
@@ -16,6 +17,7 @@ if __name__ == "__main__":
         ("sweep throughput", sweep_throughput),
         ("harness honesty", harness_honesty),
         ("generation truth", generation_truth),
+        ("export speed", export_speed),
         ("kernel ceilings", kernel_ceilings),
         ("training throughput", train_throughput),
     ):

@@ -238,16 +238,25 @@ class StaticCache:
 
 
 def build_model(a: Architecture, seed: int = 0, dtype: torch.dtype = torch.float32) -> Transformer:
-    """Random weights from a seed (GPT-2 style init, 0.02 std, scaled residual outputs)."""
+    """Random weights from a seed (GPT-2 style init, 0.02 std, scaled residual outputs).
+
+    The module is laid out on the meta device and each parameter drawn once in place: torch's own
+    default initialisation, overwritten anyway, took half of a 0.5 B model's export."""
     generator = torch.Generator().manual_seed(seed)
-    model = Transformer(a)
+    with torch.device("meta"):
+        model = Transformer(a)
+    model.to_empty(device="cpu")
+    if a.tie_embeddings:  # to_empty gives every parameter its own storage
+        model.lm_head.weight = model.embed.weight
+    cos, sin = rope_tables(a.head_dim, a.max_seq_len)  # buffers are not parameters: to_empty left them empty
+    model.rope_cos, model.rope_sin = cos, sin
     with torch.no_grad():
         for name, p in model.named_parameters():
             if p.dim() == 1:
-                p.copy_(torch.ones_like(p) if name.endswith("weight") else torch.zeros_like(p))
+                p.fill_(1.0 if name.endswith("weight") else 0.0)
             else:
                 std = 0.02 / math.sqrt(2 * a.n_layers) if name.endswith(("o_proj.weight", "down_proj.weight")) else 0.02
-                p.copy_(torch.randn(p.shape, generator=generator) * std)
+                p.normal_(0.0, std, generator=generator)
     return model.to(dtype).eval()
 
 
