@@ -72,9 +72,10 @@ def test_decode_steps_equal_torch(cache: Path, name: str, backend: str) -> None:
     assert runner.allocations == 1
 
 
-def test_only_attention_touches_the_cache(cache: Path) -> None:
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_only_attention_touches_the_cache(cache: Path, precision: str) -> None:
     """No node reads or writes the whole cache except the fused attention itself (no concat, no copy)."""
-    exported = export_engine(TINY, "fp32", cache)
+    exported = export_engine(TINY, precision, cache)
     graph = onnx.load(str(exported.graph("model")), load_external_data=False).graph
     cache_names = {i.name for i in graph.input if i.name.startswith("past_")}
     cache_names |= {o.name for o in graph.output if o.name.startswith("present_")}
@@ -103,7 +104,8 @@ def test_a_generation_past_the_capacity_is_refused(cache: Path, backend: str) ->
         runner.decode(np.zeros((1, 1), dtype=np.int64), state)
 
 
-def test_fp16_engine_graph_is_validated_and_cached(cache: Path) -> None:
+def test_fp16_engine_graph_is_validated_and_cached(tmp_path: Path) -> None:
+    cache = tmp_path
     first = export_engine(TINY, "fp16", cache)
     assert not first.meta["cache_hit"] and first.meta["validation"]["decode"] < 5e-2
     again = export_engine(replace(TINY, name="renamed"), "fp16", cache)
@@ -160,3 +162,21 @@ def test_a_torch_step_touches_the_cache_only_to_write_one_position_and_attend() 
     writes = [shapes for name, shapes in seen if name == "index_copy_"]
     assert len(writes) == 2 * TINY.n_layers and all(s[2][2] == 1 for s in writes)  # one position each
     assert ops.count("scaled_dot_product_attention") == TINY.n_layers
+
+
+def test_int8_engine_graph_quantises_every_projection_and_keeps_the_cache(cache: Path) -> None:
+    """int8: every projection and the LM head are W8A8 DynamicQuantizeMatMul on int8 weights (routing
+    stays at full precision), the KV cache is the same in-place GQA buffer, and the logits stay close."""
+    a = VARIANTS["moe-top2-gated-shared"]
+    exported = export_engine(a, "int8", cache)
+    assert exported.meta["validation"]["decode"] < 0.05  # rms relative error against fp32 torch
+    graph = onnx.load(str(exported.graph("model")), load_external_data=False).graph
+    ops = [n.op_type for n in graph.node]
+    experts, shared = a.n_experts * 3, a.n_shared_experts * 3
+    assert ops.count("DynamicQuantizeMatMul") == a.n_layers * (4 + experts + shared) + 1
+    assert ops.count("MatMul") == a.n_layers * 2  # the router and the shared expert's gate
+    int8 = {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.INT8}
+    assert all(n.input[1] in int8 for n in graph.node if n.op_type == "DynamicQuantizeMatMul")
+    runner = open_runner("ort", a, "int8", "cpu", cache, {"capacity": 16})
+    state = runner.prefill(np.zeros((1, 5), dtype=np.int64))
+    assert runner.decode(np.zeros((1, 1), dtype=np.int64), state).length == 6

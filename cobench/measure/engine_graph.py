@@ -24,7 +24,7 @@ import numpy as np
 from cobench.arch.architecture import Architecture
 
 OPSET = 23  # RMSNormalization is in the standard domain from opset 23
-ENGINE_PRECISIONS = ("fp32", "fp16")
+ENGINE_PRECISIONS = ("fp32", "fp16", "int8")
 RMS_EPS, LAYERNORM_EPS = 1e-6, 1e-5  # as cobench/arch/model.py's modules
 
 
@@ -33,8 +33,9 @@ class _Graph:
     """Nodes and initializers as they are added; names are unique by construction. With `data` open,
     weights go straight to that external-data file (no protobuf copy of gigabytes of weights)."""
 
-    dtype: Any  # numpy dtype of weights and activations
+    dtype: Any  # numpy dtype of activations (and of weights unless quantised)
     elem: int  # the matching TensorProto element type
+    int8: bool = False  # matmul weights int8 per output channel, activations quantised at run time
     data: Any = None  # binary file for external data, or None to keep weights inside the graph
     location: str = ""
     nodes: list[Any] = field(default_factory=list)
@@ -63,13 +64,23 @@ class _Graph:
         self.weights.append(t)
         return name
 
-    def linear(self, x: str, module: Any, name: str) -> str:
+    def linear(self, x: str, module: Any, name: str, quantise: bool = True) -> str:
         """x @ Wᵀ (+ b): torch's (out, in) weight stored transposed (torch's parallel transpose)."""
-        w = module.weight.detach().T.contiguous().numpy()
-        y = self.node("MatMul", [x, self.weight(f"{name}.w", w)], f"{name}.mm")
-        if module.bias is None:
+        return self.matmul(x, module.weight.detach().T.contiguous().numpy(), name, module.bias, quantise)
+
+    def matmul(self, x: str, w: np.ndarray, name: str, bias: Any = None, quantise: bool = True) -> str:
+        """x @ w (in, out); at int8 ORT's DynamicQuantizeMatMul (W8A8, what quantize_dynamic fuses to)."""
+        if self.int8 and quantise:
+            scale = np.maximum(np.abs(w).max(axis=0), 1e-12) / 127.0  # symmetric, per output channel
+            q = np.clip(np.rint(w / scale), -127, 127).astype(np.int8)
+            inputs = [x, self.weight(f"{name}.q", q, np.int8), self.weight(f"{name}.scale", scale, np.float32)]
+            if bias is not None:
+                inputs += ["", self.weight(f"{name}.b", bias.detach().numpy())]
+            return self.node("DynamicQuantizeMatMul", inputs, name, domain="com.microsoft")
+        y = self.node("MatMul", [x, self.weight(f"{name}.w", w)], name if bias is None else f"{name}.mm")
+        if bias is None:
             return y
-        return self.node("Add", [y, self.weight(f"{name}.b", module.bias.detach().numpy())], name)
+        return self.node("Add", [y, self.weight(f"{name}.b", bias.detach().numpy())], name)
 
     def norm(self, x: str, module: Any, name: str, layernorm: bool) -> str:
         scale = self.weight(f"{name}.scale", module.weight.detach().numpy())
@@ -95,7 +106,7 @@ def _moe(g: _Graph, x: str, moe: Any, a: Architecture, name: str) -> str:
     shared experts (sigmoid-gated when the architecture has the gate)."""
     i64 = np.int64
     flat = g.node("Reshape", [x, g.weight(f"{name}.flat", np.array([-1, a.d_model]), i64)], f"{name}.tokens")
-    router = g.linear(flat, moe.router, f"{name}.router")
+    router = g.linear(flat, moe.router, f"{name}.router", quantise=False)  # routing decided at full precision
     g.node("TopK", [router, g.weight(f"{name}.k", np.array([a.top_k]), i64)], f"{name}.topk", outputs=2, axis=-1)
     weights = g.node("Softmax", [f"{name}.topk:0"], f"{name}.weights", axis=-1)
     out = g.node("Mul", [flat, g.weight(f"{name}.zero", np.zeros((), g.dtype))], f"{name}.zeros")
@@ -115,19 +126,22 @@ def _moe(g: _Graph, x: str, moe: Any, a: Architecture, name: str) -> str:
         for j, extra in enumerate(moe.shared[1:], 1):
             shared = g.node("Add", [shared, _ffn(g, flat, extra, f"{name}.s{j}")], f"{name}.shared{j}")
         if moe.shared_gate is not None:
-            gate = g.node("Sigmoid", [g.linear(flat, moe.shared_gate, f"{name}.shared_gate")], f"{name}.gate")
+            gate = g.node(
+                "Sigmoid", [g.linear(flat, moe.shared_gate, f"{name}.shared_gate", quantise=False)], f"{name}.gate"
+            )
             shared = g.node("Mul", [gate, shared], f"{name}.gated")
         out = g.node("Add", [out, shared], f"{name}.with_shared")
     return g.node("Reshape", [out, g.node("Shape", [x], f"{name}.shape")], f"{name}.moe")
 
 
 def build(model: Any, a: Architecture, precision: str, data: Any = None, location: str = "") -> Any:
-    """The engine graph of `model` (cobench's torch Transformer for `a`) at fp32 or fp16; with `data` (a
-    binary file open for writing, named `location` beside the graph) the weights are stored there."""
+    """The engine graph of `model` (cobench's torch Transformer for `a`) at fp32, fp16 or int8 (W8A8
+    matmuls, fp32 elsewhere and in the cache); with `data` (a binary file open for writing, named
+    `location` beside the graph) the weights are stored there."""
     from onnx import TensorProto, helper
 
     dtype, elem = (np.float16, TensorProto.FLOAT16) if precision == "fp16" else (np.float32, TensorProto.FLOAT)
-    g = _Graph(dtype, elem, data, location)
+    g = _Graph(dtype, elem, precision == "int8", data, location)
     embed = g.weight("embed", model.embed.weight.detach().numpy())
     x = g.node("Gather", [embed, "input_ids"], "embedded")
     layernorm = a.norm == "layernorm"
@@ -174,11 +188,10 @@ def build(model: Any, a: Architecture, precision: str, data: Any = None, locatio
                   g.weight("axis1", np.array([1]), np.int64)], "last_position",
     )  # fmt: skip
     h = g.norm(last, model.norm, "final_norm", layernorm)
-    if a.tie_embeddings:  # one table in the file; ORT folds the transpose once when it loads the graph
-        head = g.node("Transpose", [embed], "embed_t", perm=[1, 0])
-        g.node("MatMul", [h, head], "logits")
-    else:
-        g.node("MatMul", [h, g.weight("lm_head", model.lm_head.weight.detach().T.contiguous().numpy())], "logits")
+    if a.tie_embeddings and not g.int8:  # one table in the file; ORT folds the transpose once at load
+        g.node("MatMul", [h, g.node("Transpose", [embed], "embed_t", perm=[1, 0])], "logits")
+    else:  # (int8: the head quantised, a copy of a tied table)
+        g.matmul(h, model.lm_head.weight.detach().T.contiguous().numpy(), "logits")
     graph = helper.make_graph(g.nodes, f"cobench-engine-{a.name}", inputs, outputs, g.weights)
     opsets = [helper.make_opsetid("", OPSET), helper.make_opsetid("com.microsoft", 1)]
     return helper.make_model(graph, opset_imports=opsets, ir_version=10)

@@ -91,7 +91,7 @@ def open_runner(
             from cobench.measure.runners.ort_engine import OrtEngineRunner
 
             return OrtEngineRunner.open(arch, precision, device, cache_dir, options)
-        from cobench.measure.runners.ort import OrtRunner  # int8 (and on request): the torch.export graphs
+        from cobench.measure.runners.ort import OrtRunner  # on request (graph=export): the torch.export graphs
 
         return OrtRunner.open(arch, precision, device, cache_dir, options)
     if backend == "torch":
