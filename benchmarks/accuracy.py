@@ -3,9 +3,13 @@
 On this machine with the ORT runner on the CPU: run the ORT kernel suites, profile the training and
 held-out architectures of accuracy/architectures.yaml, calibrate on the training ones (≤ 10) plus the
 kernels, then predict every held-out one (deep-thin, wide-shallow, MQA, large vocabularies, MoE, long
-context) and compare with its measurement — beside the raw roofline's error. Everything goes through the
-`cobench` command line, in one store, so an interrupted run resumes where it stopped (delete the store
-to start afresh). Target on held-out: MAPE ≤ 5 % for TTFT and for TPOT, ≥ 95 % within ±10 %.
+context, and models up to ~120 M parameters: bigger than any training one) and compare with its
+measurement — beside the raw roofline's error. The held-out set is then profiled again in a second,
+independent run: how far two measurements of the same models disagree is the floor under any prediction
+error. Everything goes through the `cobench` command line, in one store, so an interrupted run resumes
+where it stopped (delete the stores to start afresh).
+Targets (issue 11): held-out MAPE ≤ 3 % TTFT, ≤ 4 % TPOT, ≥ 95 % within ±10 %; the two runs within 2 %
+MAPE on TTFT and 3 % on TPOT.
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ from cobench.store import Store
 
 HERE = Path(__file__).parent
 SET = HERE / "accuracy" / "architectures.yaml"
-TARGET_MAPE, TARGET_WITHIN_10 = 5.0, 0.95
+TARGET_MAPE = {"ttft": 3.0, "tpot": 4.0}
+TARGET_WITHIN_10 = 0.95
+TARGET_REPEAT_MAPE = {"ttft": 2.0, "tpot": 3.0}
 PROFILE_FLAGS = ["--backend", "ort", "--precision", "fp32", "--max-time-s", "4"]
 
 
@@ -122,13 +128,17 @@ def main() -> int:
     print(report)
     (args.out / "report.md").write_text(report)
     print(f"wrote {args.out / 'report.md'}")
-    ok = all(
-        (m := error_metrics(errs["calibrated"][metric]))["mape"] <= TARGET_MAPE and m["within_10"] >= TARGET_WITHIN_10
-        for metric in ("ttft", "tpot")
-    )
-    print(
-        f"target (held-out MAPE ≤ {TARGET_MAPE:g} %, ≥ {TARGET_WITHIN_10:.0%} within ±10 %): {'PASS' if ok else 'FAIL'}"
-    )
+    ok = True
+    for metric in ("ttft", "tpot"):
+        m, r = error_metrics(errs["calibrated"][metric]), error_metrics(repeat[metric])
+        good = m["mape"] <= TARGET_MAPE[metric] and m["within_10"] >= TARGET_WITHIN_10
+        stable = r["mape"] <= TARGET_REPEAT_MAPE[metric]
+        print(
+            f"target {metric.upper()}: held-out MAPE {m['mape']:.1f} % (≤ {TARGET_MAPE[metric]:g} %), "
+            f"{m['within_10']:.0%} within ±10 % (≥ {TARGET_WITHIN_10:.0%}) -> {'PASS' if good else 'FAIL'}; "
+            f"two runs {r['mape']:.1f} % apart (≤ {TARGET_REPEAT_MAPE[metric]:g} %) -> {'PASS' if stable else 'FAIL'}"
+        )
+        ok = ok and good and stable
     return 0 if ok else 1
 
 
