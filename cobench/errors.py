@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 
+def one_line(text: str) -> str:
+    """Line breaks and other control characters from a user's file, escaped: the error stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
 class CobenchError(Exception):
     """Base of every error a user can cause or fix; its message is the one line the CLI prints."""
 
@@ -15,9 +20,9 @@ class InputError(CobenchError):
     exit_code = 2
 
     def __init__(self, field: str, problem: str) -> None:
-        self.field = field
-        self.problem = problem
-        super().__init__(f"{field}: {problem}")
+        self.field = one_line(field)
+        self.problem = one_line(problem)
+        super().__init__(f"{self.field}: {self.problem}")
 
 
 class MissingDependency(CobenchError):

@@ -116,7 +116,7 @@ def test_sweep_json_resume_and_export(tmp_path: Path) -> None:
         ),
         (
             ["predict", "-a", "qwen2.5-0.5b", "-d", "cpu", "--prompt", "0"],
-            "workload.prompt: must be a positive",
+            "workload.prompt: must be an integer from 1 to",
         ),
         (["predict", "-a", "qwen2.5-0.5b", "-d", "jetson-thor", "--power-mode", "5W"], "power_mode:"),
         (

@@ -48,7 +48,7 @@ def test_costs_follow_the_operator_conventions() -> None:
     [
         ({"kernels": [{"kind": "fft", "shapes": [{"n": 1}]}]}, "bad.yaml.kernels[0].kind"),
         ({"kernels": [{"kind": "gemm", "shapes": [{"m": 1, "n": 2}]}]}, "bad.yaml.kernels[0].shapes[0]"),
-        ({"kernels": [{"kind": "gemm", "shapes": [{"m": 0, "n": 2, "k": 2}]}]}, "bad.yaml.kernels[0].shapes[0]"),
+        ({"kernels": [{"kind": "gemm", "shapes": [{"m": 0, "n": 2, "k": 2}]}]}, "bad.yaml.kernels[0].shapes[0].m"),
         ({"precisions": ["fp64"], "kernels": [{"kind": "copy", "shapes": [{"elements": 8}]}]}, "bad.yaml.precisions"),
     ],
 )

@@ -90,7 +90,7 @@ def test_enumeration_matches_brute_force() -> None:
         ({"grid": {"d_model": [64], "n_layers": [2]}}, "space.grid.n_heads"),
         ({"grid": SMALL["grid"] | {"width": [1]}}, "space.grid.width"),
         ({"grid": SMALL["grid"] | {"n_layers": {"range": [8, 2, 1]}}}, "space.grid.n_layers"),
-        ({"grid": SMALL["grid"] | {"n_layers": [2.5]}}, "space.grid.n_layers"),
+        ({"grid": SMALL["grid"] | {"n_layers": [2.5]}}, "space.grid.n_layers[0]"),
         ({"grid": SMALL["grid"] | {"d_model": []}}, "space.grid.d_model"),
         ({"constraints": {"max_parms": 1}}, "space.constraints.max_parms"),
         ({"constraints": {"max_params": -5}}, "space.constraints.max_params"),

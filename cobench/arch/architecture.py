@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from cobench.errors import InputError
+from cobench.validate import number, text
 
 FFN_KINDS = ("swiglu", "gelu")
 NORM_KINDS = ("rmsnorm", "layernorm")
@@ -55,6 +56,9 @@ class Architecture:
         }
         for key, value in resolve.items():
             object.__setattr__(self, key, value)
+        total = param_counts(self).total  # Python integers here: exact, whatever the sizes
+        if not 0 < total <= MAX_PARAMS:
+            raise InputError("architecture", f"{total:.3g} parameters; cobench models at most {MAX_PARAMS:.0e}")
 
     @property
     def is_moe(self) -> bool:
@@ -92,12 +96,12 @@ def _coerce(where: str, value: Any, type_name: Any) -> Any:
             raise InputError(where, f"expected true/false, got {value!r}")
         return value
     if kind.startswith("int"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
-            raise InputError(where, f"expected an integer, got {value!r}")
-        return int(value)
-    if not isinstance(value, str):
-        raise InputError(where, f"expected a string, got {value!r}")
-    return value
+        return number(value, where, integer=True, high=MAX_SIZE)
+    return text(value, where)
+
+
+MAX_SIZE = 2**24  # any one size of an architecture (16.7 M: past every vocabulary, width and context)
+MAX_PARAMS = 10**15  # so that every count and FLOP stays exact in int64 and float64
 
 
 def _validate(a: Architecture) -> None:

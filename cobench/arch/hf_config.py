@@ -23,7 +23,7 @@ ACTIVATIONS = {
 
 def _llama_like(c: dict[str, Any], where: str, qkv_bias: bool | None = None) -> dict[str, Any]:
     act = _get(c, "hidden_act", where, "silu")
-    if act not in ACTIVATIONS:
+    if not isinstance(act, str) or act not in ACTIVATIONS:
         raise InputError(f"{where}.hidden_act", f"unsupported activation {act!r} (one of {', '.join(ACTIVATIONS)})")
     bias = _get(c, "attention_bias", where, False)
     return {
@@ -91,7 +91,7 @@ def is_hf_config(data: dict[str, Any]) -> bool:
 def from_hf_config(data: dict[str, Any], name: str, where: str = "config.json") -> Architecture:
     """Read a transformers config dict; an unknown model_type lists the supported ones."""
     model_type = data.get("model_type")
-    if model_type not in READERS:
+    if not isinstance(model_type, str) or model_type not in READERS:
         raise InputError(
             f"{where}.model_type", f"unsupported model_type {model_type!r} (supported: {', '.join(READERS)})"
         )

@@ -15,6 +15,9 @@ from cobench.arch.architecture import Architecture
 from cobench.arch.spec import load_architecture
 from cobench.errors import InputError
 from cobench.files import read_mapping, write_atomic
+from cobench.validate import number
+
+MAX_TOKENS = 10**13  # training tokens of one job: past any run this tool queues (a CPU does ~10⁴/s)
 
 
 def read_queue(path: Path) -> list[tuple[Architecture, int | None]]:
@@ -30,8 +33,8 @@ def read_queue(path: Path) -> list[tuple[Architecture, int | None]]:
             raise InputError(where, "each job has exactly one of `arch: SPEC` or `architecture: {...}`")
         arch = load_architecture(job["arch"]) if "arch" in job else Architecture.from_dict(job["architecture"], where)
         tokens = job.get("tokens")
-        if tokens is not None and (isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1):
-            raise InputError(f"{where}.tokens", f"a positive integer, got {tokens!r}")
+        if tokens is not None:
+            tokens = number(tokens, f"{where}.tokens", integer=True, low=1, high=MAX_TOKENS)
         found.append((arch, tokens))
     return found
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,10 +33,11 @@ from typing import Any
 
 import numpy as np
 
-from cobench.arch.architecture import FFN_KINDS, NORM_KINDS, ArchBatch, param_counts
+from cobench.arch.architecture import FFN_KINDS, MAX_SIZE, NORM_KINDS, ArchBatch, param_counts
 from cobench.arch.workload import Workload
 from cobench.errors import InputError
 from cobench.files import read_mapping
+from cobench.validate import number
 
 INT_AXES = (
     "d_model",
@@ -96,7 +98,7 @@ class SearchSpace:
 
     @property
     def grid_size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.shape)  # a Python int: exact, however large the grid
 
     @property
     def n_chunks(self) -> int:
@@ -193,34 +195,36 @@ def _round_up(x: np.ndarray, multiple: int) -> np.ndarray:
     return (np.ceil(np.asarray(x) / multiple) * multiple).astype(np.int64)
 
 
+MAX_AXIS_VALUES = 10_000  # values of one axis: past any grid a sweep could finish
+MAX_RATIO = 1e3
+
+
 def _axis(name: str, spec: Any) -> np.ndarray:
     where = f"space.grid.{name}"
+    integer = name in INT_AXES
+    low = 0 if name in ("n_experts", "n_shared_experts", "top_k") else 1
+    bounds: dict[str, Any] = (
+        {"integer": True, "low": low, "high": MAX_SIZE} if integer else {"low": 0, "open_low": True, "high": MAX_RATIO}
+    )
     if isinstance(spec, dict):
-        if set(spec) == {"range"} and isinstance(spec["range"], list) and len(spec["range"]) == 3:
-            start, stop, step = spec["range"]
-            if step <= 0 or stop < start:
-                raise InputError(
-                    where, f"range [start, stop, step] needs step > 0 and stop >= start, got {spec['range']}"
-                )
-            values = np.arange(start, stop + step / 2, step)
-        else:
+        if set(spec) != {"range"} or not isinstance(spec["range"], list) or len(spec["range"]) != 3:
             raise InputError(where, "expected a list of values or {range: [start, stop, step]}")
+        start, stop = (number(_number(v), f"{where}.range[{i}]", **bounds) for i, v in enumerate(spec["range"][:2]))
+        step = number(_number(spec["range"][2]), f"{where}.range[2]", integer=integer, low=0, open_low=True,
+                      high=bounds["high"])  # fmt: skip
+        if stop < start:
+            raise InputError(where, f"range [start, stop, step] needs stop >= start, got {spec['range']}")
+        count = math.floor((stop - start) / step) + 1  # computed before anything is allocated
+        if count > MAX_AXIS_VALUES:
+            raise InputError(where, f"range gives {count:,} values; an axis may have {MAX_AXIS_VALUES:,}")
+        values = np.arange(count) * step + start
     elif isinstance(spec, list) and spec:
-        values = np.asarray(spec)
+        if len(spec) > MAX_AXIS_VALUES:
+            raise InputError(where, f"{len(spec):,} values; an axis may have {MAX_AXIS_VALUES:,}")
+        values = np.asarray([number(_number(v), f"{where}[{i}]", **bounds) for i, v in enumerate(spec)])
     else:
         raise InputError(where, "expected a non-empty list of values or {range: [start, stop, step]}")
-    if values.dtype.kind not in "iuf" or values.dtype == bool:
-        raise InputError(where, f"values must be numbers, got {spec!r}")
-    if name in INT_AXES:
-        if np.any(values != np.round(values)):
-            raise InputError(where, "values must be integers")
-        low = 0 if name in ("n_experts", "n_shared_experts", "top_k") else 1
-        if np.any(values < low):
-            raise InputError(where, f"values must be >= {low}, got {values.min():g}")
-        return values.astype(np.int64)
-    if np.any(values <= 0):
-        raise InputError(where, "ratios must be positive")
-    return values.astype(np.float64)
+    return values.astype(np.int64 if integer else np.float64)
 
 
 def parse_space(data: dict[str, Any], name: str = "space") -> SearchSpace:
@@ -249,6 +253,11 @@ def parse_space(data: dict[str, Any], name: str = "space") -> SearchSpace:
             raise InputError(f"space.fixed.{key}", f"unknown field (one of {', '.join(FIXED_FIELDS)})")
         if key in grid:
             raise InputError(f"space.fixed.{key}", "also a grid axis")
+    for key, value in fixed.items():
+        if isinstance(value, (dict, list)) or value is None:
+            raise InputError(f"space.fixed.{key}", f"expected a single value, got {value!r}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            number(value, f"space.fixed.{key}", low=0, high=MAX_SIZE)
     if fixed.get("ffn", "swiglu") not in FFN_KINDS:
         raise InputError("space.fixed.ffn", f"one of {', '.join(FFN_KINDS)}")
     if fixed.get("norm", "rmsnorm") not in NORM_KINDS:
@@ -260,8 +269,10 @@ def parse_space(data: dict[str, Any], name: str = "space") -> SearchSpace:
     for key, value in constraints.items():
         if key not in CONSTRAINTS:
             raise InputError(f"space.constraints.{key}", f"unknown constraint (one of {', '.join(CONSTRAINTS)})")
-        if key != "fits_memory" and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
-            raise InputError(f"space.constraints.{key}", f"must be a positive number, got {value!r}")
+        if key == "fits_memory" and not isinstance(value, bool):
+            raise InputError(f"space.constraints.{key}", f"expected true/false, got {value!r}")
+        if key != "fits_memory":
+            number(value, f"space.constraints.{key}", low=0, open_low=True, high=1e18)
     if "max_params" in constraints and constraints["max_params"] < constraints.get("min_params", 0):
         raise InputError("space.constraints.min_params", "larger than max_params")
     w = data.get("workload") or {}

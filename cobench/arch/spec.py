@@ -10,6 +10,7 @@ from cobench.arch.hf_config import from_hf_config, is_hf_config
 from cobench.catalogue import data_files
 from cobench.errors import InputError
 from cobench.files import read_mapping
+from cobench.validate import mapping
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ def load_architecture(spec: str) -> Architecture:
         if is_hf_config(data):
             name = path.parent.name if path.name == "config.json" else path.stem
             return from_hf_config(data, name=name, where=path.name)
-        body = data.get("architecture", data)
+        body = mapping(data.get("architecture", data), f"{path.name}.architecture")
         return Architecture.from_dict({"name": path.stem, **body} if "name" not in body else body, where=path.name)
     known = presets()
     if spec not in known:

@@ -8,6 +8,8 @@ from typing import Any
 from cobench.arch.precision import Precision, kv_bytes, precision
 from cobench.errors import InputError
 
+MAX_TOKENS = 2**24  # batch, prompt and generated tokens: past every context window
+
 
 @dataclass(frozen=True)
 class Workload:
@@ -22,8 +24,12 @@ class Workload:
     def __post_init__(self) -> None:
         for key in ("batch", "prompt", "generate"):
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InputError(f"workload.{key}", f"must be a positive integer, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TOKENS:
+                raise InputError(f"workload.{key}", f"must be an integer from 1 to {MAX_TOKENS:,}, got {value!r}")
+        if not isinstance(self.precision, str) or (
+            self.kv_precision is not None and not isinstance(self.kv_precision, str)
+        ):
+            raise InputError("workload.precision", f"expected a precision name, got {self.precision!r}")
         precision(self.precision, "workload.precision")
         if self.kv_precision is None:
             object.__setattr__(self, "kv_precision", "fp32" if self.precision == "fp32" else "fp16")

@@ -1,7 +1,8 @@
-"""`cobench store info|export`: what the store holds, and a sweep out of it."""
+"""`cobench store info|check|export`: what the store holds, whether it is sound, and any table out of it."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +12,7 @@ from cobench.cli.app import app, handles_errors, typer_app
 from cobench.cli.options import STORE_DEFAULT, JsonOpt, StoreOpt
 from cobench.cli.render import emit_json, err, out, table
 from cobench.store import Store
-from cobench.store.export import export_rows
+from cobench.store.export import FORMATS, TABLES, export_rows, render
 
 store_app = typer_app("The SQLite store: summary and export.")
 app.add_typer(store_app, name="store")
@@ -21,7 +22,7 @@ app.add_typer(store_app, name="store")
 @handles_errors
 def store_info(store: StoreOpt = STORE_DEFAULT, json_out: JsonOpt = False) -> None:
     """Schema version, row counts and sweeps of the store."""
-    with Store(store) as db:
+    with Store(store, read_only=True) as db:
         s = db.summary()
     if json_out:
         return emit_json(s)
@@ -35,21 +36,58 @@ def store_info(store: StoreOpt = STORE_DEFAULT, json_out: JsonOpt = False) -> No
 @store_app.command("export")
 @handles_errors
 def store_export(
-    sweep: Annotated[str, typer.Option("--sweep", metavar="ID", help="Sweep id or name (latest of that name).")],
-    out_path: Annotated[Path, typer.Option("--out", "-o", metavar="FILE", help="Output file: .csv or .json.")],
+    table: Annotated[
+        str, typer.Option("--table", "-t", metavar="TABLE", help=f"{', '.join(TABLES)} or sweep (with --sweep).")
+    ] = "sweep",
+    sweep: Annotated[str | None, typer.Option("--sweep", metavar="ID", help="Sweep id or name (latest).")] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format", "-f", metavar="FORMAT", help=f"{', '.join(FORMATS)} (default: --out's suffix, else csv)."
+        ),
+    ] = None,
+    out_path: Annotated[
+        Path | None, typer.Option("--out", "-o", metavar="FILE", help="Output file; stdout if absent.")
+    ] = None,
     sort: Annotated[
-        str, typer.Option("--sort", metavar="COLUMN", help="Column to order by; '-' prefix for descending.")
+        str,
+        typer.Option(
+            "--sort", metavar="COLUMN", help="Sweep candidates: column to order by; '-' prefix for descending."
+        ),
     ] = "e2e_s",
-    limit: Annotated[int | None, typer.Option("--limit", metavar="N", help="At most this many rows.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", metavar="N", min=0, help="At most this many rows.")] = None,
     store: StoreOpt = STORE_DEFAULT,
     json_out: JsonOpt = False,
 ) -> None:
-    """Export a sweep's candidates to CSV or JSON."""
-    with Store(store) as db:
-        sweep_id = db.sweeps.get(sweep)["id"]
-        rows = db.sweeps.candidates(sweep_id, sort, limit)
-    export_rows(rows, out_path)
+    """Any table of the store (or a sweep's candidates) as CSV, JSON, JSON lines or markdown."""
+    with Store(store, read_only=True) as db:
+        rows = db.rows(table, sweep, sort, limit)
+        sweep_id = db.sweeps.get(sweep)["id"] if sweep is not None else None
+    if out_path is None:
+        sys.stdout.write(render(rows, fmt or "csv"))
+        return
+    export_rows(rows, out_path, fmt)
     if json_out:
-        return emit_json({"sweep_id": sweep_id, "rows": len(rows), "out": str(out_path)})
+        emit_json({"table": "sweep" if sweep else table, "sweep_id": sweep_id, "rows": len(rows), "out": str(out_path)})
+        return
     err.print(f"wrote {len(rows):,} rows to {out_path}")
-    return None
+
+
+@store_app.command("check")
+@handles_errors
+def store_check(store: StoreOpt = STORE_DEFAULT, json_out: JsonOpt = False) -> None:
+    """Integrity (PRAGMA integrity_check), orphan rows, schema version, sweeps left running; exit 1 on a problem."""
+    with Store(store, read_only=True) as db:
+        report = db.check()
+    if json_out:
+        emit_json(report)
+    else:
+        out.print(
+            f"store {report['path']} (schema v{report['schema_version']}): {'ok' if report['ok'] else 'PROBLEMS'}"
+        )
+        for problem in report["problems"]:
+            out.print(f"  {problem}")
+        for s in report["running_sweeps"]:
+            out.print(f"  sweep {s['id']} ({s['name']}) is marked running: rerun `cobench sweep` to resume it")
+    if not report["ok"]:
+        raise typer.Exit(1)

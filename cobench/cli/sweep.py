@@ -33,7 +33,7 @@ from cobench.cli.options import (
 from cobench.cli.render import emit_json, err, out, table
 from cobench.hardware.devices import get_device
 from cobench.predict.latency_model import resolve_model
-from cobench.predict.sweep import SweepSummary, sweep
+from cobench.predict.sweep import MAX_CANDIDATES, SweepSummary, sweep
 from cobench.report.format import ms, si
 from cobench.store import Store
 
@@ -69,6 +69,10 @@ def sweep_cmd(
     store: StoreOpt = STORE_DEFAULT,
     devices_path: DevicesPathOpt = None,
     json_out: JsonOpt = False,
+    max_candidates: Annotated[
+        int,
+        typer.Option("--max-candidates", metavar="N", min=1, help="Refuse a grid with more candidates than this."),
+    ] = MAX_CANDIDATES,
 ) -> None:
     """Predict every candidate of a search space (vectorised), store them, show the top k."""
     s = load_space(space)
@@ -89,7 +93,9 @@ def sweep_cmd(
     ):
         task = bar.add_task(s.name, total=s.n_chunks)
         model = resolve_model(db, d, w.precision, backend, calibration, raw, uncalibrated)
-        result = sweep(s, d, model, db, sort, top, out_path, lambda done, _: bar.update(task, completed=done))
+        result = sweep(
+            s, d, model, db, sort, top, out_path, lambda done, _: bar.update(task, completed=done), max_candidates
+        )
     if json_out:
         return emit_json(result)
     _print(result)

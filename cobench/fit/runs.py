@@ -4,6 +4,7 @@ the fit of one or more laws to them (`cobench fit`)."""
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,40 +14,52 @@ from typing import Any
 import numpy as np
 
 from cobench.errors import InputError
+from cobench.files import read_text
 from cobench.fit.loss_law import ARCH_COLUMNS, LawFit, Runs, fit_law, law, split
 from cobench.fit.training_run import TrainingRun
 from cobench.store import Store
+from cobench.validate import number
 
 REQUIRED = ("n_params", "n_tokens", "loss")
+
+
+MAX_RUNS = 100_000  # a loss law is fitted to tens or thousands of runs; more is a wrong file
+LIMITS = {"n_params": 1e15, "n_tokens": 1e17, "loss": 100.0}  # loss in nats per token
 
 
 def read_runs_csv(path: Path) -> Runs:
     """Runs from a CSV: n_params (non-embedding), n_tokens, loss, and optional architecture columns."""
     if not path.is_file():
         raise InputError("csv", f"file {path} does not exist")
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
+    try:
+        reader = csv.DictReader(io.StringIO(read_text(path, "csv", max_bytes=64 << 20), newline=""))
         header = reader.fieldnames or []
         for column in REQUIRED:
             if column not in header:
                 raise InputError(f"csv.{column}", f"{path} has no column {column!r} (columns: {', '.join(header)})")
-        rows = list(reader)
+        rows = []
+        for row in reader:
+            rows.append(row)
+            if len(rows) > MAX_RUNS:
+                raise InputError("csv", f"{path} has more than {MAX_RUNS:,} runs")
+    except csv.Error as e:
+        raise InputError("csv", f"{path} is not a valid CSV: {e}") from None
     if not rows:
         raise InputError("csv", f"{path} has no runs")
     values: dict[str, list[float]] = {c: [] for c in (*REQUIRED, *ARCH_COLUMNS) if c in header}
     for line, row in enumerate(rows, start=2):
         for column in values:
-            text = (row.get(column) or "").strip()
+            cell = row.get(column)
+            text = (cell if isinstance(cell, str) else "").strip()
             if not text and column not in REQUIRED:
                 values[column].append(math.nan)
                 continue
+            where = f"csv line {line}.{column}"
             try:
                 v = float(text)
             except ValueError:
-                raise InputError(f"csv line {line}.{column}", f"not a number: {text!r}") from None
-            if column in REQUIRED and not (v > 0 and math.isfinite(v)):
-                raise InputError(f"csv line {line}.{column}", f"must be a positive number, got {text!r}")
-            values[column].append(v)
+                raise InputError(where, f"not a number: {text[:40]!r}") from None
+            values[column].append(number(v, where, low=0, open_low=column in REQUIRED, high=LIMITS.get(column)))
     names = tuple(row.get("name") or f"run{i}" for i, row in enumerate(rows))
     arch = {c: np.asarray(values[c]) for c in ARCH_COLUMNS if c in values}
     return Runs(np.asarray(values["n_params"]), np.asarray(values["n_tokens"]), np.asarray(values["loss"]), arch, names)

@@ -16,6 +16,9 @@ from cobench.catalogue import data_files
 from cobench.errors import InputError
 from cobench.files import read_mapping
 from cobench.predict.operators import OP_CLASSES
+from cobench.validate import mapping, number, sequence, show, text
+
+MAX_QUANTITY = 1e9  # no peak (TFLOP/s), bandwidth (GB/s), memory (GB), clock (MHz) or power (W) is near it
 
 DEVICE_KINDS = ("jetson", "gpu", "cpu")
 PEAK_KEYS = (
@@ -136,8 +139,7 @@ def _quantity(data: Any, where: str, optional: bool = False) -> Quantity | None:
     value = data["value"]
     if value == "auto" and where.endswith("memory_gb"):
         value = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise InputError(f"{where}.value", f"must be a positive number, got {value!r}")
+    value = number(value, f"{where}.value", low=0, open_low=True, high=MAX_QUANTITY)
     source = data.get("source")
     if not isinstance(source, str) or not source.strip():
         raise InputError(f"{where}.source", "every number needs its source")
@@ -153,34 +155,48 @@ def _roofline(data: Any, where: str) -> dict[str, Any]:
     unknown = set(data) - known
     if unknown:
         raise InputError(f"{where}.{sorted(unknown)[0]}", f"unknown field (known: {', '.join(sorted(known))})")
-    for key in ("memory_efficiency",):
-        if key in data and not 0 < data[key] <= 1:
-            raise InputError(f"{where}.{key}", f"must be in (0, 1], got {data[key]}")
-    for cls, eff in (data.get("compute_efficiency") or {}).items():
+    if "memory_efficiency" in data:
+        number(data["memory_efficiency"], f"{where}.memory_efficiency", low=0, open_low=True, high=1)
+    for key in ("op_overhead_us", "step_overhead_us"):  # a negative overhead would make negative latencies
+        if key in data:
+            number(data[key], f"{where}.{key}", low=0, high=1e6)
+    if "source" in data and not isinstance(data["source"], str):
+        raise InputError(f"{where}.source", f"expected text, got {show(data['source'])}")
+    for cls, eff in mapping(data.get("compute_efficiency") or {}, f"{where}.compute_efficiency").items():
         if cls not in OP_CLASSES:
             raise InputError(
                 f"{where}.compute_efficiency.{cls}",
                 f"unknown op class (one of {', '.join(OP_CLASSES)})",
             )
-        if not 0 < eff <= 1:
-            raise InputError(f"{where}.compute_efficiency.{cls}", f"must be in (0, 1], got {eff}")
+        number(eff, f"{where}.compute_efficiency.{cls}", low=0, open_low=True, high=1)
     return dict(data)
 
 
 def _modes(data: Any, where: str) -> tuple[tuple[PowerMode, ...], str | None, str]:
     if data is None:
         return (), None, ""
+    mapping(data, where)
     known = set(PowerMode.__dataclass_fields__)
-    modes = []
-    for i, m in enumerate(data.get("modes", [])):
-        unknown = set(m) - known
+    modes: list[PowerMode] = []
+    for i, m in enumerate(sequence(data.get("modes", []), f"{where}.modes", 1000)):
+        at = f"{where}.modes[{i}]"
+        unknown = set(mapping(m, at)) - known
         if unknown:
-            raise InputError(f"{where}.modes[{i}].{sorted(unknown)[0]}", f"unknown field (known: {', '.join(known)})")
+            raise InputError(f"{at}.{sorted(unknown)[0]}", f"unknown field (known: {', '.join(known)})")
         if "name" not in m:
-            raise InputError(f"{where}.modes[{i}].name", "required field is missing")
-        modes.append(PowerMode(**{**m, "name": str(m["name"])}))
+            raise InputError(f"{at}.name", "required field is missing")
+        name = str(m["name"])
+        if name in {x.name for x in modes}:
+            raise InputError(f"{at}.name", f"{name!r} is listed twice")
+        sizes = {
+            k: number(m[k], f"{at}.{k}", integer=k in ("id", "sm_count"), low=0, open_low=k != "id", high=MAX_QUANTITY)
+            for k in ("id", "gpu_clock_mhz", "sm_count", "memory_bandwidth_gbps", "power_budget_w")
+            if m.get(k) is not None
+        }
+        flags = {"uncertain": bool(m.get("uncertain", False)), "note": str(m.get("note", ""))}
+        modes.append(PowerMode(name=name, **sizes, **flags))
     default = data.get("default")
-    if default is not None and default not in {m.name for m in modes}:
+    if default is not None and (not isinstance(default, str) or default not in {m.name for m in modes}):
         raise InputError(f"{where}.default", f"{default!r} is not one of the listed modes")
     return tuple(modes), default, str(data.get("source", ""))
 
@@ -215,6 +231,7 @@ def parse_device(data: dict[str, Any], path: str = "") -> DeviceSpec:
     kind = data.get("kind")
     if kind not in DEVICE_KINDS:
         raise InputError(f"{where}.kind", f"must be one of {', '.join(DEVICE_KINDS)}, got {kind!r}")
+    text(data.get("display_name", name), f"{where}.display_name")
     peaks_raw = data.get("peak_tflops") or {}
     if not isinstance(peaks_raw, dict) or not peaks_raw:
         raise InputError(f"{where}.peak_tflops", "needs at least fp32")

@@ -25,12 +25,13 @@ Every array broadcasts: architecture columns may be (N, 1) and `past` (1, S), gi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
 
 from cobench.arch.architecture import ArchLike, dense_ffn_width, norm_params, qkv_width
+from cobench.errors import InputError
 
 OP_CLASSES = ("matmul", "attention", "elementwise", "gather", "kv")
 
@@ -65,6 +66,22 @@ class Counting:
     # exported ONNX graphs and the eager torch module do this)
     kv_expand: bool = False  # K/V repeated to n_heads before attention (cobench's graphs), not shared
     moe_loop: bool = False  # experts run one after another, each its own kernels (cobench's graphs), not grouped
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = "counting") -> Counting:
+        """From a stored or user-given mapping: booleans must be booleans, kinds one of theirs."""
+        if not isinstance(data, dict):
+            raise InputError(where, f"expected a mapping, got {type(data).__name__}")
+        choices = {"logits": ("last", "all"), "kv_update": ("append", "concat")}
+        known = {f.name: f for f in fields(cls)}
+        for key, value in data.items():
+            if key not in known:
+                raise InputError(f"{where}.{key}", f"unknown field (known: {', '.join(known)})")
+            if key in choices and value not in choices[key]:
+                raise InputError(f"{where}.{key}", f"one of {', '.join(choices[key])}, got {value!r}")
+            if key not in choices and not isinstance(value, bool):
+                raise InputError(f"{where}.{key}", f"expected true/false, got {value!r}")
+        return cls(**data)
 
 
 def linear(

@@ -17,6 +17,7 @@ import numpy as np
 
 from cobench.arch.architecture import ArchBatch, kv_cache_bytes_per_token, param_counts
 from cobench.arch.space import SearchSpace
+from cobench.errors import InputError
 from cobench.hardware.devices import DeviceSpec
 from cobench.predict.latency_model import LatencyModel
 from cobench.predict.operators import Counting
@@ -71,6 +72,9 @@ def keep_mask(
         decode_compute_bound=p.decode.compute_bound,
     )
     return keep, columns
+
+
+MAX_CANDIDATES = 10_000_000  # about a minute of prediction and a GB of store on a laptop
 
 
 def sweep_id(space: SearchSpace, device: DeviceSpec, params: RooflineParams, counting: Counting = ENGINE) -> str:
@@ -177,8 +181,16 @@ def sweep(
     top: int = 10,
     export_to: Path | None = None,
     progress: Progress | None = None,
+    max_candidates: int = MAX_CANDIDATES,
 ) -> SweepSummary:
-    """Run (or resume) the sweep, rank its kept candidates by `sort`, and export them all if asked."""
+    """Run (or resume) the sweep, rank its kept candidates by `sort`, and export them all if asked.
+    The grid is counted exactly first: one above `max_candidates` is refused before anything is stored."""
+    if space.grid_size > max_candidates:
+        raise InputError(
+            "space",
+            f"{space.name} has {space.grid_size:,} candidates; the limit is {max_candidates:,} "
+            "(narrow the grid, or raise it with --max-candidates)",
+        )
     device_id = store.catalog.put_device(device)
     result = run_sweep(space, device, store, model.params, device_id, progress, model.counting)
     best = store.sweeps.candidates(result.sweep_id, sort, top)

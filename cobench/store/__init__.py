@@ -13,10 +13,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from cobench.errors import InputError
 from cobench.store.analyses import Analyses
 from cobench.store.calibrations import Calibrations
 from cobench.store.catalog import Catalog
 from cobench.store.connection import Connection
+from cobench.store.export import check, table_rows
 from cobench.store.kernels import Kernels
 from cobench.store.predictions import Predictions
 from cobench.store.profiles import Profiles
@@ -36,9 +38,9 @@ def default_path() -> Path:
 
 
 class Store:
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, read_only: bool = False) -> None:
         self.path = Path(path)
-        self.connection = Connection(self.path)
+        self.connection = Connection(self.path, read_only)
         self.catalog = Catalog(self.connection)
         self.predictions = Predictions(self.connection)
         self.sweeps = Sweeps(self.connection)
@@ -61,6 +63,18 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def rows(self, table: str, sweep: str | None = None, sort: str = "e2e_s", limit: int | None = None) -> Any:
+        """What `store export` writes: one table's rows, or a sweep's candidates (by id or name)."""
+        if table == "sweep" or sweep is not None:
+            if sweep is None:
+                raise InputError("sweep", "--table sweep needs --sweep ID")
+            return self.sweeps.candidates(self.sweeps.get(sweep)["id"], sort, limit)
+        rows = table_rows(self.connection, table)
+        return rows[:limit] if limit is not None else rows
+
+    def check(self) -> dict[str, Any]:
+        return check(self.connection)
 
     def summary(self) -> dict[str, Any]:
         """Schema version, row count per table, and the sweeps."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -13,19 +14,50 @@ from cobench.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 
 class Connection:
-    """The connection the repositories share; `transaction()` is the only way they write."""
+    """The connection the repositories share; `transaction()` is the only way they write.
 
-    def __init__(self, path: Path) -> None:
+    Opened with a check: a corrupt file (`PRAGMA quick_check`) or someone else's SQLite database is
+    refused before anything is written to it. `read_only` opens without writing anything (commands
+    that only read work on a read-only file or filesystem)."""
+
+    def __init__(self, path: Path, read_only: bool = False) -> None:
         self.path = path
+        self.read_only = read_only
         if path.parent and not path.parent.exists():
             raise InputError("store", f"directory {path.parent} does not exist")
+        if read_only and not path.is_file():
+            raise InputError("store", f"{path} does not exist (nothing stored yet)")
         try:
-            self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
+            if read_only:
+                # a WAL database needs its -shm file; where nobody can write (a read-only file, folder or
+                # filesystem) nobody can change it either, so it is opened as immutable
+                frozen = not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK))
+                uri = f"{path.resolve().as_uri()}?mode=ro{'&immutable=1' if frozen else ''}"
+                self.db = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
+            else:
+                self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
+            self._check()
+            if not read_only:
+                self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
         except sqlite3.DatabaseError as e:
-            raise StoreError(f"store {path}: not a usable cobench store ({e})") from None
+            raise StoreError(f"store {path}: not a usable cobench store ({' '.join(str(e).split())})") from None
+
+    def _check(self) -> None:
+        """Refuse a damaged file and a foreign one: cobench never appends to either."""
+        found = self.db.execute("PRAGMA quick_check").fetchone()[0]
+        if found != "ok":
+            raise StoreError(
+                f"store {self.path} is damaged (quick_check: {found}); nothing was written to it: "
+                "restore a copy or start a new store"
+            )
+        tables = [r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        if self.version == 0 and tables:
+            raise StoreError(
+                f"{self.path} is an SQLite database but not a cobench store (tables: {', '.join(tables[:5])}); "
+                "cobench leaves it as it is: pass another --store"
+            )
 
     @property
     def version(self) -> int:
@@ -37,6 +69,10 @@ class Connection:
             raise StoreError(
                 f"store {self.path} has schema v{current}, newer than this cobench (v{SCHEMA_VERSION}): upgrade cobench"
             )
+        if current < SCHEMA_VERSION and self.read_only:
+            if current == 0:
+                raise StoreError(f"store {self.path} is empty: nothing to read")
+            raise StoreError(f"store {self.path} has schema v{current}: open it once writable to migrate it")
         for number in range(current, SCHEMA_VERSION):
             with self.transaction():
                 for statement in MIGRATIONS[number].split(";"):
@@ -47,13 +83,20 @@ class Connection:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE … COMMIT; anything raised (Ctrl-C included) rolls the whole write back."""
-        self.db.execute("BEGIN IMMEDIATE")
+        if self.read_only:
+            raise StoreError(f"store {self.path} was opened read-only")
         try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+        except sqlite3.OperationalError as e:  # disk full, read-only file, locked past the timeout
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise StoreError(f"store {self.path}: {e}; nothing of this write was stored") from None
 
     def rows(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """The query's rows as dicts keyed by column name."""

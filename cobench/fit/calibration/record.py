@@ -9,7 +9,8 @@ import numpy as np
 
 from cobench.errors import InputError
 from cobench.predict.operators import OP_CLASSES, Counting
-from cobench.predict.roofline import RooflineParams
+from cobench.predict.roofline import PHASES, RooflineParams
+from cobench.validate import mapping, number, text
 
 SCHEMA = 1
 
@@ -50,31 +51,42 @@ class Calibration:
 
     @classmethod
     def from_json(cls, data: dict[str, Any], where: str = "calibration") -> Calibration:
+        """A stored or user-given calibration, every number checked: a fitted model with a negative overhead
+        or a NaN efficiency would predict nonsense without a word."""
         if data.get("schema") != SCHEMA:
             raise InputError(f"{where}.schema", f"expected calibration schema {SCHEMA}, got {data.get('schema')!r}")
-        try:
-            p = data["params"]
-            params = RooflineParams(
-                dict(p["compute_efficiency"]),
-                dict(p["memory_efficiency"]),
-                dict(p["op_overhead_s"]),
-                dict(p["step_overhead_s"]),
-                p["source"],
-                dict(p.get("intensity_half") or dict.fromkeys(OP_CLASSES, 0.0)),  # absent before v0.4
-            )
-            return cls(
-                data["device"],
-                data.get("power_mode"),
-                data["backend"],
-                data["precision"],
-                params,
-                Counting(**data["counting"]),
-                data["intervals"],
-                data.get("report", {}),
-                data.get("version"),
-            )
-        except (KeyError, TypeError) as e:
-            raise InputError(where, f"not a cobench calibration ({e})") from None
+        missing = [k for k in ("device", "backend", "precision", "params", "counting", "intervals") if k not in data]
+        if missing:
+            raise InputError(f"{where}.{missing[0]}", "required field is missing (not a cobench calibration?)")
+        p = mapping(data["params"], f"{where}.params")
+        at = f"{where}.params"
+        half = p.get("intensity_half") or dict.fromkeys(OP_CLASSES, 0.0)  # absent before v0.4
+        params = RooflineParams(
+            _table(p.get("compute_efficiency"), f"{at}.compute_efficiency", OP_CLASSES, EFFICIENCY),
+            _table(p.get("memory_efficiency"), f"{at}.memory_efficiency", OP_CLASSES, EFFICIENCY),
+            _table(p.get("op_overhead_s"), f"{at}.op_overhead_s", OP_CLASSES, (0.0, 1.0)),
+            _table(p.get("step_overhead_s"), f"{at}.step_overhead_s", PHASES, (0.0, 10.0)),
+            text(p.get("source"), f"{at}.source", 1000),
+            _table(half, f"{at}.intensity_half", OP_CLASSES, (0.0, 1e9)),
+        )
+        intervals = mapping(data["intervals"], f"{where}.intervals")
+        for metric, iv in intervals.items():
+            if iv is not None:
+                iv = mapping(iv, f"{where}.intervals.{metric}")
+                low = number(iv.get("low"), f"{where}.intervals.{metric}.low", low=0, open_low=True, high=1e6)
+                number(iv.get("high"), f"{where}.intervals.{metric}.high", low=low, high=1e6)
+        version = data.get("version")
+        return cls(
+            text(data["device"], f"{where}.device"),
+            None if data.get("power_mode") is None else text(data["power_mode"], f"{where}.power_mode"),
+            text(data["backend"], f"{where}.backend"),
+            text(data["precision"], f"{where}.precision"),
+            params,
+            Counting.from_json(data["counting"], f"{where}.counting"),
+            intervals,
+            mapping(data.get("report") or {}, f"{where}.report"),
+            None if version is None else number(version, f"{where}.version", integer=True, low=1),
+        )
 
     def bounds(self, metric: str, predicted_s: Any) -> tuple[Any, Any] | None:
         """The prediction interval around a predicted TTFT ("ttft") or TPOT ("tpot"), or None if unknown."""
@@ -82,3 +94,16 @@ class Calibration:
         if not iv:
             return None
         return np.asarray(predicted_s) * iv["low"], np.asarray(predicted_s) * iv["high"]
+
+
+EFFICIENCY = (0.0, 1e3)  # fitted fractions of the device file's peaks (a placeholder peak can be exceeded)
+
+
+def _table(data: Any, where: str, keys: tuple[str, ...], bounds: tuple[float, float]) -> dict[str, float]:
+    """One number per key (op class or phase), each finite within bounds; efficiencies above zero."""
+    table = mapping(data, where)
+    missing = [k for k in keys if k not in table]
+    if missing:
+        raise InputError(f"{where}.{missing[0]}", "required field is missing")
+    positive = bounds is EFFICIENCY
+    return {k: float(number(table[k], f"{where}.{k}", low=bounds[0], open_low=positive, high=bounds[1])) for k in keys}

@@ -23,6 +23,10 @@ from cobench.arch.space import SearchSpace, load_space
 from cobench.catalogue import data_files
 from cobench.errors import InputError
 from cobench.files import read_mapping
+from cobench.validate import mapping, number, sequence, show, text
+
+MAX_KERNEL_SIZE = 2**34  # any one dimension of a kernel shape (the footprint bounds their product)
+MAX_KERNEL_BYTES = 16e9  # what one kernel's operands may occupy (a Jetson Orin NX has 16 GB in all)
 
 KINDS = ("gemm", "attention", "rmsnorm", "softmax", "silu_mul", "add", "gather", "copy", "triad")
 KERNEL_PRECISIONS = ("fp32", "fp16", "bf16")
@@ -81,7 +85,7 @@ def load_suites(
     suites: dict[str, list[KernelSpec]] = {}
     for path in data_files("kernels", extra):
         data = read_mapping(path, "kernels")
-        name = data.get("name") or path.stem
+        name = text(data.get("name") or path.stem, f"{path.name}.name")
         suites[name] = _parse_suite(name, data, path.name)
     if names:
         unknown = [n for n in names if n not in suites]
@@ -93,22 +97,30 @@ def load_suites(
 
 def _parse_suite(name: str, data: dict[str, Any], where: str) -> list[KernelSpec]:
     """A suite: `precisions` and `kernels: [{kind, shapes: [{...}]}]` (or a single top-level kind/shapes)."""
-    precisions = data.get("precisions", ["fp32"])
+    precisions = sequence(data.get("precisions", ["fp32"]), f"{where}.precisions", 16)
     for p in precisions:
-        if p not in KERNEL_PRECISIONS:
-            raise InputError(f"{where}.precisions", f"{p!r} is not one of {', '.join(KERNEL_PRECISIONS)}")
-    groups = data.get("kernels") or [{"kind": data.get("kind"), "shapes": data.get("shapes")}]
+        if not isinstance(p, str) or p not in KERNEL_PRECISIONS:
+            raise InputError(f"{where}.precisions", f"{show(p)} is not one of {', '.join(KERNEL_PRECISIONS)}")
+    groups = sequence(
+        data.get("kernels") or [{"kind": data.get("kind"), "shapes": data.get("shapes")}], f"{where}.kernels", 1000
+    )
     specs = []
     for g, group in enumerate(groups):
-        kind = group.get("kind")
-        if kind not in KINDS:
-            raise InputError(f"{where}.kernels[{g}].kind", f"one of {', '.join(KINDS)}, got {kind!r}")
+        kind = mapping(group, f"{where}.kernels[{g}]").get("kind")
+        if not isinstance(kind, str) or kind not in KINDS:
+            raise InputError(f"{where}.kernels[{g}].kind", f"one of {', '.join(KINDS)}, got {show(kind)}")
         keys = SHAPE_KEYS[kind]
-        for i, shape in enumerate(group.get("shapes") or []):
+        for i, shape in enumerate(sequence(group.get("shapes") or [], f"{where}.kernels[{g}].shapes", 10_000)):
+            at = f"{where}.kernels[{g}].shapes[{i}]"
             if not isinstance(shape, dict) or set(shape) != set(keys):
-                raise InputError(f"{where}.kernels[{g}].shapes[{i}]", f"a {kind} shape has exactly {', '.join(keys)}")
-            if any(not isinstance(v, int) or v < 1 for v in shape.values()):
-                raise InputError(f"{where}.kernels[{g}].shapes[{i}]", "sizes must be positive integers")
+                raise InputError(at, f"a {kind} shape has exactly {', '.join(keys)}")
+            for key, size in shape.items():
+                number(size, f"{at}.{key}", integer=True, low=1, high=MAX_KERNEL_SIZE)
+            footprint = cost(kind, shape, 4)[1]  # fp32: the largest of the kernel precisions
+            if footprint > MAX_KERNEL_BYTES:
+                raise InputError(
+                    at, f"needs {footprint / 1e9:.3g} GB; a kernel shape may use {MAX_KERNEL_BYTES / 1e9:g} GB"
+                )
             specs += [KernelSpec(name, kind, dict(shape), p) for p in precisions]
     if not specs:
         raise InputError(f"{where}.kernels", "a suite needs at least one kernel shape")
