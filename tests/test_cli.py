@@ -123,7 +123,7 @@ def test_sweep_json_resume_and_export(tmp_path: Path) -> None:
             ["sweep", "--space", "/nonexistent.yaml", "-d", "cpu"],
             "space: file /nonexistent.yaml does not exist",
         ),
-        (["store", "export", "--sweep", "nope", "--out", "x.csv"], "sweep: no sweep 'nope'"),
+        (["store", "export", "--sweep", "nope", "--out", "x.csv"], "does not exist (nothing stored yet)"),
     ],
 )
 def test_bad_input_is_one_line_and_nonzero(args: list[str], words: str) -> None:

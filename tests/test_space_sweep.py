@@ -175,7 +175,7 @@ def test_export_csv_and_json(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "top.json").read_text()) == rows
     export_rows(rows, tmp_path / "top.csv")
     assert (tmp_path / "top.csv").read_text().count("\n") == 6
-    with pytest.raises(InputError, match="must end in .csv or .json"):
+    with pytest.raises(InputError, match="give --format or end the name in"):
         export_rows(rows, tmp_path / "top.xlsx")
     with pytest.raises(InputError, match="unknown column"):
         store.sweeps.candidates(result.sweep_id, "speed")

@@ -116,9 +116,8 @@ def test_read_only_open_writes_nothing(swept: Path) -> None:
     before = swept.read_bytes()
     with Store(swept, read_only=True) as db:
         assert db.summary()["rows"]["predictions"] >= 1
-        with pytest.raises(StoreError, match="read-only"):
-            with db.connection.transaction():
-                pass
+        with pytest.raises(StoreError, match="read-only"), db.connection.transaction():
+            pass
     assert swept.read_bytes() == before
     with pytest.raises(InputError, match="does not exist"):
         Store(swept.with_name("none.db"), read_only=True)
@@ -134,7 +133,8 @@ def test_a_full_disk_ends_in_one_line_and_keeps_what_was_stored(tmp_path: Path) 
         store = mnt / "s.db"
         assert cli("predict", "-a", "tiny-gqa-4l", "-d", "cpu", "--store", str(store))[0] == 0
         space = tmp_path / "big.yaml"
-        big = SPACE | {"grid": {"d_model": list(range(64, 2048, 16)), "n_layers": list(range(1, 33)), "n_heads": [2, 4]}}
+        grid = {"d_model": list(range(64, 2048, 16)), "n_layers": list(range(1, 33)), "n_heads": [2, 4]}
+        big = SPACE | {"grid": grid}
         space.write_text(yaml.safe_dump(big))
         code, _, stderr = cli("sweep", "--space", str(space), "-d", "cpu", "--store", str(store))
         assert code == 4 and "full" in stderr and len(stderr.strip().splitlines()) == 1, stderr
