@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -185,3 +186,19 @@ def test_a_grid_over_the_limit_is_refused_with_its_count(tmp_path: Path) -> None
     assert code == 2 and "10,000,000,000,000,000 candidates" in stderr and "--max-candidates" in stderr
     code, _, stderr = cli("sweep", "--space", str(space), "-d", "cpu", "--store", str(store), "--max-candidates", "0")
     assert code == 2
+
+
+def test_a_sweep_whose_process_died_is_not_left_running(swept: Path) -> None:
+    """kill -9 leaves no chance to write `interrupted`: the next open sees the owner's pid is gone."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    with sqlite3.connect(swept) as db:
+        db.execute("UPDATE sweeps SET status = 'running', owner = ?", (f"{socket.gethostname()}:{dead.pid}",))
+    with Store(swept) as db:
+        assert {s["status"] for s in db.summary()["sweeps"]} == {"interrupted"}
+        assert db.check()["running_sweeps"][0]["status"] == "interrupted"
+    space = swept.parent / "space.yaml"
+    code, stdout, _ = cli("sweep", "--space", str(space), "-d", "cpu", "--store", str(swept), "--json")
+    assert code == 0 and json.loads(stdout)["chunks_run"] == 0  # resumed: nothing redone
+    with Store(swept, read_only=True) as db:
+        assert {s["status"] for s in db.summary()["sweeps"]} == {"done"}

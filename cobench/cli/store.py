@@ -88,6 +88,6 @@ def store_check(store: StoreOpt = STORE_DEFAULT, json_out: JsonOpt = False) -> N
         for problem in report["problems"]:
             out.print(f"  {problem}")
         for s in report["running_sweeps"]:
-            out.print(f"  sweep {s['id']} ({s['name']}) is marked running: rerun `cobench sweep` to resume it")
+            out.print(f"  sweep {s['id']} ({s['name']}) is {s['status']}: rerun `cobench sweep` to resume it")
     if not report["ok"]:
         raise typer.Exit(1)

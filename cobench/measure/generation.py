@@ -71,6 +71,18 @@ class Generations:
         }
 
 
+def fixed_step(step: Callable[[np.ndarray, Any], Any], ids: np.ndarray, cache: Any) -> Callable[[], Any]:
+    """A step of an in-place cache (one with a `length`) at its context, again and again: the position it
+    writes is restored before each call, so every call sees the same context."""
+    context = cache.length
+
+    def again() -> Any:
+        cache.length = context
+        return step(ids, cache)
+
+    return again
+
+
 def time_generation(
     runner: Generating, ids: np.ndarray, token: np.ndarray, generate: int, cfg: timing.HarnessConfig
 ) -> tuple[timing.Samples, Generations]:

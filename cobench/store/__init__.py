@@ -50,6 +50,8 @@ class Store:
         self.runs = TrainingRuns(self.connection, self.catalog)
         self.fits = LawFits(self.connection)
         self.analyses = Analyses(self.connection)
+        if not read_only:
+            self.sweeps.recover()  # a sweep whose process died is never left `running`
 
     @property
     def version(self) -> int:

@@ -74,7 +74,7 @@ def check(connection: Any) -> dict[str, Any]:
         {"table": t, "rowid": rowid, "parent": parent}
         for t, rowid, parent, _ in connection.db.execute("PRAGMA foreign_key_check")
     ]
-    running = connection.rows("SELECT id, name FROM sweeps WHERE status = 'running'")
+    running = connection.rows("SELECT id, name, status FROM sweeps WHERE status IN ('running', 'interrupted')")
     problems = [] if integrity == ["ok"] else [f"integrity: {'; '.join(integrity[:5])}"]
     problems += [f"orphan row {o['rowid']} of {o['table']} (no {o['parent']})" for o in orphans[:20]]
     if connection.version != SCHEMA_VERSION:

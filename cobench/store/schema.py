@@ -93,6 +93,11 @@ MIGRATIONS: list[str] = [
         profile_key TEXT NOT NULL, round INTEGER NOT NULL, result_json TEXT NOT NULL, created_at REAL NOT NULL,
         PRIMARY KEY (profile_key, round));
     """,
+    # 8: who runs a sweep (host:pid), so that one whose process died is marked interrupted on the next
+    # open instead of staying `running` for ever
+    """
+    ALTER TABLE sweeps ADD COLUMN owner TEXT;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 CANDIDATE_COLUMNS = (

@@ -4,6 +4,8 @@ together, so an interrupted sweep resumes after the chunks it finished."""
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -11,6 +13,18 @@ from typing import Any
 from cobench.errors import InputError
 from cobench.store.connection import Connection
 from cobench.store.schema import CANDIDATE_COLUMNS
+
+OWNER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class Sweeps:
@@ -30,7 +44,8 @@ class Sweeps:
     ) -> None:
         with self.c.transaction() as db:
             db.execute(
-                "INSERT OR IGNORE INTO sweeps VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, NULL)",
+                "INSERT OR IGNORE INTO sweeps (id, name, space_json, device_id, workload_json, params_json, "
+                "grid_size, n_chunks, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?)",
                 (
                     sweep_id,
                     name,
@@ -43,6 +58,25 @@ class Sweeps:
                     time.time(),
                 ),
             )
+            db.execute(  # resumed: running again, by this process
+                "UPDATE sweeps SET owner = ?, status = CASE status WHEN 'done' THEN 'done' ELSE 'running' END "
+                "WHERE id = ?",
+                (OWNER, sweep_id),
+            )
+
+    def recover(self) -> list[str]:
+        """Sweeps marked running by a process of this host that no longer exists: marked interrupted
+        (rerunning `cobench sweep` resumes them). Another host's are left alone: its process is unknown."""
+        lost = []
+        for sweep_id, owner in self.c.db.execute("SELECT id, owner FROM sweeps WHERE status = 'running'").fetchall():
+            host, _, pid = (owner or "").rpartition(":")
+            if owner is None or (host == socket.gethostname() and pid.isdigit() and not _alive(int(pid))):
+                lost.append(sweep_id)
+        if lost:
+            with self.c.transaction() as db:
+                db.executemany("UPDATE sweeps SET status = 'interrupted' WHERE id = ? AND status = 'running'",
+                               [(s,) for s in lost])  # fmt: skip
+        return lost
 
     def done_chunks(self, sweep_id: str) -> set[int]:
         rows = self.c.db.execute("SELECT chunk FROM sweep_chunks WHERE sweep_id = ?", (sweep_id,))

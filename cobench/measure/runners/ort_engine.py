@@ -20,6 +20,7 @@ from cobench.errors import MissingDependency
 from cobench.measure.clocks import time_host
 from cobench.measure.engine_graph import rope_cache
 from cobench.measure.export import Exported, export_engine
+from cobench.measure.generation import fixed_step
 from cobench.measure.runners.ort import NUMPY_TYPES, PROVIDERS, BackendMismatch
 
 
@@ -156,14 +157,7 @@ class OrtEngineRunner:
         return cache
 
     def fixed_decode(self, ids: np.ndarray, cache: Cache) -> Callable[[], Any]:
-        """One step at the cache's context, again and again (the position written is restored each time)."""
-        context = cache.length
-
-        def step() -> Any:
-            cache.length = context
-            return self._step(ids, cache)
-
-        return step
+        return fixed_step(self._step, ids, cache)
 
     def timed(self, fn: Callable[[], Any]) -> float:
         return time_host(fn)  # run_with_iobinding returns when the outputs are ready

@@ -17,6 +17,7 @@ import numpy as np
 from cobench.arch.architecture import Architecture
 from cobench.errors import InputError, MissingDependency
 from cobench.measure.clocks import time_cuda, time_host
+from cobench.measure.generation import fixed_step
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
@@ -167,14 +168,7 @@ class TorchRunner:
         return cache
 
     def fixed_decode(self, ids: np.ndarray, cache: Any) -> Callable[[], Any]:
-        """One step at the cache's context, again and again (the position written is restored each time)."""
-        context = cache.length
-
-        def step() -> Any:
-            cache.length = context
-            return self._step(ids, cache)
-
-        return step
+        return fixed_step(self._step, ids, cache)
 
     def timed(self, fn: Callable[[], Any]) -> float:
         return time_cuda(fn) if self.device == "cuda" else time_host(fn)
