@@ -49,6 +49,16 @@ def test_report_is_self_contained_with_every_section(report: Path) -> None:
     assert (report.parent / "figures" / "pareto-cpu.png").exists()
 
 
+def test_report_opens_with_the_answer_and_folds_the_environment(report: Path) -> None:
+    """The frontier and the pick first, then how sure (calibration), then the evidence; environment last."""
+    text = report.read_text()
+    order = [text.index(f"<h2>{s}") for s in ("Pareto frontier", "Calibration", "Profiled candidates", "Device and")]
+    assert order == sorted(order)
+    assert "Recommended within the budgets" in text[order[0] : order[1]]
+    environment = text[order[-1] :]
+    assert "<details><summary>Environment" in environment or "No profiles yet" in environment
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (Debian package `chromium`)")
 def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path) -> None:
     profile = ["--user-data-dir=" + str(tmp_path / "profile")]

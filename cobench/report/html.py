@@ -30,11 +30,13 @@ def build(store: Store, out: Path, telemetry_runs: int = 2) -> tuple[Path, list[
         + "</p>"
     )
     profiles = [p for p in store.profiles.find() if p.status in ("ok", "failed", "refused")]
-    sections.environment(page, profiles)
-    sections.roofline(page, store)
-    sections.profiled(page, profiles)
-    sections.calibrations(page, store)
-    sections.telemetry(page, store, profiles, telemetry_runs)
-    sections.laws(page, store)
+    # the answer first (the frontier and the pick at the budgets), then how sure (calibration error and
+    # intervals, the profiles' repeatability), then the evidence; the environment last, folded
     sections.pareto(page, store)
+    sections.calibrations(page, store)
+    sections.profiled(page, profiles)
+    sections.laws(page, store)
+    sections.roofline(page, store)
+    sections.telemetry(page, store, profiles, telemetry_runs)
+    sections.environment(page, profiles)
     return write_atomic(out / "report.html", page.html("cobench report")), page.figures

@@ -27,8 +27,8 @@ def environment(page: Page, profiles: list[ProfileResult]) -> None:
     devices = sorted({p.device + (f"@{p.power_mode}" if p.power_mode else "") for p in profiles})
     page.section(
         "Device and environment",
-        f"<p>Devices profiled: {escape(', '.join(devices))}. Environment of the latest profile:</p>"
-        + table(["item", "value"], flat[:60]),
+        f"<p>Devices profiled: {escape(', '.join(devices))}.</p><details><summary>Environment of the latest "
+        f"profile ({len(flat[:60])} items)</summary>" + table(["item", "value"], flat[:60]) + "</details>",
     )
 
 
@@ -179,6 +179,17 @@ def pareto(page: Page, store: Store) -> None:
             f"(budgets: {escape(budgets or 'none')}); frontier of {len(a['frontier'])}; "
             f"latency: {escape(a['latency_model'])}.</p>"
         )
+        front = a["frontier"]  # fastest first; the last is the lowest loss within the budgets
+        if front:
+            pick = front[-1]
+            name = pick.get("name") or pick.get("arch") or f"candidate {pick.get('grid_index', '')}"
+            body += (
+                f"<p><b>Recommended within the budgets: {escape(name)}</b> (lowest predicted loss on the "
+                f"feasible frontier); the frontier, fastest first:</p>"
+            )
+            columns = list(front[0])[:12]
+            cells = [[f"{r.get(c):.4g}" if isinstance(r.get(c), float) else r.get(c) for c in columns] for r in front]
+            body += table(columns, cells[:12] + (cells[-1:] if len(cells) > 12 else []))
         if ref and ref.get("best"):
             body += (
                 f"<p>Reference {escape(ref['arch'])}: {ms(ref['latency_s'])}, loss {ref['loss']:.4f}; "
