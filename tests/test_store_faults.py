@@ -202,3 +202,12 @@ def test_a_sweep_whose_process_died_is_not_left_running(swept: Path) -> None:
     assert code == 0 and json.loads(stdout)["chunks_run"] == 0  # resumed: nothing redone
     with Store(swept, read_only=True) as db:
         assert {s["status"] for s in db.summary()["sweeps"]} == {"done"}
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-5", "0"])
+def test_a_meaningless_budget_is_refused_in_one_line(tmp_path: Path, value: str) -> None:
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(SPACE))
+    args = ["pareto", "--space", str(space), "-d", "cpu", "--max-latency", value, "--store", str(tmp_path / "s.db")]
+    code, _, stderr = cli(*args)
+    assert code == 2 and "max_latency_ms" in stderr and len(stderr.strip().splitlines()) == 1, stderr

@@ -21,6 +21,7 @@ from cobench.hardware.devices import DeviceSpec
 from cobench.predict.latency_model import LatencyModel
 from cobench.predict.roofline import Prediction, predict
 from cobench.search.pareto import runs_of
+from cobench.validate import number
 
 METRICS = ("e2e", "ttft", "tpot")
 TOKENS_PER_PARAM = 20.0  # Chinchilla-optimal training tokens per (active) parameter
@@ -54,8 +55,8 @@ def budgets(
         ("max_params", params),
         ("max_energy_per_token", energy),
     ):
-        if v is not None and not v > 0:
-            raise InputError(name, f"must be positive, got {v}")
+        if v is not None:
+            number(v, name, low=0, open_low=True)  # NaN and ±inf refused, not silently "no budget"
     return {
         "latency": latency_ms / 1e3 if latency_ms else None,
         "memory": memory_gb * 1e9 if memory_gb else None,
