@@ -42,7 +42,7 @@ def test_not_a_jetson(tmp_path) -> None:  # noqa: ANN001
 def test_doctor_reports_rails_on_a_jetson_tree() -> None:
     checks = {c.name: c for c in jetson_checks(JETSON / "orin_nano_super")}
     assert checks["jetson"].status == "ok" and "R39.2.1" in checks["jetson"].detail
-    assert "VDD_IN" in checks["ina3221"].detail and "918000000" not in checks["gpu devfreq"].detail
+    assert "VDD_IN" in checks["power rails"].detail and "918000000" not in checks["gpu devfreq"].detail
     assert "306000000" in checks["gpu devfreq"].detail
 
 

@@ -102,3 +102,18 @@ def test_nvml_source_against_the_real_library_where_a_gpu_exists() -> None:
     second = source.read()
     assert second["energy_mj"] >= first["energy_mj"] and second["power_mw"] > 0
     assert source.describe()["driver"]
+
+
+def test_thor_input_power_comes_from_the_ina238_in_microwatts() -> None:
+    """Bug (issue 13): Thor's module input is an INA238 (`power1_input`, µW), not an INA3221 channel; the total
+    was the sum of the module rails, and every I²C hwmon device (here a tmp451 sensor) was taken as a rail."""
+    source = JetsonSource.open(JETSON / "thor")
+    assert source is not None
+    sample = source.read()
+    assert sample["rail_VIN_mw"] == pytest.approx(40_024.8)  # 40,024,800 µW
+    assert sample["power_mw"] == sample["rail_VIN_mw"]  # the input rail is the total, not the sum
+    assert sample["rail_VDD_GPU_mw"] == pytest.approx(12040 * 640 / 1000)
+    assert "rail_board_mw" not in sample  # the temperature sensor's in1_label is not a rail
+    assert "gpu_load_pct" not in sample and sample["gpu_freq_mhz"] == 1575  # gpu-gpc-0 has no load file
+    facts = source.describe()
+    assert facts["total_rail"] == "VIN" and facts["rails"][0] == "VIN" and "NVML" in facts["gpu_load"]

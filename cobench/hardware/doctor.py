@@ -147,13 +147,13 @@ def jetson_checks(root: Path = Path("/")) -> list[Check]:
         )
     if info.rails:
         rails = ", ".join(r.label for r in info.rails)
-        checks.append(Check("ina3221", "ok", f"rails {rails}; total = {info.total_rail}"))
+        checks.append(Check("power rails", "ok", f"rails {rails}; total = {info.total_rail}"))
     else:
         checks.append(
             Check(
-                "ina3221",
+                "power rails",
                 "warn",
-                "no INA3221 rails readable",
+                "no INA3221 / INA238 rails readable",
                 "energy per token",
                 "run as a user that can read /sys/bus/i2c/devices/*/hwmon",
             )

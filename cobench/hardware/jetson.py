@@ -1,4 +1,9 @@
-"""Jetson discovery from files: L4T release, board model, nvpmodel mode, INA3221 rails, GPU devfreq.
+"""Jetson discovery from files: L4T release, board model, nvpmodel mode, power rails, GPU devfreq.
+
+Rails come from the hwmon devices whose driver is a power monitor: INA3221 channels (mV and mA) on every
+Orin and Thor module, and on AGX Thor the carrier board's INA238 on the module input (`power1_input`, in µW,
+as the kernel's hwmon ABI gives power), which is the board's total. Any other I²C hwmon device (temperature
+sensors, fan controllers) is not a rail, whatever its files are called.
 
 NVML is effectively absent on Orin, so everything comes from /etc and sysfs. Every function takes a
 `root` (default "/") so tests run against a recorded tree of a real board. Parsers are pure.
@@ -10,10 +15,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# The module's input rail where one is measured (Orin NX/Nano: VDD_IN; Nano: POM_5V_IN). AGX Orin and Thor
-# measure no input rail (VIN_SYS_5V0 is only the 5 V system rail): their total is the sum of the rails, as
+# The module's input rail where one is measured (Thor: the INA238's VIN; Orin NX/Nano: VDD_IN; Nano:
+# POM_5V_IN). AGX Orin (and Thor without the INA238 driver) measure no input rail (VIN_SYS_5V0 is only the 5 V system rail): their total is the sum of the rails, as
 # jtop computes it and as a recorded AGX Orin power log reads it ("no VDD_IN rail ... total = sum").
-TOTAL_RAILS = ("VDD_IN", "POM_5V_IN")
+TOTAL_RAILS = ("VIN", "VDD_IN", "POM_5V_IN")
+INPUT_MONITOR = "ina238"  # one channel, the module input: labelled VIN (as jtop does)
 SUM_OF_RAILS = "sum of rails"
 GPU_DEVFREQ = re.compile(r"(ga10b|gv11b|gp10b|gm20b|\.gpu$|^gpu-gpc)")
 
@@ -34,9 +40,12 @@ def parse_nvpmodel(text: str) -> tuple[str | None, int | None]:
 
 @dataclass(frozen=True)
 class Rail:
+    """One measured rail: power from voltage × current, or read directly (µW) where the monitor has it."""
+
     label: str
     voltage_path: Path
     current_path: Path
+    power_path: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -59,16 +68,27 @@ def _read(path: Path) -> str | None:
         return None
 
 
+def _monitors(root: Path, driver: str) -> list[Path]:
+    """hwmon folders of I²C devices bound to `driver` (the hwmon `name` file names it)."""
+    return [h for h in sorted(root.glob("sys/bus/i2c/devices/*/hwmon/hwmon*")) if _read(h / "name") == driver]
+
+
 def find_rails(root: Path) -> list[Rail]:
-    """INA3221 channels with a real label (skips 'NC' and the 'sum of shunt voltages' channel)."""
-    rails = []
-    for label_path in sorted(root.glob("sys/bus/i2c/devices/*/hwmon/hwmon*/in*_label")):
-        label = _read(label_path)
-        k = label_path.name[2:-6]
-        current = label_path.with_name(f"curr{k}_input")
-        if not label or label == "NC" or "sum of shunt" in label or not current.exists():
-            continue
-        rails.append(Rail(label, label_path.with_name(f"in{k}_input"), current))
+    """The INA238 input rail first (Thor), then INA3221 channels with a real label (skips 'NC' and the 'sum of
+    shunt voltages' channel)."""
+    rails = [
+        Rail("VIN", h / "in1_input", h / "curr1_input", h / "power1_input")
+        for h in _monitors(root, INPUT_MONITOR)
+        if (h / "power1_input").exists()
+    ]
+    for hwmon in _monitors(root, "ina3221"):
+        for label_path in sorted(hwmon.glob("in*_label")):
+            label = _read(label_path)
+            k = label_path.name[2:-6]
+            current = label_path.with_name(f"curr{k}_input")
+            if not label or label == "NC" or "sum of shunt" in label or not current.exists():
+                continue
+            rails.append(Rail(label, label_path.with_name(f"in{k}_input"), current))
     return rails
 
 

@@ -1,8 +1,10 @@
-"""Jetson telemetry from sysfs: INA3221 rails, GPU devfreq, thermal zones; tegrastats as a fallback.
+"""Jetson telemetry from sysfs: INA3221 / INA238 rails, GPU devfreq, thermal zones; tegrastats as a fallback.
 
-Power per rail = in<k>_input (mV) · curr<k>_input (mA) / 1000 → mW; the total is VDD_IN where the module
-measures it, else the sum of the rails (see `cobench.hardware.jetson.TOTAL_RAILS`). GPU load is per-mille in
-`device/load`; clocks are Hz in the devfreq node. Clocks are "pinned" when devfreq min_freq == max_freq
+Power per rail = in<k>_input (mV) · curr<k>_input (mA) / 1000 → mW, or power1_input (µW) / 1000 where the
+monitor measures power itself (Thor's INA238); the total is the input rail (VIN, VDD_IN) where the board
+measures one, else the sum of the rails (see `cobench.hardware.jetson.TOTAL_RAILS`). GPU load is per-mille in
+`device/load` on Orin; Thor's `gpu-gpc-0` has no load file (its GPU load comes from NVML, which Thor has).
+Clocks are Hz in the devfreq node. Clocks are "pinned" when devfreq min_freq == max_freq
 (what `jetson_clocks` sets).
 """
 
@@ -14,7 +16,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from cobench.hardware.jetson import SUM_OF_RAILS, JetsonInfo, discover, parse_nvpmodel
+from cobench.hardware.jetson import SUM_OF_RAILS, JetsonInfo, Rail, discover, parse_nvpmodel
 
 
 class JetsonSource:
@@ -38,10 +40,9 @@ class JetsonSource:
         sample: dict[str, float] = {}
         total = 0.0
         for rail in self.info.rails:
-            mv, ma = _number(rail.voltage_path), _number(rail.current_path)
-            if mv is None or ma is None:
+            mw = _rail_mw(rail)
+            if mw is None:
                 continue
-            mw = mv * ma / 1000
             sample[f"rail_{rail.label}_mw"] = mw
             total += mw
         if self.info.total_rail and self.info.total_rail != SUM_OF_RAILS:
@@ -80,6 +81,8 @@ class JetsonSource:
                 "gpu_max_freq_hz": hi,
                 "gpu_governor": _text(node / "governor"),
             }
+            if not (node / "device/load").exists():
+                facts["gpu_load"] = "not in devfreq on this board (Thor): from NVML"
             if lo is not None and hi is not None and lo < hi:
                 warnings.append(f"GPU clock not pinned ({lo / 1e6:.0f}-{hi / 1e6:.0f} MHz): run `sudo jetson_clocks`")
         nvpmodel = shutil.which("nvpmodel")
@@ -89,6 +92,14 @@ class JetsonSource:
         else:
             warnings.append("nvpmodel not found: the power mode is not recorded")
         return facts | {"warnings": warnings}
+
+
+def _rail_mw(rail: Rail) -> float | None:
+    if rail.power_path is not None:
+        uw = _number(rail.power_path)
+        return None if uw is None else uw / 1000
+    mv, ma = _number(rail.voltage_path), _number(rail.current_path)
+    return None if mv is None or ma is None else mv * ma / 1000
 
 
 def _text(path: Path) -> str | None:
