@@ -76,13 +76,14 @@ def profile_candidate(task: dict[str, Any]) -> dict[str, Any]:
     e2e_cfg = timing.HarnessConfig(**(task.get("harness", {}) | task.get("e2e_harness", {"min_iters": 3})))
     tele = task.get("telemetry", {})
     rate = float(tele.get("rate_hz", 20.0))
-    source = None if tele.get("kind") == "off" else select_source(tele.get("kind", "auto"))
+    device = task.get("runner_device", "cpu")
+    source = None if tele.get("kind") == "off" else select_source(tele.get("kind", "auto"), device)
     t0 = time.perf_counter()
     runner: Runner = open_runner(
         task["backend"],
         arch,
         task["precision"],
-        task.get("runner_device", "cpu"),
+        device,
         Path(task["cache_dir"]),
         task.get("options", {}),
     )

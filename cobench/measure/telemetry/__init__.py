@@ -3,7 +3,9 @@
 A source's `read()` returns instantaneous values keyed with their unit (`power_mw`, `gpu_freq_mhz`,
 `temp_gpu_c`, …) and, where the hardware has one, a cumulative `energy_mj` counter. Energy over a window
 comes from the counter's difference when there is one (NVML total energy, RAPL), else from integrating
-power (Jetson INA3221 rails). `select_source` tries Jetson sysfs, then NVML, then the CPU, in that order.
+power (Jetson INA3221 rails). `select_source` picks by what runs where: a Jetson's sysfs (the module's power
+covers CPU and GPU runs alike), NVML only when the runner is on the GPU (NVML sees the GPU's power, not a
+CPU run's), else the CPU source.
 """
 
 from __future__ import annotations
@@ -97,8 +99,13 @@ class Sampler:
         self.series.add(time.monotonic(), self.source.read())  # close the window with a final reading
 
 
-def select_source(kind: str = "auto", root: Path = Path("/"), gpu_index: int = 0) -> TelemetrySource:
-    """Explicit order: Jetson sysfs (NVML is absent on Orin), NVML, then the CPU source."""
+GPU_RUNNERS = ("cuda", "tensorrt")
+
+
+def select_source(
+    kind: str = "auto", runner_device: str = "cpu", root: Path = Path("/"), cuda_device: int = 0
+) -> TelemetrySource:
+    """Explicit order: Jetson sysfs (NVML is absent on Orin), NVML for a GPU run, then the CPU source."""
     from cobench.measure.telemetry.cpu import CpuSource
     from cobench.measure.telemetry.jetson import JetsonSource
     from cobench.measure.telemetry.nvml import NvmlSource
@@ -107,8 +114,8 @@ def select_source(kind: str = "auto", root: Path = Path("/"), gpu_index: int = 0
         source = JetsonSource.open(root)
         if source is not None or kind == "jetson":
             return source or _missing("jetson", "no Jetson sysfs found (/etc/nv_tegra_release, INA3221 rails)")
-    if kind in ("auto", "nvml"):
-        nvml = NvmlSource.open(gpu_index)
+    if kind == "nvml" or (kind == "auto" and runner_device in GPU_RUNNERS):
+        nvml = NvmlSource.open(cuda_device)
         if nvml is not None or kind == "nvml":
             return nvml or _missing("nvml", "NVML is not available (nvidia-ml-py and an NVIDIA driver are needed)")
     return CpuSource(root)

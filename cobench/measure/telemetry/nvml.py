@@ -4,10 +4,15 @@ Energy comes from the total-energy counter (mJ, updated about every 100 ms; use 
 because nvmlDeviceGetPowerUsage is a 1 s average on recent GPUs; instant power for timelines comes from
 the NVML_FI_DEV_POWER_INSTANT field where the driver has it. Clock-event (throttle) reasons are recorded
 as the raw bitmask plus decoded names.
+
+The GPU is the runner's CUDA device, found in NVML by its UUID: CUDA numbers only the devices that
+CUDA_VISIBLE_DEVICES lets it see (and orders them its own way), NVML numbers them all, so "index 0" is a
+different GPU in each on a shared multi-GPU host.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 THROTTLE_NAMES = {
@@ -31,21 +36,35 @@ def throttle_names(mask: int) -> list[str]:
 class NvmlSource:
     name = "nvml"
 
-    def __init__(self, nvml: Any, handle: Any, index: int) -> None:
+    def __init__(self, nvml: Any, handle: Any, cuda_device: int, found_by: str) -> None:
         self.nvml = nvml
         self.handle = handle
-        self.index = index
+        self.cuda_device = cuda_device
+        self.found_by = found_by
         self.instant_field = getattr(nvml, "NVML_FI_DEV_POWER_INSTANT", None)
 
     @classmethod
-    def open(cls, index: int = 0) -> NvmlSource | None:
+    def open(cls, cuda_device: int = 0) -> NvmlSource | None:
         try:
             import pynvml
 
             pynvml.nvmlInit()
-            return cls(pynvml, pynvml.nvmlDeviceGetHandleByIndex(index), index)
+            return cls.for_cuda_device(pynvml, cuda_device, _cuda_uuid(cuda_device))
         except Exception:  # no library, no driver, no GPU: the caller falls back  # noqa: BLE001
             return None
+
+    @classmethod
+    def for_cuda_device(
+        cls, nvml: Any, cuda_device: int, uuid: str | None, visible: str | None = None
+    ) -> NvmlSource:
+        """The NVML handle of CUDA device `cuda_device`: by its UUID (from CUDA) when known, else through
+        CUDA_VISIBLE_DEVICES (indices or UUIDs), else by the same index (nothing hides any GPU)."""
+        if uuid:
+            return cls(nvml, nvml.nvmlDeviceGetHandleByUUID(uuid), cuda_device, f"uuid {uuid}")
+        kind, value = visible_device(os.environ.get("CUDA_VISIBLE_DEVICES") if visible is None else visible, cuda_device)
+        if kind == "uuid":
+            return cls(nvml, nvml.nvmlDeviceGetHandleByUUID(value), cuda_device, f"uuid {value}")
+        return cls(nvml, nvml.nvmlDeviceGetHandleByIndex(int(value)), cuda_device, f"nvml index {value}")
 
     def _try(self, fn: Any, *args: Any) -> Any:
         try:
@@ -103,7 +122,9 @@ class NvmlSource:
             "source": "nvml",
             "gpu": name if isinstance(name, str) else name.decode(),
             "driver": n.nvmlSystemGetDriverVersion(),
-            "index": self.index,
+            "cuda_device": self.cuda_device,
+            "nvml_device": self.found_by,
+            "uuid": self._try(n.nvmlDeviceGetUUID),
             "power_limit_w": (self._try(n.nvmlDeviceGetEnforcedPowerLimit) or 0) / 1e3,
             "max_sm_clock_mhz": self._try(n.nvmlDeviceGetMaxClockInfo, n.NVML_CLOCK_SM),
         }
@@ -112,3 +133,35 @@ class NvmlSource:
         if mask & ~BENIGN:
             warnings.append(f"GPU clocks are being limited: {', '.join(throttle_names(mask & ~BENIGN))}")
         return facts | {"warnings": warnings}
+
+
+def visible_device(visible: str | None, cuda_device: int) -> tuple[str, str]:
+    """CUDA device `cuda_device` under CUDA_VISIBLE_DEVICES → ("index", NVML index) or ("uuid", UUID).
+
+    CUDA reads the list up to the first invalid entry; an entry is an index or a (possibly shortened)
+    GPU-/MIG- UUID. Unset means every GPU is visible in NVML's order.
+    """
+    if visible is None or not visible.strip():
+        return "index", str(cuda_device)
+    entries = [e.strip() for e in visible.split(",")]
+    valid = []
+    for e in entries:
+        if not (e.isdigit() or e.startswith(("GPU-", "MIG-"))):
+            break
+        valid.append(e)
+    if cuda_device >= len(valid):
+        raise IndexError(f"CUDA device {cuda_device} is not among CUDA_VISIBLE_DEVICES={visible!r}")
+    entry = valid[cuda_device]
+    return ("index", entry) if entry.isdigit() else ("uuid", entry)
+
+
+def _cuda_uuid(cuda_device: int) -> str | None:
+    """The device's UUID as NVML spells it ('GPU-…'), from torch when CUDA is up; None otherwise."""
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        return f"GPU-{torch.cuda.get_device_properties(cuda_device).uuid}"
+    except Exception:  # old torch without .uuid, or no CUDA: fall back to CUDA_VISIBLE_DEVICES  # noqa: BLE001
+        return None
