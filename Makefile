@@ -118,8 +118,19 @@ demo: install
 	$(MAKE) --no-print-directory pipeline KERNEL_MAX_TIME_S=0.5
 	@echo "report: $(abspath $(OUT)/report/report.html)"
 
-test: install
-	$(PY) -m pytest -p no:cacheprovider
+# A second environment with onnxruntime-gpu instead of onnxruntime (never both in one): on this GPU-less
+# machine its CUDA and TensorRT providers are listed but cannot load, which tests/test_gpu_paths.py uses to
+# prove that cobench refuses the fallback before any worker starts. Everything else comes from $(VENV).
+ORT_GPU_VENV ?= .venv-ortgpu
+$(ORT_GPU_VENV)/.installed: $(VENV)/.installed
+	$(PYTHON) -m venv $(ORT_GPU_VENV)
+	$(ORT_GPU_VENV)/bin/python -m pip install -q "onnxruntime-gpu>=1.18"
+	echo "import site; site.addsitedir('$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')')" \
+		> "$$($(ORT_GPU_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/zz_cobench.pth"
+	touch $@
+
+test: install $(ORT_GPU_VENV)/.installed
+	COBENCH_ORT_GPU_PYTHON=$(abspath $(ORT_GPU_VENV))/bin/python $(PY) -m pytest -p no:cacheprovider
 
 bench: install
 	cd benchmarks && ../$(PY) run.py
@@ -139,4 +150,4 @@ lint: install
 	$(VENV)/bin/ruff format --check cobench tests benchmarks
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .hypothesis $(STORE) $(STORE)-wal $(STORE)-shm out .cobench
+	rm -rf $(VENV) $(ORT_GPU_VENV) build dist *.egg-info .pytest_cache .ruff_cache .hypothesis $(STORE) $(STORE)-wal $(STORE)-shm out .cobench

@@ -4,7 +4,11 @@ onnxruntime-gpu in its own environment), recorded API facts where they do not (T
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import sqlite3
+import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -85,3 +89,122 @@ def test_every_nvml_name_cobench_uses_exists_in_nvidia_ml_py() -> None:
     assert {"nvmlReturn", "value"} <= fields  # what _instant_power_mw reads of a field value
     missing = sorted(n for n in names - fields if not hasattr(pynvml, n))
     assert not missing, missing
+
+
+# --- ORT: listed is not loadable; partial fallback; int8; TF32; TensorRT EP options ------------------------
+
+ORT_GPU_PYTHON = os.environ.get("COBENCH_ORT_GPU_PYTHON")
+
+
+@pytest.mark.skipif(not ORT_GPU_PYTHON, reason="make test provides onnxruntime-gpu in its own environment")
+def test_onnxruntime_gpu_without_cuda_is_refused_before_any_worker(tmp_path) -> None:  # noqa: ANN001
+    """Bug: with onnxruntime-gpu on a machine whose CUDA libraries are missing, get_available_providers() lists
+    CUDA; the candidate was exported, stored as failed with a traceback fragment, and the command exited 0."""
+    probe = subprocess.run(
+        [ORT_GPU_PYTHON, "-c", "import onnxruntime as o; print(o.get_device(), *o.get_available_providers())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "CUDAExecutionProvider" in probe.stdout  # the real onnxruntime-gpu package, listing CUDA
+    store, cache = tmp_path / "s.db", tmp_path / "cache"
+    args = ["profile", "-a", "tiny-gqa-4l", "--backend", "ort", "--device", "h100-sxm", "--runner-device", "cuda"]
+    proc = subprocess.run(
+        [ORT_GPU_PYTHON, "-m", "cobench", *args, "--store", str(store), "--cache-dir", str(cache), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0 and proc.stdout == ""  # nothing on stdout, not even preload_dlls' chatter
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error:") and "CUDAExecutionProvider" in last and "cannot load" in last
+    assert not cache.exists()  # refused before any export
+    if store.exists():
+        with sqlite3.connect(store) as db:
+            assert db.execute("SELECT count(*) FROM profiles").fetchone()[0] == 0  # no candidate stored as failed
+
+
+def _profile_events(tmp_path: Path) -> list[dict[str, Any]]:
+    """ORT's own profile of one real run of the engine graph (CPU here: the format is the same on a GPU)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from cobench.arch.spec import load_architecture
+    from cobench.measure.export import export_engine
+    from cobench.measure.runners.ort_session import session_options
+
+    arch = load_architecture("tiny-gqa-4l")
+    exported = export_engine(arch, "fp32", tmp_path / "cache")
+    session = ort.InferenceSession(str(exported.graph("model")), session_options({}, tmp_path))
+    from cobench.measure.engine_graph import rope_cache
+
+    cos, sin = rope_cache(arch, 8, np.float32)
+    feeds = {"input_ids": np.zeros((1, 2), np.int64), "seqlens_k": np.array([1], np.int32)}
+    feeds |= {"total_sequence_length": np.array(2, np.int32), "cos_cache": cos, "sin_cache": sin}
+    for i in range(arch.n_layers):
+        for kind in ("key", "value"):
+            feeds[f"past_{kind}_{i}"] = np.zeros((1, arch.n_kv_heads, 8, arch.head_dim), np.float32)
+    session.run(None, feeds)
+    return json.loads(Path(session.end_profiling()).read_text())
+
+
+def test_node_placement_is_read_from_orts_profile_and_cpu_compute_refused(tmp_path) -> None:  # noqa: ANN001
+    """Bug: only get_providers()[0] was checked, so nodes falling back to the CPU in a CUDA session went unseen."""
+    from cobench.measure.runners.ort_session import BackendMismatch, check_placement, placement
+
+    events = _profile_events(tmp_path)
+    counts = placement(events)
+    assert set(counts) == {"CPUExecutionProvider"} and counts["CPUExecutionProvider"] >= 20
+    check_placement(events, "CPUExecutionProvider")  # a CPU session on the CPU: fine
+    with pytest.raises(BackendMismatch, match=r"GroupQueryAttention ×4.*MatMul"):
+        check_placement(events, "CUDAExecutionProvider")  # the same placement under a CUDA session: refused
+    on_gpu = [
+        e | {"args": e["args"] | {"provider": "CUDAExecutionProvider"}}
+        if e.get("cat") == "Node" and e["args"].get("op_name") != "Shape"
+        else e
+        for e in events
+    ]
+    check_placement(on_gpu, "CUDAExecutionProvider")  # only shape arithmetic on the host: accepted
+
+
+def test_int8_on_a_gpu_provider_is_refused_before_export() -> None:
+    """Bug: int8 graphs use uint8 MatMulInteger / DynamicQuantizeMatMul, which have no CUDA kernels."""
+    from cobench.errors import InputError
+    from cobench.measure.profile import check_precision
+
+    check_precision("ort", "int8", "cpu")
+    for device in ("cuda", "tensorrt"):
+        with pytest.raises(InputError, match="no CUDA kernels"):
+            check_precision("ort", "int8", device)
+
+
+def test_gpu_provider_options_fp32_means_fp32_and_tensorrt_caches_its_engines(tmp_path) -> None:  # noqa: ANN001
+    """Bugs: TF32 on by default in ORT CUDA (the roofline uses the FP32 peak); the TensorRT EP had no engine
+    cache, no fp16 and no profile, so every session rebuilt its engines for shapes it guessed."""
+    from cobench.measure.runners.ort_session import provider_options
+
+    assert provider_options("cpu", "fp32", tmp_path) == [("CPUExecutionProvider", {})]
+    ((name, cuda),) = provider_options("cuda", "fp32", tmp_path)
+    assert name == "CUDAExecutionProvider" and cuda["use_tf32"] == "0"
+    shapes = {"input_ids": ((1, 1), (1, 256), (1, 272))}
+    (trt_name, trt), (fallback, _) = provider_options("tensorrt", "fp16", tmp_path, shapes)
+    assert (trt_name, fallback) == ("TensorrtExecutionProvider", "CUDAExecutionProvider")  # not the CPU
+    assert trt["trt_fp16_enable"] == "True" and trt["trt_engine_cache_enable"] == "True"
+    assert Path(trt["trt_engine_cache_path"]).is_dir() and trt["trt_timing_cache_enable"] == "True"
+    assert trt["trt_profile_opt_shapes"] == "input_ids:1x256" and trt["trt_profile_max_shapes"] == "input_ids:1x272"
+    assert provider_options("tensorrt", "fp32", tmp_path)[0][1]["trt_fp16_enable"] == "False"
+
+
+def test_ort_preloads_cuda_libraries_before_a_gpu_session(monkeypatch) -> None:  # noqa: ANN001
+    """Bug: with the export cached nothing had loaded torch or called preload_dlls(), so the CUDA provider
+    could not find the pip wheels' CUDA/cuDNN and fell back, depending on the cache's state."""
+    import onnxruntime as ort
+
+    from cobench.measure.runners import ort_session
+
+    calls: list[str] = []
+    monkeypatch.setattr(ort, "preload_dlls", lambda: calls.append("preload") or print("noise"), raising=False)
+    ort_session.preload("cpu")
+    assert calls == []
+    ort_session.preload("cuda")
+    assert calls == ["preload"]

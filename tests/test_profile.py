@@ -85,7 +85,7 @@ def test_ort_runner_decodes_like_torch(cache: Path) -> None:
 
 
 def test_unavailable_provider_fails_loudly(cache: Path) -> None:
-    from cobench.measure.runners.ort import BackendMismatch
+    from cobench.measure.runners.ort_session import BackendMismatch
 
     with pytest.raises(BackendMismatch, match="CUDAExecutionProvider"):
         open_runner("ort", TINY, "fp32", "cuda", cache, {})

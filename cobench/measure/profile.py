@@ -396,10 +396,14 @@ def _merged_phases(results: list[dict[str, Any]]) -> dict[str, Any]:
 PRECISIONS_OF = {"ort": ("fp32", "fp16", "int8"), "torch": ("fp32", "fp16", "bf16"), "trt": ("fp32", "fp16")}
 
 
-def check_precision(backend: str, precision: str) -> None:
+def check_precision(backend: str, precision: str, device: str = "cpu") -> None:
     allowed = PRECISIONS_OF[backend]
     if precision not in allowed:
         raise InputError("precision", f"backend {backend} runs {', '.join(allowed)}, not {precision!r}")
+    if backend == "ort":
+        from cobench.measure.runners.ort_session import check_precision as on_device
+
+        on_device(device, precision)
 
 
 def sweep_architecture(candidate: dict[str, Any], sweep: str) -> Architecture:
@@ -430,7 +434,7 @@ def profile_backends(
             raise InputError("backend", f"unknown backend {b!r} (one of {', '.join(BACKENDS)})")
         check_available(b, settings.runner_device)
         for p in precisions:
-            check_precision(b, p)
+            check_precision(b, p, settings.runner_device)
     results: list[ProfileResult] = []
     for b in backends:
         candidates = [(a, p) for a in archs for p in precisions]

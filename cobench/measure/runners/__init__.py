@@ -60,19 +60,11 @@ def check_available(backend: str, device: str) -> None:
     if backend == "ort":
         if importlib.util.find_spec("onnxruntime") is None:
             raise MissingDependency("the ort backend needs onnxruntime (CPU) or onnxruntime-gpu: make install")
-        import onnxruntime
+        from cobench.measure.runners.ort_session import PROVIDERS, probe
 
-        from cobench.measure.runners.ort import PROVIDERS
-
-        wanted = PROVIDERS.get(device)
-        if wanted is None:
+        if device not in PROVIDERS:
             raise InputError("runner_device", f"ort runs on {', '.join(PROVIDERS)}, not {device!r}")
-        available = onnxruntime.get_available_providers()
-        if wanted not in available:
-            raise MissingDependency(
-                f"{wanted} is not in this onnxruntime build (it has {', '.join(available)}):"
-                " install onnxruntime-gpu (on a Jetson, NVIDIA's Jetson wheel)"
-            )
+        probe(device)  # listed is not loadable: a one-node session on the provider, before any export
     if device == "cuda" and backend in ("torch", "trt"):
         import torch
 

@@ -1,7 +1,6 @@
 """ONNX Runtime runner: CPU, CUDA or TensorRT execution provider, on the exported graphs.
 
-ORT silently falls back to CPU when CUDA libraries are missing, so the session's active providers are
-checked and a mismatch is an error. On GPU the KV cache stays on the device through IO binding, so host
+Sessions come from ort_session (active provider and node placement checked). On GPU the KV cache stays on the device through IO binding, so host
 copies are not timed.
 """
 
@@ -17,16 +16,12 @@ from typing import Any
 import numpy as np
 
 from cobench.arch.architecture import Architecture
-from cobench.errors import CobenchError, InputError, MissingDependency
+from cobench.errors import InputError, MissingDependency
 from cobench.measure.clocks import time_host
 from cobench.measure.export import Exported, export
+from cobench.measure.runners.ort_session import PROVIDERS, check_placement_after, check_precision, open_session
 
-PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64}
-
-
-class BackendMismatch(CobenchError):
-    """The backend runs somewhere other than requested (e.g. ORT fell back to CPU)."""
 
 
 @dataclass
@@ -36,6 +31,7 @@ class OrtRunner:
     sessions: dict[str, Any]
     session_s: float
     cache_dtype: Any
+    placement: dict[str, dict[str, int]] = field(default_factory=dict)
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
     name: str = "ort"
 
@@ -51,30 +47,22 @@ class OrtRunner:
             ) from None
         if device not in PROVIDERS:
             raise InputError("ort_device", f"one of {', '.join(PROVIDERS)}, got {device!r}")
+        check_precision(device, precision)
         exported = export(arch, precision, cache_dir)
-        wanted = PROVIDERS[device]
-        if wanted not in ort.get_available_providers():
-            raise BackendMismatch(
-                f"{wanted} is not available in this onnxruntime build (has {', '.join(ort.get_available_providers())})"
-            )
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        if options.get("threads"):
-            so.intra_op_num_threads = int(options["threads"])
-        providers = [wanted] if device == "cpu" else [wanted, "CPUExecutionProvider"]
         t0 = time.perf_counter()
         sessions = {
-            p: ort.InferenceSession(str(exported.graph(p)), so, providers=providers) for p in ("prefill", "decode")
+            p: open_session(exported.graph(p), device, precision, cache_dir, options) for p in ("prefill", "decode")
         }
         session_s = time.perf_counter() - t0
-        for phase, s in sessions.items():
-            active = s.get_providers()[0]
-            if active != wanted:
-                raise BackendMismatch(
-                    f"{phase} session runs on {active}, not {wanted}: CUDA/TensorRT libraries missing?"
-                )
         dtype = NUMPY_TYPES[sessions["decode"].get_inputs()[1].type]
-        return cls(exported, device, sessions, session_s, dtype)
+        runner = cls(exported, device, sessions, session_s, dtype)
+        ids = np.zeros((1, 2), dtype=np.int64)
+        runner.placement["prefill"] = check_placement_after(sessions["prefill"], device, lambda: runner.prefill(ids))
+        cache = runner.make_cache(1, 2)
+        runner.placement["decode"] = check_placement_after(
+            sessions["decode"], device, lambda: runner.decode(ids[:, :1], cache)
+        )
+        return runner
 
     def info(self) -> dict[str, Any]:
         import onnxruntime as ort
@@ -84,6 +72,7 @@ class OrtRunner:
             "onnxruntime": ort.__version__,
             "device": self.provider,
             "providers": self.sessions["prefill"].get_providers(),
+            "node_placement": self.placement,
             "export_key": self.exported.key,
             "export_cache_hit": self.exported.meta.get("cache_hit"),
             "export_sha256": self.exported.meta["sha256"],

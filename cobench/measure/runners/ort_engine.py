@@ -21,7 +21,8 @@ from cobench.measure.clocks import time_host
 from cobench.measure.engine_graph import rope_cache
 from cobench.measure.export import Exported, export_engine
 from cobench.measure.generation import fixed_step
-from cobench.measure.runners.ort import NUMPY_TYPES, PROVIDERS, BackendMismatch
+from cobench.measure.runners.ort import NUMPY_TYPES
+from cobench.measure.runners.ort_session import check_placement_after, open_session
 
 
 @dataclass
@@ -49,6 +50,7 @@ class OrtEngineRunner:
     capacity: int
     rope: tuple[np.ndarray, np.ndarray]
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
+    placement: dict[str, int] = field(default_factory=dict)  # GPU sessions: nodes per provider, from ORT's profile
     allocations: int = 0  # caches allocated so far: one per generation, never per step
     name: str = "ort"
 
@@ -64,24 +66,16 @@ class OrtEngineRunner:
     def from_exported(
         cls, exported: Exported, arch: Architecture, device: str, options: dict[str, Any]
     ) -> OrtEngineRunner:
-        import onnxruntime as ort
-
-        wanted = PROVIDERS[device]
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        if options.get("threads"):
-            so.intra_op_num_threads = int(options["threads"])
-        if options.get("prepack") is False:  # loads in ~1 s instead of ~6 s for 2 GB of weights; runs slower
-            so.add_session_config_entry("session.disable_prepacking", "1")
-        providers = [wanted] if device == "cpu" else [wanted, "CPUExecutionProvider"]
         t0 = time.perf_counter()
-        session = ort.InferenceSession(str(exported.graph("model")), so, providers=providers)
+        session = open_session(exported.graph("model"), device, exported.precision, exported.directory, options)
         session_s = time.perf_counter() - t0
-        if session.get_providers()[0] != wanted:
-            raise BackendMismatch(f"the session runs on {session.get_providers()[0]}, not {wanted}")
         dtype = NUMPY_TYPES[session.get_inputs()[3].type]
         capacity = int(options.get("capacity") or arch.max_seq_len)
-        return cls(exported, arch, device, session, session_s, dtype, capacity, rope_cache(arch, capacity, dtype))
+        runner = cls(exported, arch, device, session, session_s, dtype, capacity, rope_cache(arch, capacity, dtype))
+        probe = runner.new_cache(1)  # a placement check's cache: not one of the generations counted
+        runner.allocations = 0
+        runner.placement = check_placement_after(session, device, lambda: runner._step(np.zeros((1, 2), np.int64), probe))
+        return runner
 
     def info(self) -> dict[str, Any]:
         import onnxruntime as ort
@@ -92,6 +86,7 @@ class OrtEngineRunner:
             "onnxruntime": ort.__version__,
             "device": self.provider,
             "providers": self.session.get_providers(),
+            "node_placement": self.placement,
             "export_key": self.exported.key,
             "export_cache_hit": self.exported.meta.get("cache_hit"),
             "export_sha256": self.exported.meta["sha256"],
