@@ -208,3 +208,122 @@ def test_ort_preloads_cuda_libraries_before_a_gpu_session(monkeypatch) -> None: 
     assert calls == []
     ort_session.preload("cuda")
     assert calls == ["preload"]
+
+
+# --- TensorRT: recorded API facts of 10.x and 11.x ----------------------------------------------------------
+
+
+def _open_trt(monkeypatch, version: str, precision: str, cache: Path, **options: Any) -> Any:  # noqa: ANN001
+    import sys
+
+    from fake_tensorrt import FakeTensorRT
+
+    from cobench.arch.spec import load_architecture
+    from cobench.measure.runners import tensorrt as runner
+
+    trt = sys.modules.get("tensorrt")
+    if not isinstance(trt, FakeTensorRT) or trt.__version__ != version:
+        trt = FakeTensorRT(version)
+        monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    import torch
+
+    from cobench.measure.export import export
+
+    arch = load_architecture("tiny-gqa-4l")
+    export(arch, precision, cache)  # the real export, on the CPU, before torch.cuda is faked below
+    opts = {"capacity": 272, "batch": 1, "prompt": 256} | options
+    with monkeypatch.context() as m:  # torch.cuda as far as the TensorRT runner asks it
+        m.setattr(torch.cuda, "is_available", lambda: True)
+        m.setattr(torch.cuda, "get_device_properties", lambda i: SimpleNamespace(name="NVIDIA H200", major=9, minor=0))
+        m.setattr(torch.cuda, "Stream", lambda: None)
+        return trt, runner.TensorRTRunner.open(arch, precision, cache, opts), arch
+
+
+@pytest.mark.parametrize("version", ["10.3.0", "10.16.0", "11.4.0"])
+def test_trt_builds_strongly_typed_from_the_precisions_graph_on_every_version(monkeypatch, tmp_path, version) -> None:  # noqa: ANN001, E501
+    """Bugs: TensorRT 10 fp16 took the FP16 flag on an fp32 graph (fp32 inputs, outputs and KV cache; the flag
+    is gone in 11); TF32 stayed on for fp32; the profile's max was (8, max_seq_len); engines were keyed
+    without the GPU or the profile."""
+    trt, runner, arch = _open_trt(monkeypatch, version, "fp16", tmp_path)
+    assert runner.exported.precision == "fp16"  # the fp16 graph, on 10.x too
+    flags = [c for c in trt.calls if c[0] == "network"]
+    assert flags == [("network", 1 << trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)] * 2
+    assert not [c for c in trt.calls if c[0] == "set_flag"]  # no weak-typing precision flags
+    profiles = [c[1] for c in trt.calls if c[0] == "profile"]
+    assert profiles[0]["input_ids"] == ((1, 1), (1, 256), (1, 272))  # the workload, not 8 × max_seq_len
+    assert profiles[1]["past_k"][2] == (arch.n_layers, 1, arch.n_kv_heads, 271, arch.head_dim)
+    names = sorted(p.name for p in runner.exported.directory.glob("*.engine"))
+    assert len(names) == 2 and all(n.startswith(("prefill.", "decode.")) for n in names)
+    info = runner.info()
+    assert info["gpu"] == "NVIDIA H200 sm_90" and set(info["engine_sha256"]) == {"prefill", "decode"}
+    trt.calls.clear()
+    _, again, _ = _open_trt(monkeypatch, version, "fp16", tmp_path)
+    assert again.engine_cache_hit and not [c for c in trt.calls if c[0] == "network"]  # cached: no rebuild
+    _, other, _ = _open_trt(monkeypatch, version, "fp16", tmp_path, prompt=128)
+    assert not other.engine_cache_hit  # another profile is another engine
+    trt.calls.clear()
+    _open_trt(monkeypatch, version, "fp32", tmp_path)
+    assert ("clear_flag", trt.BuilderFlag.TF32) in trt.calls  # fp32 means fp32
+
+
+def test_trt_a_failed_build_keeps_the_engines_already_built(monkeypatch, tmp_path) -> None:  # noqa: ANN001
+    """Bug: the timing cache was written only at the end and nothing was cached after a failure or a kill."""
+    import sys
+
+    from fake_tensorrt import FakeTensorRT
+
+    trt = FakeTensorRT("10.16.0")
+    trt.fail_builds = {2}  # the decode engine
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    from cobench.measure.runners.tensorrt import TensorRTError
+
+    with pytest.raises(TensorRTError, match="failed to build decode"):
+        _open_trt(monkeypatch, "10.16.0", "fp32", tmp_path)
+    exported = next(tmp_path.glob("*/"))
+    assert [p.name.split(".")[0] for p in exported.glob("*.engine")] == ["prefill"]
+    assert list(exported.glob("timing.*.cache")) and not list(exported.glob("*.tmp"))
+
+
+def test_trt_calls_that_report_failure_raise(monkeypatch, tmp_path) -> None:  # noqa: ANN001
+    """Bug: set_input_shape / execute_async_v3 return False on failure, and a None engine crashed later."""
+    import numpy as np
+
+    from cobench.measure.runners.tensorrt import TensorRTError
+
+    trt, runner, _ = _open_trt(monkeypatch, "11.4.0", "fp32", tmp_path)
+    runner.device = "cpu"  # the fake engine runs nothing: torch tensors on the CPU stand in for device memory
+    ids = np.zeros((1, 4), np.int64)
+    runner.prefill(ids)
+    runner.contexts["prefill"]._answers["set_input_shape"] = False  # e.g. a prompt beyond the profile
+    with pytest.raises(TensorRTError, match=r"set_input_shape\(input_ids, \(1, 4\)\)"):
+        runner.prefill(ids)
+    runner.contexts["prefill"]._answers |= {"set_input_shape": True, "execute_async_v3": False}
+    with pytest.raises(TensorRTError, match="execute_async_v3"):
+        runner.prefill(ids)
+    trt.null_engine = True
+    for engine in runner.exported.directory.glob("*.engine"):
+        engine.unlink()
+    with pytest.raises(TensorRTError, match="deserialising"):
+        _open_trt(monkeypatch, "11.4.0", "fp32", tmp_path)
+
+
+def test_trt_timed_step_neither_copies_ids_nor_allocates_outputs(monkeypatch, tmp_path) -> None:  # noqa: ANN001
+    """Bug: the host→device copy of the token and TensorRT's output allocation sat inside the timed step."""
+    import numpy as np
+    import torch
+
+    _, runner, _ = _open_trt(monkeypatch, "10.16.0", "fp32", tmp_path)
+    runner.device = "cpu"
+    step = runner.fixed_decode(np.zeros((1, 1), np.int64), runner.make_cache(1, 32))
+    step()  # the first call allocates this shape's outputs
+    counted = {"as_tensor": 0, "empty": 0}
+    for name in counted:
+        real = getattr(torch, name)
+        monkeypatch.setattr(
+            torch,
+            name,
+            lambda *a, _real=real, _name=name, **k: counted.__setitem__(_name, counted[_name] + 1) or _real(*a, **k),
+        )
+    for _ in range(3):
+        step()
+    assert counted == {"as_tensor": 0, "empty": 0}

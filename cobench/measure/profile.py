@@ -62,6 +62,7 @@ class ProfileSettings:
     idle_s: float = 1.0
     cooldown_s: float = 1.0
     timeout_s: float = 600.0
+    build_timeout_s: float = 1800.0  # added for GPU engines, whose first build can take minutes (then cached)
     threads: int | None = None
     cuda_graphs: bool = False
     cache_dir: Path = DEFAULT_CACHE
@@ -112,9 +113,18 @@ def task_for(arch: Architecture, precision: str, device: DeviceSpec, s: ProfileS
         "telemetry": {"kind": s.telemetry, "rate_hz": s.rate_hz},
         "idle_s": s.idle_s,
         "seed": s.seed,
-        "options": {"threads": s.threads, "cuda_graphs": s.cuda_graphs, "seed": s.seed, "capacity": s.capacity},
+        "options": {"threads": s.threads, "cuda_graphs": s.cuda_graphs, "seed": s.seed, "capacity": s.capacity}
+        | engine_shapes(s),
         "cache_dir": str(s.cache_dir),
     }
+
+
+def engine_shapes(s: ProfileSettings) -> dict[str, int]:
+    """GPU engines (TensorRT, ORT's TensorRT provider) build their profile for the workload's batch and
+    prompt; CPU runs need neither (and their stored keys stay as they were)."""
+    if s.backend == "trt" or s.runner_device == "tensorrt":
+        return {"batch": s.workload.batch, "prompt": s.workload.prompt}
+    return {}
 
 
 def task_key(task: dict[str, Any]) -> str:
@@ -355,7 +365,8 @@ class _Rounds:
             if self.ran and self.settings.cooldown_s > 0:
                 time.sleep(self.settings.cooldown_s)
             t0 = time.perf_counter()
-            result, reason = run_worker(p.task | {"round": r}, self.settings.timeout_s, self.worker)
+            timeout = self.settings.timeout_s + (self.settings.build_timeout_s if engine_shapes(self.settings) else 0)
+            result, reason = run_worker(p.task | {"round": r}, timeout, self.worker)
             p.seconds += time.perf_counter() - t0
             self.ran += 1
             if self.on_round:

@@ -39,6 +39,17 @@ class Cache:
         return int(self.keys[0].shape()[2])
 
 
+def trt_shapes(arch: Architecture, options: dict[str, Any], capacity: int) -> dict[str, tuple[tuple[int, ...], ...]]:
+    """The TensorRT provider's profile: the workload's batch and prompt, the cache at its fixed capacity."""
+    batch, prompt = int(options.get("batch") or 1), int(options.get("prompt") or 1)
+    shapes: dict[str, tuple[tuple[int, ...], ...]] = {"input_ids": ((1, 1), (batch, prompt), (batch, prompt))}
+    cache = ((1, arch.n_kv_heads, capacity, arch.head_dim), (batch, arch.n_kv_heads, capacity, arch.head_dim))
+    for i in range(arch.n_layers):
+        for kind in ("key", "value"):
+            shapes[f"past_{kind}_{i}"] = (cache[0], cache[1], cache[1])
+    return shapes
+
+
 @dataclass
 class OrtEngineRunner:
     exported: Exported
@@ -67,14 +78,17 @@ class OrtEngineRunner:
         cls, exported: Exported, arch: Architecture, device: str, options: dict[str, Any]
     ) -> OrtEngineRunner:
         t0 = time.perf_counter()
-        session = open_session(exported.graph("model"), device, exported.precision, exported.directory, options)
+        capacity = int(options.get("capacity") or arch.max_seq_len)
+        shapes = trt_shapes(arch, options, capacity) if device == "tensorrt" else None
+        session = open_session(exported.graph("model"), device, exported.precision, exported.directory, options, shapes)
         session_s = time.perf_counter() - t0
         dtype = NUMPY_TYPES[session.get_inputs()[3].type]
-        capacity = int(options.get("capacity") or arch.max_seq_len)
         runner = cls(exported, arch, device, session, session_s, dtype, capacity, rope_cache(arch, capacity, dtype))
         probe = runner.new_cache(1)  # a placement check's cache: not one of the generations counted
         runner.allocations = 0
-        runner.placement = check_placement_after(session, device, lambda: runner._step(np.zeros((1, 2), np.int64), probe))
+        runner.placement = check_placement_after(
+            session, device, lambda: runner._step(np.zeros((1, 2), np.int64), probe)
+        )
         return runner
 
     def info(self) -> dict[str, Any]:

@@ -28,7 +28,19 @@ GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 # Nodes that may run on the host in a GPU session: ORT's CUDA provider places shape arithmetic there on
 # purpose. Anything else on the CPU EP is real work done on the wrong device.
 HOST_OPS = frozenset(
-    {"Shape", "Size", "Gather", "Unsqueeze", "Squeeze", "Concat", "Reshape", "Cast", "Slice", "Range", "ConstantOfShape"}
+    {
+        "Shape",
+        "Size",
+        "Gather",
+        "Unsqueeze",
+        "Squeeze",
+        "Concat",
+        "Reshape",
+        "Cast",
+        "Slice",
+        "Range",
+        "ConstantOfShape",
+    }
 )
 # int8 graphs use ORT's CPU-only quantised kernels (DynamicQuantizeMatMul, uint8 MatMulInteger).
 GPU_PRECISIONS = ("fp32", "fp16")
@@ -172,9 +184,8 @@ def check_placement(events: list[dict[str, Any]], wanted: str) -> None:
 
 def probe(device: str) -> None:
     """Before any candidate: can ORT really run a node on `device`? A one-node session, checked like a real one."""
-    from onnx import TensorProto, helper
-
     import onnxruntime as ort
+    from onnx import TensorProto, helper
 
     wanted = PROVIDERS[device]
     if wanted not in ort.get_available_providers():

@@ -54,14 +54,14 @@ class NvmlSource:
             return None
 
     @classmethod
-    def for_cuda_device(
-        cls, nvml: Any, cuda_device: int, uuid: str | None, visible: str | None = None
-    ) -> NvmlSource:
+    def for_cuda_device(cls, nvml: Any, cuda_device: int, uuid: str | None, visible: str | None = None) -> NvmlSource:
         """The NVML handle of CUDA device `cuda_device`: by its UUID (from CUDA) when known, else through
         CUDA_VISIBLE_DEVICES (indices or UUIDs), else by the same index (nothing hides any GPU)."""
         if uuid:
             return cls(nvml, nvml.nvmlDeviceGetHandleByUUID(uuid), cuda_device, f"uuid {uuid}")
-        kind, value = visible_device(os.environ.get("CUDA_VISIBLE_DEVICES") if visible is None else visible, cuda_device)
+        kind, value = visible_device(
+            os.environ.get("CUDA_VISIBLE_DEVICES") if visible is None else visible, cuda_device
+        )
         if kind == "uuid":
             return cls(nvml, nvml.nvmlDeviceGetHandleByUUID(value), cuda_device, f"uuid {value}")
         return cls(nvml, nvml.nvmlDeviceGetHandleByIndex(int(value)), cuda_device, f"nvml index {value}")
