@@ -317,13 +317,18 @@ def test_trt_timed_step_neither_copies_ids_nor_allocates_outputs(monkeypatch, tm
     step = runner.fixed_decode(np.zeros((1, 1), np.int64), runner.make_cache(1, 32))
     step()  # the first call allocates this shape's outputs
     counted = {"as_tensor": 0, "empty": 0}
-    for name in counted:
+
+    def counting(name: str) -> Any:
         real = getattr(torch, name)
-        monkeypatch.setattr(
-            torch,
-            name,
-            lambda *a, _real=real, _name=name, **k: counted.__setitem__(_name, counted[_name] + 1) or _real(*a, **k),
-        )
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            counted[name] += 1
+            return real(*args, **kwargs)
+
+        return call
+
+    for name in counted:
+        monkeypatch.setattr(torch, name, counting(name))
     for _ in range(3):
         step()
     assert counted == {"as_tensor": 0, "empty": 0}

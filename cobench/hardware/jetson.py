@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # The module's input rail where one is measured (Thor: the INA238's VIN; Orin NX/Nano: VDD_IN; Nano:
-# POM_5V_IN). AGX Orin (and Thor without the INA238 driver) measure no input rail (VIN_SYS_5V0 is only the 5 V system rail): their total is the sum of the rails, as
-# jtop computes it and as a recorded AGX Orin power log reads it ("no VDD_IN rail ... total = sum").
+# POM_5V_IN). AGX Orin (and Thor without the INA238 driver) measure no input rail (VIN_SYS_5V0 is only
+# the 5 V system rail): their total is the sum of the rails, as jtop computes it and as a recorded AGX
+# Orin power log reads it ("no VDD_IN rail ... total = sum").
 TOTAL_RAILS = ("VIN", "VDD_IN", "POM_5V_IN")
 INPUT_MONITOR = "ina238"  # one channel, the module input: labelled VIN (as jtop does)
 SUM_OF_RAILS = "sum of rails"

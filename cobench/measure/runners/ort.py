@@ -1,11 +1,12 @@
 """ONNX Runtime runner: CPU, CUDA or TensorRT execution provider, on the exported graphs.
 
-Sessions come from ort_session (active provider and node placement checked). On GPU the KV cache stays on the device through IO binding, so host
-copies are not timed.
+Sessions come from ort_session (active provider and node placement checked). On GPU the KV cache stays
+on the device through IO binding, so host copies are not timed.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
 from collections.abc import Callable
@@ -39,12 +40,8 @@ class OrtRunner:
     def open(
         cls, arch: Architecture, precision: str, device: str, cache_dir: Path, options: dict[str, Any]
     ) -> OrtRunner:
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise MissingDependency(
-                "the ort backend needs onnxruntime (CPU) or onnxruntime-gpu: make install"
-            ) from None
+        if importlib.util.find_spec("onnxruntime") is None:
+            raise MissingDependency("the ort backend needs onnxruntime (CPU) or onnxruntime-gpu: make install")
         if device not in PROVIDERS:
             raise InputError("ort_device", f"one of {', '.join(PROVIDERS)}, got {device!r}")
         check_precision(device, precision)
