@@ -332,3 +332,77 @@ def test_trt_timed_step_neither_copies_ids_nor_allocates_outputs(monkeypatch, tm
     for _ in range(3):
         step()
     assert counted == {"as_tensor": 0, "empty": 0}
+
+
+# --- torch: CUDA graphs of MoE, the timed step ---------------------------------------------------------------
+
+# aten ops whose output size depends on data (or that read a value to the host): a sync under capture.
+# where.default is the one-argument torch.where (a nonzero); the three-argument where.self is fine.
+SYNCING = {"nonzero.default", "where.default", "_local_scalar_dense.default", "item.default", "masked_select.default"}
+
+
+def _ops_of_step(a: Any, visible_none: bool) -> tuple[set[str], Any, Any]:
+    import numpy as np
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from cobench.arch.model import StaticCache, build_model
+
+    model = build_model(a)
+    ops: set[str] = set()
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            ops.add(f"{func.overloadpacket.__name__}.{func._overloadname}")
+            return func(*args, **(kwargs or {}))
+
+    ids = torch.from_numpy(np.random.default_rng(3).integers(0, a.vocab_size, (2, 5)))
+    outs = []
+    for capturable in (False, True):
+        cache = StaticCache.allocate(a, 2, 12, torch.float32, "cpu")
+        with torch.inference_mode():
+            model.step(ids, cache, torch.arange(5), 5)
+            token = ids[:, -1:]
+            if capturable:
+                with Record():
+                    outs.append(model.step(token, cache, torch.tensor([5]), None))
+            else:
+                outs.append(model.step(token, cache, torch.tensor([5]), 6))
+    return ops, outs[0], outs[1]
+
+
+def test_the_capturable_moe_step_never_syncs_with_the_host() -> None:
+    """Bug: the MoE path's torch.where(chosen == e) is a nonzero (a device→host sync), illegal under CUDA
+    graph capture: --cuda-graphs crashed on every MoE candidate. The capturable step gathers each token's
+    experts by index instead; the same logits come out."""
+    import numpy as np
+
+    from cobench.arch.architecture import Architecture
+
+    for ffn, bias in (("swiglu", False), ("gelu", True)):
+        a = Architecture(
+            name="moe", vocab_size=256, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128, ffn=ffn,
+            mlp_bias=bias, n_experts=4, top_k=2, d_ff_expert=48, n_shared_experts=1, d_ff_shared=32,
+            shared_expert_gate=True, max_seq_len=64,
+        )  # fmt: skip
+        ops, eager, captured = _ops_of_step(a, True)
+        assert not ops & SYNCING, ops & SYNCING
+        np.testing.assert_allclose(captured.numpy(), eager.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_the_torch_timed_step_copies_no_token_to_the_device(monkeypatch) -> None:  # noqa: ANN001
+    """Bug: each timed fixed-cache step converted the numpy token to a device tensor (a host→device copy)."""
+    import numpy as np
+    import torch
+
+    from cobench.arch.spec import load_architecture
+    from cobench.measure.runners.pytorch import TorchRunner
+
+    runner = TorchRunner.open(load_architecture("tiny-gqa-4l"), "fp32", "cpu", {"capacity": 40})
+    step = runner.fixed_decode(np.zeros((1, 1), np.int64), runner.make_cache(1, 32))
+    calls = []
+    real = torch.as_tensor
+    monkeypatch.setattr(torch, "as_tensor", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for _ in range(3):
+        step()
+    assert calls == []

@@ -125,22 +125,56 @@ class MoE(nn.Module):
         width = a.d_ff_shared or 0
         self.shared = nn.ModuleList(FeedForward(a, width) for _ in range(a.n_shared_experts))
         self.shared_gate = nn.Linear(a.d_model, 1, bias=False) if a.shared_expert_gate else None
+        self._stack: dict[str, tuple[Tensor, Tensor | None]] | None = None
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, capturable: bool = False) -> Tensor:
+        """capturable: gather each token's k experts' weights by index instead of selecting each expert's
+        tokens (torch.where, whose data-dependent size syncs with the host and so cannot be captured in a
+        CUDA graph). Same result and same expert weights read, for the few tokens of a decode step."""
         b, t, d = x.shape
         flat = x.reshape(b * t, d)
         weights, chosen = torch.topk(self.router(flat), self.top_k, dim=-1)  # (N, k)
         weights = weights.softmax(dim=-1)
-        out = torch.zeros_like(flat)
-        for e, expert in enumerate(self.experts):
-            token, slot = torch.where(chosen == e)
-            out.index_add_(0, token, expert(flat[token]) * weights[token, slot, None])
+        if capturable:
+            out = self._gathered(flat, chosen, weights)
+        else:
+            out = torch.zeros_like(flat)
+            for e, expert in enumerate(self.experts):
+                token, slot = torch.where(chosen == e)
+                out.index_add_(0, token, expert(flat[token]) * weights[token, slot, None])
         if len(self.shared):
             shared = sum(s(flat) for s in self.shared)
             if self.shared_gate is not None:
                 shared = torch.sigmoid(self.shared_gate(flat)) * shared
             out = out + shared
         return out.view(b, t, d)
+
+    def _stacked(self) -> dict[str, tuple[Tensor, Tensor | None]]:
+        """Every expert's (weight, bias) per projection as one tensor, built once (outside any capture)."""
+        if self._stack is None:
+            names = ("gate_proj", "up_proj", "down_proj") if self.experts[0].gated else ("up_proj", "down_proj")
+            stack = {}
+            for name in names:
+                layers = [getattr(e, name) for e in self.experts]
+                bias = torch.stack([m.bias for m in layers]).detach() if layers[0].bias is not None else None
+                stack[name] = (torch.stack([m.weight for m in layers]).detach(), bias)
+            self._stack = stack
+        return self._stack
+
+    def _gathered(self, flat: Tensor, chosen: Tensor, weights: Tensor) -> Tensor:
+        stack = self._stacked()
+
+        def project(name: str, h: Tensor) -> Tensor:  # h (N, k, in) through each token's chosen experts
+            w, bias = stack[name]
+            y = torch.einsum("nki,nkoi->nko", h, w[chosen])
+            return y if bias is None else y + bias[chosen]
+
+        h = flat[:, None, :].expand(-1, self.top_k, -1)
+        if "gate_proj" in stack:
+            inner = F.silu(project("gate_proj", h)) * project("up_proj", h)
+        else:
+            inner = F.gelu(project("up_proj", h), approximate="tanh")
+        return (project("down_proj", inner) * weights[..., None]).sum(dim=1)
 
 
 class Block(nn.Module):
@@ -161,6 +195,8 @@ class Block(nn.Module):
         self, x: Tensor, cos: Tensor, sin: Tensor, keys: Tensor, values: Tensor, positions: Tensor, visible: int | None
     ) -> Tensor:
         x = x + self.attn.cached(self.attn_norm(x), cos, sin, keys, values, positions, visible)
+        if isinstance(self.ffn, MoE):  # the capturable step (visible=None) must not sync with the host
+            return x + self.ffn(self.ffn_norm(x), capturable=visible is None)
         return x + self.ffn(self.ffn_norm(x))
 
 
