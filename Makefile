@@ -1,8 +1,13 @@
 # cobench — two commands on a fresh machine: `make demo` and `make test`.
 # The environment (.venv) is created on first use. Torch is installed before the package so that
 # pip never resolves a multi-GB CUDA build on a machine without a GPU:
-#   - Jetson (L4T present): venv with --system-site-packages, torch/ORT/TensorRT from JetPack.
-#   - NVIDIA GPU elsewhere: torch as pip resolves it, onnxruntime-gpu (extra `gpu`).
+#   - Jetson (L4T present): venv with --system-site-packages; torch, TensorRT and onnxruntime-gpu are
+#     JetPack's / NVIDIA's Jetson wheels and are never replaced (a constraints file pins the torch and
+#     numpy found there); onnxruntime-gpu comes from $(JETSON_INDEX) when JetPack lacks it.
+#   - NVIDIA GPU elsewhere: PyPI's torch >= 2.11 and onnxruntime-gpu >= 1.28 are CUDA 13 builds, which need
+#     driver >= 580; with an older driver torch comes from $(TORCH_INDEX) (CUDA 12.8 by default) and
+#     onnxruntime-gpu stays below 1.28. TensorRT (extra `tensorrt`) is pinned to 10, which ORT's TensorRT
+#     provider needs (`pip install tensorrt` would give 11).
 #   - otherwise: the CPU build of torch ($(TORCH_CPU)); set TORCH_INDEX to a CPU wheel index if your
 #     pip would otherwise pick a CUDA build.
 PYTHON ?= python3
@@ -11,31 +16,48 @@ PY := $(VENV)/bin/python
 COBENCH := $(VENV)/bin/cobench
 TORCH_CPU ?= torch==2.13.0
 TORCH_INDEX ?=
+TORCH_CUDA12_INDEX ?= https://download.pytorch.org/whl/cu128
+JETSON_INDEX ?= https://pypi.jetson-ai-lab.io/jp6/cu126
 STORE ?= cobench.db
 
 IS_JETSON := $(shell test -f /etc/nv_tegra_release && echo 1)
 HAS_NVIDIA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
+GPU_DRIVER_MAJOR := $(shell nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -1 | cut -d. -f1)
 
 ifeq ($(IS_JETSON),1)
   VENV_FLAGS := --system-site-packages
   EXTRAS := jetson,dev
+  PIN := -c $(VENV)/jetpack-constraints.txt
 else ifeq ($(HAS_NVIDIA),1)
   EXTRAS := gpu,dev
+  ifeq ($(shell test "0$(GPU_DRIVER_MAJOR)" -lt 580 && echo old),old)
+    GPU_TORCH_INDEX := $(or $(TORCH_INDEX),$(TORCH_CUDA12_INDEX))
+    PIN := "onnxruntime-gpu<1.28"
+  else
+    GPU_TORCH_INDEX := $(TORCH_INDEX)
+  endif
 else
   EXTRAS := cpu,dev
 endif
 
-.PHONY: install demo test bench bench-accuracy bench-scaling lint clean
+.PHONY: install demo test bench bench-accuracy bench-scaling lint clean device-check
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 ifeq ($(IS_JETSON),1)
 	$(PY) -c "import torch" || (echo "torch from JetPack not found: install NVIDIA's Jetson torch wheel first" >&2; exit 1)
-else ifneq ($(HAS_NVIDIA),1)
+	$(PY) -m pip freeze --all | grep -iE '^(torch|numpy|onnxruntime-gpu|tensorrt)==' > $(VENV)/jetpack-constraints.txt || true
+	$(PY) -c "import onnxruntime" 2>/dev/null || $(PY) -m pip install -q $(PIN) --extra-index-url $(JETSON_INDEX) onnxruntime-gpu \
+		|| (echo "onnxruntime-gpu for this JetPack not found: install NVIDIA's Jetson wheel ($(JETSON_INDEX))" >&2; exit 1)
+	$(PY) -m pip install -q $(PIN) -e ".[$(EXTRAS)]"
+else ifeq ($(HAS_NVIDIA),1)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(if $(GPU_TORCH_INDEX),--index-url $(GPU_TORCH_INDEX)) torch
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]" $(PIN)
+else
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_CPU)"
-endif
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+endif
 	touch $@
 
 install: $(VENV)/.installed
@@ -117,6 +139,14 @@ demo: install
 	$(COBENCH) predict -a smollm2-135m -a qwen2.5-0.5b -a llama-3.2-1b -d jetson-orin-nx-16gb -d cpu --no-ops --store $(STORE)
 	$(MAKE) --no-print-directory pipeline KERNEL_MAX_TIME_S=0.5
 	@echo "report: $(abspath $(OUT)/report/report.html)"
+
+# On a machine with an NVIDIA GPU, one command checks every GPU path (doctor, CUDA-event kernels, torch
+# eager and CUDA-graph profiles with NVML, ORT CUDA and TensorRT where installed, a calibration, ~60 s of
+# bf16 training) in <= 8 minutes, into out/device-check/ (markdown + JSON for docs/). It runs on the
+# machine's own python3 and this checkout (no install, no registry); without a GPU it stops at once.
+DEVICE_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
+device-check:
+	PYTHONPATH=$(CURDIR) PYTHONUNBUFFERED=1 $(DEVICE_PY) benchmarks/device_check.py --out out/device-check
 
 # A second environment with onnxruntime-gpu instead of onnxruntime (never both in one): on this GPU-less
 # machine its CUDA and TensorRT providers are listed but cannot load, which tests/test_gpu_paths.py uses to

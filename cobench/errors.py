@@ -31,6 +31,13 @@ class MissingDependency(CobenchError):
     exit_code = 3
 
 
+class IncompleteRun(CobenchError):
+    """Some candidates failed; what finished is stored. Non-zero, so a lab pipeline stops instead of fitting
+    on what is missing."""
+
+    exit_code = 5
+
+
 class StoreError(CobenchError):
     """The store cannot be opened or is from an incompatible future version."""
 

@@ -9,6 +9,7 @@ import os
 import re
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -406,3 +407,170 @@ def test_the_torch_timed_step_copies_no_token_to_the_device(monkeypatch) -> None
     for _ in range(3):
         step()
     assert calls == []
+
+
+# --- kernels: GPU timing, a CPU's kernels under a GPU's name -------------------------------------------------
+
+
+def test_gpu_kernel_rotation_is_sized_by_the_l2_not_capped_at_256() -> None:
+    """Bug: 256 rotating copies of a 4 KB kernel are 1 MB: warm in an H200's 60 MB L2."""
+    from cobench.measure.kernels.run import rotation
+
+    l2 = 60 << 20
+    assert rotation(4096, l2, "cuda") * 4096 > 2 * l2  # cold on the GPU
+    assert rotation(4096, 32 << 20, "host") == 256  # a CPU keeps the cap (building 16 k ORT calls costs minutes)
+    assert rotation(1 << 30, l2, "cuda") == 2  # a big operand: itself and one more
+
+
+def test_gpu_kernel_samples_span_many_calls_per_event_pair() -> None:
+    """Bug: one launch per CUDA-event pair counted Python's launch overhead against small kernels."""
+    from cobench.measure.kernels.run import sweep
+
+    seen: list[int] = []
+    calls = [lambda i=i: seen.append(i) for i in range(5)]
+    timed: list[int] = []
+
+    def timer(fn: Any) -> float:  # stands in for time_cuda: one event pair around fn
+        before = len(seen)
+        fn()
+        timed.append(len(seen) - before)
+        return 1.0
+
+    step = sweep(calls, 4, timer)
+    assert step() == 0.25 and step() == 0.25  # per call
+    assert timed == [4, 4] and seen == [0, 1, 2, 3, 4, 0, 1, 2]  # the rotation continues across samples
+
+
+def test_ort_kernels_are_not_stored_as_a_gpus_ceilings(tmp_path) -> None:  # noqa: ANN001
+    """Bug: `kernels --backend ort -d h100-sxm` timed ORT's CPU kernels and stored them under the H100."""
+    from cobench.errors import InputError
+    from cobench.hardware.devices import get_device
+    from cobench.measure.kernels.run import run_kernels
+    from cobench.store import Store
+
+    with Store(tmp_path / "s.db") as store:
+        with pytest.raises(InputError, match=r"device: ort kernels run on the cpu, but h100-sxm is a gpu"):
+            run_kernels(get_device("h100-sxm"), "ort", store, ["gemm"])
+        assert store.kernels.find("h100-sxm") == []
+
+
+def test_calibration_leaves_out_kernels_of_another_processor(tmp_path) -> None:  # noqa: ANN001
+    """Bug: calibration mixed kernels of any runner device with the device's profiles."""
+    from dataclasses import replace
+
+    from cobench.hardware.devices import get_device
+    from cobench.measure.kernels.results import KernelResult
+    from cobench.measure.kernels.suites import load_suites
+    from cobench.store import Store
+
+    spec = next(s for s in load_suites(["gemm"]) if s.precision == "fp32")
+    h100 = get_device("h100-sxm")
+    base = KernelResult(spec, 1e9, 1e6, 1e-3, {"cv": 0.01}, True, "torch", "cuda")
+    with Store(tmp_path / "s.db") as store:
+        device_id = store.catalog.put_device(h100)
+        store.kernels.put(replace(base, key="gpu"), device_id)
+        store.kernels.put(replace(base, key="cpu", runner_device="cpu"), device_id)
+        found = store.kernels.find("h100-sxm", "fp32")
+    assert {k.runner_device for k in found} == {"cuda", "cpu"}
+    assert [k.key for k in found if k.runner_device == h100.runner] == ["gpu"]  # what calibrate keeps
+
+
+# --- the environment record, doctor, exit codes --------------------------------------------------------------
+
+
+def test_environment_records_the_gpu_its_capability_tf32_and_driver(monkeypatch) -> None:  # noqa: ANN001
+    """Bug: GPU name, compute capability, TF32 state and driver were not recorded: a number could not be audited."""
+    import torch
+
+    from cobench.measure.environment import environment
+
+    props = SimpleNamespace(name="NVIDIA H200", major=9, minor=0, total_memory=143e9, multi_processor_count=132)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: props)
+    record = environment({"backend": "torch"}, {"source": "nvml"}, {}, "cuda")
+    gpu = record["gpu"]
+    assert gpu["name"] == "NVIDIA H200" and gpu["compute_capability"] == "9.0" and gpu["sm_count"] == 132
+    assert gpu["tf32_matmul"] is False and "driver" in gpu and "cuda_runtime" in gpu
+    assert environment({}, {}, {}, "cpu")["gpu"] == {}  # a CPU run records no GPU
+
+
+def test_doctor_says_which_gpu_path_works_here_and_why_not() -> None:
+    from cobench.hardware.doctor import gpu_path_checks
+
+    checks = {c.name: c for c in gpu_path_checks()}
+    assert set(checks) == {f"gpu path: {b} on {d}" for b, d in (("ort", "cuda"), ("ort", "tensorrt"),
+                                                                 ("torch", "cuda"), ("trt", "cuda"))}  # fmt: skip
+    # this CPU machine: none works, each says why (a GPU machine would show "ok")
+    assert all(c.status == "info" and c.detail for c in checks.values())
+    assert "CUDAExecutionProvider" in checks["gpu path: ort on cuda"].detail
+    assert "TensorRT" in checks["gpu path: trt on cuda"].detail
+
+
+def test_profile_with_a_failed_candidate_exits_non_zero_after_storing_the_rest(tmp_path) -> None:  # noqa: ANN001
+    """Bug: a profile whose candidates failed exited 0, so a lab pipeline went on to fit on what was missing."""
+    from typer.testing import CliRunner
+
+    from cobench.cli import app
+    from cobench.store import Store
+
+    store = str(tmp_path / "s.db")
+    flags = ["--prompt", "16", "--generate", "2", "--cache-dir", str(tmp_path / "c"), "--store", store,
+             "--idle-s", "0", "--cooldown-s", "0", "--rounds", "1", "--timeout-s", "0.2", "--json"]  # fmt: skip
+    result = CliRunner().invoke(app, ["profile", "-a", "tiny-gqa-4l", *flags])
+    assert result.exit_code == 5, result.output
+    assert "1 of 1 candidates failed" in result.stderr and "--retry-failed" in result.stderr
+    assert json.loads(result.stdout)[0]["status"] == "failed"  # the JSON still comes out, complete
+    with Store(tmp_path / "s.db") as db:
+        assert [r.status for r in db.profiles.find()] == ["failed"]
+
+
+# --- set-up on a GPU box and on a Jetson ----------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _install_plan(tmp_path: Path, **variables: str) -> str:
+    venv = tmp_path / "v"
+    args = [f"{k}={v}" for k, v in variables.items()]
+    done = subprocess.run(["make", "-n", "-B", f"{venv}/.installed", f"VENV={venv}", *args], cwd=ROOT,
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    return done.stdout
+
+
+def test_install_on_a_jetson_keeps_jetpacks_torch_and_gets_onnxruntime(tmp_path) -> None:  # noqa: ANN001
+    """Bugs: the jetson extra was empty (no onnxruntime: every export validation failed) and pip could replace
+    JetPack's torch and numpy with PyPI's."""
+    plan = _install_plan(tmp_path, IS_JETSON="1", HAS_NVIDIA="")
+    assert "--system-site-packages" in plan
+    assert "jetpack-constraints.txt" in plan and "torch|numpy" in plan  # pinned to what JetPack has
+    assert "onnxruntime-gpu" in plan and "jetson-ai-lab" in plan  # NVIDIA's Jetson wheel when missing
+    install = next(line for line in plan.splitlines() if '-e ".[jetson,dev]"' in line)
+    assert "-c " in install  # the package itself installs under the constraints
+
+
+def test_install_on_a_gpu_box_with_an_older_driver_stays_on_cuda_12(tmp_path) -> None:  # noqa: ANN001
+    """Bug: PyPI's torch >= 2.11 and onnxruntime-gpu >= 1.28 are CUDA 13 (driver >= 580), and TORCH_INDEX was
+    ignored on a GPU box."""
+    old = _install_plan(tmp_path, IS_JETSON="", HAS_NVIDIA="1", GPU_DRIVER_MAJOR="550")
+    assert "download.pytorch.org/whl/cu128" in old and '"onnxruntime-gpu<1.28"' in old
+    mine = _install_plan(tmp_path, IS_JETSON="", HAS_NVIDIA="1", GPU_DRIVER_MAJOR="550", TORCH_INDEX="https://x/cu126")
+    assert "--index-url https://x/cu126" in mine
+    new = _install_plan(tmp_path, IS_JETSON="", HAS_NVIDIA="1", GPU_DRIVER_MAJOR="580")
+    assert "onnxruntime-gpu<1.28" not in new and '-e ".[gpu,dev]"' in new
+    assert '"torch==2.13.0"' in _install_plan(tmp_path, IS_JETSON="", HAS_NVIDIA="")  # no GPU: the CPU wheel
+
+
+def test_tensorrt_extra_is_pinned_to_10_for_orts_provider() -> None:
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert extras["tensorrt"] == ["tensorrt-cu12>=10,<11"]
+    assert extras["jetson"] and all("torch" not in d for d in extras["jetson"])
+
+
+def test_device_check_without_a_gpu_stops_at_once_with_one_line() -> None:
+    done = subprocess.run(["make", "-s", "device-check", f"DEVICE_PY={sys.executable}"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode != 0
+    lines = [line for line in done.stderr.splitlines() if not line.startswith("make")]
+    assert len(lines) == 1 and lines[0].startswith("error: device-check needs an NVIDIA GPU")

@@ -27,7 +27,7 @@ from cobench.cli.options import (
     workload_from_options,
 )  # fmt: skip
 from cobench.cli.render import emit_json, err, out, table
-from cobench.errors import InputError
+from cobench.errors import IncompleteRun, InputError
 from cobench.hardware.devices import get_device
 from cobench.measure.result import Measured, ProfileResult
 from cobench.report.format import ms, pct, si
@@ -186,7 +186,7 @@ def profile_cmd(
         raise InputError("telemetry", f"one of {', '.join(TELEMETRY)}; got {telemetry!r}")
     harness = HarnessConfig(warmup_s, min_iters, min_time_s, max_time_s, target_ci / 100)
     settings = ProfileSettings(
-        runner_device=runner_device or ("cpu" if d.kind == "cpu" else "cuda"),
+        runner_device=runner_device or d.runner,
         workload=workload_from_options(Workload(), batch, prompt, generate, None, None),
         extra_contexts=tuple(context or ()),
         harness=harness,
@@ -212,8 +212,16 @@ def profile_cmd(
         backends, precisions = backend or ["ort"], precision or ["fp32"]
         results = profile_backends(archs, backends, precisions, d, settings, db, chooser, progress, on_round)
     if json_out:
-        return emit_json([r.to_json() | _errors(r) for r in results])
-    _print(results, d.name, settings.workload)
+        emit_json([r.to_json() | _errors(r) for r in results])
+    else:
+        _print(results, d.name, settings.workload)
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        names = ", ".join(f"{r.arch_name} {r.backend} {r.precision}" for r in failed[:5])
+        raise IncompleteRun(
+            f"{len(failed)} of {len(results)} candidates failed ({names}{', …' if len(failed) > 5 else ''});"
+            " the others are stored. Fix the cause and rerun with --retry-failed"
+        )
     return None
 
 

@@ -85,6 +85,11 @@ class DeviceSpec:
         raise InputError(f"device {self.name}.peak_tflops", f"lists none of {', '.join(keys)}")
 
     @property
+    def runner(self) -> str:
+        """Where this device's kernels and profiles run: its CPU, or CUDA on a GPU or a Jetson."""
+        return "cpu" if self.kind == "cpu" else "cuda"
+
+    @property
     def bandwidth_bytes_s(self) -> float:
         return self.memory_bandwidth_gbps.value * 1e9
 

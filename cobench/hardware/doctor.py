@@ -179,5 +179,32 @@ def system_checks(root: Path = Path("/")) -> list[Check]:
     ]
 
 
+GPU_PATHS = (
+    ("ort", "cuda", "profile --backend ort --runner-device cuda"),
+    ("ort", "tensorrt", "profile --backend ort --runner-device tensorrt"),
+    ("torch", "cuda", "profile/kernels/train --backend torch on cuda"),
+    ("trt", "cuda", "profile/kernels --backend trt"),
+)
+
+
+def gpu_path_checks() -> list[Check]:
+    """Each GPU path tried the way `profile` checks it before any worker starts (ORT: a one-node session on
+    the provider, since a listed provider may not load), so doctor's answer is profile's answer."""
+    from cobench.errors import CobenchError
+    from cobench.measure.runners import check_available
+
+    has_gpu = Path("/dev/nvidia0").exists() or discover().present  # else a GPU path is not expected to work
+    checks = []
+    for backend, device, needed in GPU_PATHS:
+        name = f"gpu path: {backend} on {device}"
+        try:
+            check_available(backend, device)
+        except CobenchError as e:
+            checks.append(Check(name, "missing" if has_gpu else "info", str(e), needed, "see the detail"))
+        else:
+            checks.append(Check(name, "ok", "will run"))
+    return checks
+
+
 def run(root: Path = Path("/")) -> list[Check]:
-    return [*system_checks(root), *python_checks(), *jetson_checks(root)]
+    return [*system_checks(root), *python_checks(), *gpu_path_checks(), *jetson_checks(root)]

@@ -113,7 +113,7 @@ def profile_candidate(task: dict[str, Any]) -> dict[str, Any]:
         "phases": phases,
         "idle": idle,
         "interference": disturbed.to_json(),
-        "environment": environment(info, source.describe() if source else {"source": "off"}, asdict(cfg)),
+        "environment": environment(info, source.describe() if source else {"source": "off"}, asdict(cfg), device),
     }
 
 

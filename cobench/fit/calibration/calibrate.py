@@ -166,10 +166,13 @@ def calibrate_from_store(
     rows = _chosen(found, arch, exclude, what)
     models = [Profiled.of(r) for r in rows]
     require_models(models, f"{device.name} {backend} {precision}")
-    stored = store.kernels.find(device.name, precision) if use_kernels else []
+    found_kernels = store.kernels.find(device.name, precision) if use_kernels else []
+    stored = [k for k in found_kernels if k.runner_device == device.runner]  # never another processor's ceilings
     same_backend = [k for k in stored if k.backend == backend]
     kernels = same_backend or stored
     notes = []
+    if len(stored) < len(found_kernels):
+        notes.append(f"left out {len(found_kernels) - len(stored)} kernels not run on {device.name}'s {device.runner}")
     if use_kernels and not kernels:
         notes.append(f"no {precision} kernel results for {device.name}: fitting profiles only (`cobench kernels run`)")
     elif kernels and not same_backend:

@@ -1,5 +1,10 @@
 """Timing one kernel on a backend, cold by default: rotate through copies of the operands totalling more
-than twice the last-level cache, so no call finds its operands cached."""
+than twice the last-level cache, so no call finds its operands cached.
+
+On a GPU one event pair spans a sweep of many rotated calls (and for torch the sweep is replayed as a CUDA
+graph), so the per-call time is the kernel's, not Python's launch overhead; on an H200's 50+ MB L2 a small
+kernel needs thousands of copies to be cold, so the GPU's rotation is sized by the L2, not capped at the
+256 copies that suffice for a CPU's caches."""
 
 from __future__ import annotations
 
@@ -24,6 +29,49 @@ from cobench.store import Store
 
 KERNEL_BACKENDS = ("torch", "ort", "trt")
 KERNEL_HARNESS = HarnessConfig(warmup_s=0.2, min_iters=10, min_time_s=0.3, max_time_s=2.0, target_rel_ci=0.01)
+MAX_COPIES = {"host": 256, "cuda": 1 << 16}  # the rotation's length (cold: > 2x the last-level cache)
+CALLS_PER_EVENT = 256  # GPU: rotated calls between one pair of CUDA events
+
+
+def rotation(operand_bytes: int, cache_bytes: int, clock: str) -> int:
+    """Copies of the operands whose total exceeds twice the cache (one more for the one in flight)."""
+    copies = int(np.ceil(2 * cache_bytes / max(operand_bytes, 1))) + 1
+    return max(1, min(copies, MAX_COPIES[clock]))
+
+
+def sweep(calls: list[Callable[[], Any]], per_sample: int, timer: Callable[[Callable[[], Any]], float]) -> Callable[[], float]:
+    """A sample: the next `per_sample` calls of the rotation under one timer call, per call."""
+    state = {"i": 0}
+
+    def step() -> float:
+        start = state["i"]
+        state["i"] += per_sample
+        chunk = [calls[j % len(calls)] for j in range(start, start + per_sample)]
+        return timer(lambda: [fn() for fn in chunk]) / per_sample
+
+    return step
+
+
+def graphed(calls: list[Callable[[], Any]], per_sample: int) -> list[Callable[[], Any]] | None:
+    """The rotation as CUDA graphs of `per_sample` calls each (one replay per sample): no Python between
+    kernels. None when the calls cannot be captured (then they are launched eagerly)."""
+    import torch
+
+    try:
+        graphs = []
+        for start in range(0, len(calls), per_sample):
+            chunk = calls[start : start + per_sample]
+            for fn in chunk:  # warm up outside capture (workspaces, autotuning)
+                fn()
+            torch.cuda.synchronize()
+            g = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(g):
+                for fn in chunk:
+                    fn()
+            graphs.append(g.replay)
+        return graphs
+    except RuntimeError:
+        return None
 
 
 def run_kernel(
@@ -43,22 +91,26 @@ def run_kernel(
     else:
         operand_bytes, make_call = torch_calls(spec, device)
     flops, nbytes = cost(spec.kind, spec.shape, ELEMENT_BYTES[spec.precision])
-    copies = 1
-    if cold:
-        copies = max(1, int(np.ceil(2 * (cache_bytes or last_level_cache_bytes(device)) / max(operand_bytes, 1))) + 1)
-        copies = min(copies, 256)
+    clock = "cuda" if backend == "trt" or (device == "cuda" and backend == "torch") else "host"
+    copies = rotation(operand_bytes, cache_bytes or last_level_cache_bytes(device), clock) if cold else 1
     calls = [make_call(i) for i in range(copies)]
-    state = {"i": 0}
-    timer = time_cuda if backend == "trt" or (device == "cuda" and backend == "torch") else time_host
-
-    def step() -> float:
-        fn = calls[state["i"] % copies]
-        state["i"] += 1
-        return timer(fn)
-
+    how: dict[str, Any] = {"copies": copies, "calls_per_sample": 1, "cuda_graph": False}
+    if clock == "host":
+        step = sweep(calls, 1, time_host)
+    else:
+        per_sample = min(CALLS_PER_EVENT, max(copies, 16))
+        chunks = -(-copies // per_sample)
+        sequence = [calls[j % copies] for j in range(chunks * per_sample)]  # whole chunks of the rotation
+        replays = graphed(sequence, per_sample) if backend == "torch" else None
+        how |= {"calls_per_sample": per_sample, "cuda_graph": replays is not None}
+        if replays is None:
+            step = sweep(sequence, per_sample, time_cuda)
+        else:
+            replay = sweep(replays, 1, time_cuda)
+            step = lambda: replay() / per_sample  # noqa: E731  (each graph holds per_sample calls)
     samples = run(step, cfg)
     summary = summarize(samples.samples_s)
-    return KernelResult(spec, flops, nbytes, summary.median_s, asdict(summary), cold, backend, device)
+    return KernelResult(spec, flops, nbytes, summary.median_s, asdict(summary) | how, cold, backend, device)
 
 
 @dataclass(frozen=True)
@@ -88,9 +140,15 @@ class KernelRun:
 
 def runner_device_of(backend: str, runner_device: str | None, device: DeviceSpec) -> str:
     """Where a backend's kernels run: ORT kernels on its CPU provider, TensorRT on CUDA, torch where asked."""
-    where = {"ort": "cpu", "trt": "cuda"}.get(backend) or runner_device or ("cpu" if device.kind == "cpu" else "cuda")
+    where = {"ort": "cpu", "trt": "cuda"}.get(backend) or runner_device or device.runner
     if runner_device and runner_device != where:
         raise InputError("runner_device", f"{backend} kernels run on {where} (other GPUs/CPUs: --backend torch)")
+    if where != device.runner:  # e.g. ORT's CPU kernels stored as an H100's ceilings
+        raise InputError(
+            "device",
+            f"{backend} kernels run on the {where}, but {device.name} is a {device.kind}: its ceilings would be"
+            f" the {where}'s (use --backend torch or trt for a GPU, or -d cpu)",
+        )
     return where
 
 
