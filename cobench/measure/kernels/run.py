@@ -39,7 +39,9 @@ def rotation(operand_bytes: int, cache_bytes: int, clock: str) -> int:
     return max(1, min(copies, MAX_COPIES[clock]))
 
 
-def sweep(calls: list[Callable[[], Any]], per_sample: int, timer: Callable[[Callable[[], Any]], float]) -> Callable[[], float]:
+def sweep(
+    calls: list[Callable[[], Any]], per_sample: int, timer: Callable[[Callable[[], Any]], float]
+) -> Callable[[], float]:
     """A sample: the next `per_sample` calls of the rotation under one timer call, per call."""
     state = {"i": 0}
 
