@@ -9,7 +9,7 @@ import typer
 
 from cobench.cli.app import app, handles_errors
 from cobench.cli.options import STORE_DEFAULT, JsonOpt, StoreOpt
-from cobench.cli.render import emit_json, err, out, table
+from cobench.cli.render import Ticker, emit_json, err, out, table
 from cobench.store import Store
 
 
@@ -43,8 +43,13 @@ def fit_cmd(
     from cobench.fit.runs import fit_laws
     from cobench.report.figures.loss_law import plot
 
+    tickers: dict[str, Ticker] = {}  # a fit of many runs takes minutes: say so on stderr, also under --json
+
+    def progress(stage: str, done: int, total: int | None) -> None:
+        tickers.setdefault(stage, Ticker(f"fit: {stage}", "", every_s=5.0))(done, total)
+
     with Store(store) as db:
-        result = fit_laws(db, law_names or ["chinchilla"], csv_path, heldout, bootstrap, seed, figure, plot)
+        result = fit_laws(db, law_names or ["chinchilla"], csv_path, heldout, bootstrap, seed, figure, plot, progress)
     if json_out:
         return emit_json(result)
     for f, i in zip(result.fits, result.ids, strict=True):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import Any
 
 from rich.console import Console
@@ -40,3 +41,23 @@ def kv_table(title: str, pairs: list[tuple[str, Any]]) -> Table:
     for k, v in pairs:
         t.add_row(k, str(v))
     return t
+
+
+class Ticker:
+    """Progress of a long job as plain stderr lines, at most one every `every_s` seconds and one at the end:
+    for --json runs and pipelines (no terminal), where a live bar would be noise and silence looks hung.
+    A job done within `every_s` prints nothing."""
+
+    def __init__(self, label: str, unit: str, every_s: float = 5.0) -> None:
+        self.label, self.unit, self.every_s = label, unit, every_s
+        self.t0 = time.monotonic()
+        self.last = self.t0
+
+    def __call__(self, done: int, total: int | None = None) -> None:
+        now = time.monotonic()
+        final = total is not None and done >= total
+        if now - self.last < self.every_s and not (final and self.last > self.t0):
+            return
+        self.last = now
+        share = f"/{total:,} ({done / total:.0%})" if total else ""
+        err.print(f"{self.label}: {done:,}{share}{' ' + self.unit if self.unit else ''}, {now - self.t0:.0f} s")

@@ -30,7 +30,7 @@ from cobench.cli.options import (
     UncalibratedOpt,
     workload_from_options,
 )  # fmt: skip
-from cobench.cli.render import emit_json, err, out, table
+from cobench.cli.render import Ticker, emit_json, err, out, table
 from cobench.hardware.devices import get_device
 from cobench.predict.latency_model import resolve_model
 from cobench.predict.sweep import MAX_CANDIDATES, SweepSummary, sweep
@@ -92,10 +92,13 @@ def sweep_cmd(
         ) as bar,
     ):
         task = bar.add_task(s.name, total=s.n_chunks)
+        ticker = Ticker(f"sweep {s.name}", "chunks")  # when no live bar is shown (--json, a pipeline)
+        live = not (json_out or not err.is_terminal)
         model = resolve_model(db, d, w.precision, backend, calibration, raw, uncalibrated)
         result = sweep(
-            s, d, model, db, sort, top, out_path, lambda done, _: bar.update(task, completed=done), max_candidates
-        )
+            s, d, model, db, sort, top, out_path,
+            lambda done, total: bar.update(task, completed=done) if live else ticker(done, total), max_candidates,
+        )  # fmt: skip
     if json_out:
         return emit_json(result)
     _print(result)

@@ -15,7 +15,7 @@ Quality: R² and RMSE of the loss itself on the fitting runs and on held-out run
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -255,8 +255,16 @@ def quality(predicted: np.ndarray, observed: np.ndarray) -> dict[str, float]:
     }
 
 
-def fit_law(name: str, runs: Runs, heldout: Runs | None = None, bootstrap: int = 200, seed: int = 0) -> LawFit:
-    """Fit one form on `runs` (grid of starts), bootstrap its parameters, score fit and held-out runs."""
+def fit_law(
+    name: str,
+    runs: Runs,
+    heldout: Runs | None = None,
+    bootstrap: int = 200,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> LawFit:
+    """Fit one form on `runs` (grid of starts), bootstrap its parameters, score fit and held-out runs;
+    `progress(done, total)` after each bootstrap resample (a large fit takes minutes)."""
     form = law(name)
     if len(runs) < len(form.params) + 1:
         raise InputError(
@@ -265,11 +273,12 @@ def fit_law(name: str, runs: Runs, heldout: Runs | None = None, bootstrap: int =
     x = _minimise(form, runs, _starts(form, runs))
     rng = np.random.default_rng(seed)
     samples = []
-    for _ in range(bootstrap):
+    for i in range(bootstrap):
         pick = rng.integers(0, len(runs), len(runs))
-        if len(np.unique(pick)) < len(form.params):
-            continue
-        samples.append(form.named(_minimise(form, runs.take(pick), [x])))
+        if len(np.unique(pick)) >= len(form.params):
+            samples.append(form.named(_minimise(form, runs.take(pick), [x])))
+        if progress:
+            progress(i + 1, bootstrap)
     intervals = (
         {
             p: (float(np.percentile([s[p] for s in samples], 2.5)), float(np.percentile([s[p] for s in samples], 97.5)))

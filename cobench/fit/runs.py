@@ -4,7 +4,6 @@ the fit of one or more laws to them (`cobench fit`)."""
 from __future__ import annotations
 
 import csv
-import io
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +13,6 @@ from typing import Any
 import numpy as np
 
 from cobench.errors import InputError
-from cobench.files import read_text
 from cobench.fit.loss_law import ARCH_COLUMNS, LawFit, Runs, fit_law, law, split
 from cobench.fit.training_run import TrainingRun
 from cobench.store import Store
@@ -24,26 +22,36 @@ REQUIRED = ("n_params", "n_tokens", "loss")
 
 
 MAX_RUNS = 100_000  # a loss law is fitted to tens or thousands of runs; more is a wrong file
+MAX_CSV_BYTES = 64 << 20
 LIMITS = {"n_params": 1e15, "n_tokens": 1e17, "loss": 100.0}  # loss in nats per token
 
 
-def read_runs_csv(path: Path) -> Runs:
-    """Runs from a CSV: n_params (non-embedding), n_tokens, loss, and optional architecture columns."""
+def read_runs_csv(path: Path, progress: Callable[[int], None] | None = None) -> Runs:
+    """Runs from a CSV: n_params (non-embedding), n_tokens, loss, and optional architecture columns.
+    Streamed row by row (a file past MAX_RUNS is refused when its row MAX_RUNS + 1 is read, not after
+    loading all of it); `progress(rows)` every 10,000 rows."""
     if not path.is_file():
         raise InputError("csv", f"file {path} does not exist")
+    if path.stat().st_size > MAX_CSV_BYTES:
+        raise InputError("csv", f"{path} is larger than {MAX_CSV_BYTES >> 20} MiB")
     try:
-        reader = csv.DictReader(io.StringIO(read_text(path, "csv", max_bytes=64 << 20), newline=""))
-        header = reader.fieldnames or []
-        for column in REQUIRED:
-            if column not in header:
-                raise InputError(f"csv.{column}", f"{path} has no column {column!r} (columns: {', '.join(header)})")
-        rows = []
-        for row in reader:
-            rows.append(row)
-            if len(rows) > MAX_RUNS:
-                raise InputError("csv", f"{path} has more than {MAX_RUNS:,} runs")
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            header = reader.fieldnames or []
+            for column in REQUIRED:
+                if column not in header:
+                    raise InputError(f"csv.{column}", f"{path} has no column {column!r} (columns: {', '.join(header)})")
+            rows = []
+            for row in reader:
+                rows.append(row)
+                if len(rows) > MAX_RUNS:
+                    raise InputError("csv", f"{path} has more than {MAX_RUNS:,} runs")
+                if progress and len(rows) % 10_000 == 0:
+                    progress(len(rows))
     except csv.Error as e:
         raise InputError("csv", f"{path} is not a valid CSV: {e}") from None
+    except UnicodeDecodeError as e:
+        raise InputError("csv", f"{path} is not UTF-8 text (byte {e.start}): a binary file?") from None
     if not rows:
         raise InputError("csv", f"{path} has no runs")
     values: dict[str, list[float]] = {c: [] for c in (*REQUIRED, *ARCH_COLUMNS) if c in header}
@@ -102,16 +110,29 @@ def fit_laws(
     seed: int = 0,
     figure: Path | None = None,
     plot: Callable[[list[LawFit], Runs, Runs, Path], list[Path]] | None = None,
+    progress: Callable[[str, int, int | None], None] | None = None,
 ) -> LawFits:
     """Fit every law named to the store's finished runs (or the CSV's), holding out a share for scoring;
-    each fit is stored with the data the report re-plots."""
+    each fit is stored with the data the report re-plots. `progress(stage, done, total)`: rows read, then
+    each law's bootstrap resamples."""
     for name in names:
         law(name)
     if bootstrap < 0:
         raise InputError("bootstrap", f"must be >= 0, got {bootstrap}")
-    runs = read_runs_csv(csv_path) if csv_path else runs_of(store.runs.find())
+    read = (lambda rows: progress("csv rows read", rows, None)) if progress else None
+    runs = read_runs_csv(csv_path, read) if csv_path else runs_of(store.runs.find())
     fit_runs, held = split(runs, heldout, seed)
-    fits = [fit_law(n, fit_runs, held, bootstrap, seed) for n in names]
+    fits = [
+        fit_law(
+            n,
+            fit_runs,
+            held,
+            bootstrap,
+            seed,
+            (lambda d, t, n=n: progress(f"{n} bootstrap", d, t)) if progress else None,
+        )
+        for n in names
+    ]
     source = str(csv_path) if csv_path else "store"
     data = {"fitted": fit_runs.to_json(), "heldout": held.to_json()}
     ids = [store.fits.put(f.law, source, f.to_json() | {"runs": list(runs.names), "data": data}) for f in fits]

@@ -40,9 +40,16 @@ class Cache:
 
 
 def trt_shapes(arch: Architecture, options: dict[str, Any], capacity: int) -> dict[str, tuple[tuple[int, ...], ...]]:
-    """The TensorRT provider's profile: the workload's batch and prompt, the cache at its fixed capacity."""
+    """The TensorRT provider's profile, for every input with a dynamic axis (it wants all or none): the
+    workload's batch and prompt, the cache and the RoPE tables at their fixed capacity."""
     batch, prompt = int(options.get("batch") or 1), int(options.get("prompt") or 1)
-    shapes: dict[str, tuple[tuple[int, ...], ...]] = {"input_ids": ((1, 1), (batch, prompt), (batch, prompt))}
+    rope = (capacity, arch.head_dim // 2)
+    shapes: dict[str, tuple[tuple[int, ...], ...]] = {
+        "input_ids": ((1, 1), (batch, prompt), (batch, prompt)),
+        "seqlens_k": ((1,), (batch,), (batch,)),
+        "cos_cache": (rope, rope, rope),
+        "sin_cache": (rope, rope, rope),
+    }
     cache = ((1, arch.n_kv_heads, capacity, arch.head_dim), (batch, arch.n_kv_heads, capacity, arch.head_dim))
     for i in range(arch.n_layers):
         for kind in ("key", "value"):
