@@ -168,7 +168,7 @@ bench: install
 # Calibrate on <= 10 profiled architectures + ORT kernels, predict >= 15 held-out ones (~30 min on 2 cores;
 # resumes after an interruption; rm benchmarks/out/accuracy.db to start afresh).
 bench-accuracy: install
-	cd benchmarks && ../$(PY) accuracy.py
+	cd benchmarks && ../$(PY) accuracy.py $(foreach f,$(ACCURACY_ALSO),--also $(abspath $(f)))
 
 # Short CPU training runs (benchmarks/scaling/queue.yaml) and the three loss laws fitted on most of them,
 # scored on the rest (~20 min on 2 cores; resumable).

@@ -67,6 +67,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--store", type=Path, default=HERE / "out" / "accuracy.db")
     parser.add_argument("--out", type=Path, default=HERE / "out" / "accuracy")
+    parser.add_argument(
+        "--also",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="CALIBRATION.json",
+        help="Also score this calibration (e.g. the one `make demo` wrote) on the same held-out measurements.",
+    )
     args = parser.parse_args()
     args.store.parent.mkdir(parents=True, exist_ok=True)
     store = str(args.store)
@@ -114,6 +122,9 @@ def main() -> int:
         "device defaults (uncalibrated)": log_errors(test, device, RooflineParams.for_device(device), counting),
         "calibrated": log_errors(test, device, calibration.params, counting),
     }
+    for path in args.also:  # another calibration (say the demo's), on exactly these measurements
+        other = Calibration.from_json(json.loads(path.read_text()))
+        errs[f"{path.name}"] = log_errors(test, device, other.params, other.counting)
     curve = learning_curve(fitted, kernels, device, counting, evaluate_on=test)
     # measurement repeatability: the held-out set profiled again in a second run (its own store)
     repeat_store = args.store.with_name(args.store.stem + "-repeat.db")

@@ -1,4 +1,4 @@
-"""A stand-in for the `tensorrt` module built from recorded API facts (fixtures/tensorrt/api_facts.json):
+"""A stand-in for the `tensorrt` module built from recorded API facts (fixtures/trt_api/api_facts.json):
 each object answers only the names its TensorRT version has, so a call that 10.x or 11.x lacks fails here
 as it would there. The engine it "builds" is a few bytes; contexts return what the test tells them to."""
 
@@ -10,7 +10,7 @@ import types
 from pathlib import Path
 from typing import Any
 
-FACTS = json.loads((Path(__file__).parent / "fixtures" / "tensorrt" / "api_facts.json").read_text())
+FACTS = json.loads((Path(__file__).parent / "fixtures" / "trt_api" / "api_facts.json").read_text())
 
 
 class Strict:

@@ -37,7 +37,11 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     lines = ["n_params,n_tokens,loss"] + [f"{n},{20 * n},{2 + 400 / n**0.3 + 300 / (20 * n) ** 0.3:.4f}"
                                           for n in (1e5, 3e5, 1e6, 3e6, 1e7, 3e7, 1e8, 3e8)]  # fmt: skip
     (d / "runs.csv").write_text("\n".join(lines) + "\n")
-    suite = {"name": "mini", "precisions": ["fp32"], "kernels": [{"kind": "gemm", "shapes": [{"m": 32, "n": 32, "k": 32}]}]}
+    suite = {
+        "name": "mini",
+        "precisions": ["fp32"],
+        "kernels": [{"kind": "gemm", "shapes": [{"m": 32, "n": 32, "k": 32}]}],
+    }
     (d / "mini.yaml").write_text(yaml.safe_dump(suite))
     tiny = {"name": "t", "vocab_size": 256, "d_model": 32, "n_layers": 1, "n_heads": 2, "n_kv_heads": 1, "d_ff": 64,
             "max_seq_len": 64}  # fmt: skip
@@ -45,7 +49,20 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     store = d / "s.db"
     _store_profiles(store, _archs(4, seed=3), seed=3)
     run("sweep", "--space", str(d / "space.yaml"), "-d", "cpu", "--store", str(store), "--json")
-    run("fit", "--csv", str(d / "runs.csv"), "--bootstrap", "5", "--plot", str(d / "ll"), "--store", str(store), "--json")
+    mini = ["--kernels-path", str(d / "mini.yaml"), "--max-time-s", "0.1", "--store", str(store), "--json"]
+    run("kernels", "run", "mini", *mini)
+    run(
+        "fit",
+        "--csv",
+        str(d / "runs.csv"),
+        "--bootstrap",
+        "5",
+        "--plot",
+        str(d / "ll"),
+        "--store",
+        str(store),
+        "--json",
+    )
     with Store(store) as db:
         db.connection.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return {"dir": d, "store": store, "cache": d / "cache"}
@@ -58,11 +75,34 @@ def writing_commands(f: dict[str, Path], store: Path) -> dict[str, list[str]]:
         "sweep": ["sweep", "--space", str(d / "space.yaml"), "-d", "cpu", "--max-candidates", "1000", "--top", "1", *s],
         "calibrate": ["calibrate", "--no-curve", "-o", str(d / "cal"), *s],
         "fit": ["fit", "--csv", str(d / "runs.csv"), "--bootstrap", "3", "--plot", str(d / "ll2"), *s],
-        "kernels": ["kernels", "run", "mini", "--kernels-path", str(d / "mini.yaml"), "--max-time-s", "0.1", *s],
-        "train": ["train", "-a", str(d / "tiny.yaml"), "--tokens", "256", "--data", str(d / "text.txt"), "--seq-len",
-                  "16", "--batch", "4", "--checkpoint-dir", str(d / "ck"), *s],  # fmt: skip
+        "kernels": [
+            "kernels",
+            "run",
+            "mini",
+            "--force",
+            "--kernels-path",
+            str(d / "mini.yaml"),
+            "--max-time-s",
+            "0.1",
+            *s,
+        ],
+        "train": [
+            "train",
+            "-a",
+            str(d / "tiny.yaml"),
+            "--tokens",
+            "256",
+            "--data",
+            str(d / "text.txt"),
+            "--seq-len",
+            "16",
+            "--batch",
+            "4",
+            "--checkpoint-dir",
+            str(d / "ck"),
+            *s,
+        ],  # fmt: skip
         "pareto": ["pareto", "--space", str(d / "space.yaml"), "-d", "cpu", "--out", str(d / "pareto"), *s],
-        "select": ["select", "--space", str(d / "space.yaml"), "-d", "cpu", "-k", "2", "--out", str(d / "q.yaml"), *s],
         "profile": ["profile", "-a", "tiny-gqa-4l", *QUICK, "--cache-dir", str(f["cache"]), *s],
     }
 
@@ -97,6 +137,14 @@ def test_every_writing_command_on_a_read_only_store_is_one_line_and_changes_noth
         for name, args in writing_commands(inputs, mnt / "s.db").items():
             last = _one_line_failure(_cobench(args), name)
             assert "read-only" in last or "readonly" in last, f"{name}: {last}"
+        d, s = inputs["dir"], ["--store", str(mnt / "s.db")]
+        for reader in (  # and the commands that only read work on it
+            ["select", "--space", str(d / "space.yaml"), "-d", "cpu", "-k", "2", "--out", str(d / "q.yaml"), *s],
+            ["report", "--out", str(d / "report"), *s],
+            ["kernels", "roofline", "--out", str(d / "roofline"), *s],
+        ):
+            done = _cobench(reader)
+            assert done.returncode == 0, (reader[0], done.stderr[-300:])
         assert _rows(mnt / "s.db") == before and (mnt / "s.db").read_bytes() == data
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
@@ -186,8 +234,12 @@ def test_two_profile_runs_share_one_store(inputs, tmp_path) -> None:  # noqa: AN
     store = tmp_path / "two.db"
     base = [*QUICK, "--cache-dir", str(inputs["cache"]), "--store", str(store), "--json"]
     procs = [
-        subprocess.Popen([sys.executable, "-m", "cobench", "profile", "-a", a, "-a", "tiny-mha-4l", *base],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        subprocess.Popen(
+            [sys.executable, "-m", "cobench", "profile", "-a", a, "-a", "tiny-mha-4l", *base],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
         for a in ("tiny-gqa-4l", "tiny-mqa-4l")
     ]
     outs = [p.communicate(timeout=300) for p in procs]

@@ -187,7 +187,10 @@ def test_trt_kernels_without_tensorrt_say_what_to_install(tmp_path: Path) -> Non
 
     if importlib.util.find_spec("tensorrt") is not None:
         pytest.skip("TensorRT is installed here")
-    result = CliRunner().invoke(app, ["kernels", "run", "gemm", "--backend", "trt", "--store", str(tmp_path / "k.db")])
+    store = str(tmp_path / "k.db")
+    result = CliRunner().invoke(app, ["kernels", "run", "gemm", "--backend", "trt", "-d", "h100-sxm", "--store", store])
     assert result.exit_code == 3 and "TensorRT" in result.stderr
+    on_cpu = CliRunner().invoke(app, ["kernels", "run", "gemm", "--backend", "trt", "-d", "cpu", "--store", store])
+    assert on_cpu.exit_code == 2 and "device: trt kernels run on the cuda, but cpu is a cpu" in on_cpu.stderr
     bad = CliRunner().invoke(app, ["kernels", "run", "--backend", "ort", "--runner-device", "cuda"])
     assert bad.exit_code == 2 and "runner_device:" in bad.stderr

@@ -138,7 +138,7 @@ def kernels_roofline(
     from cobench.report.figures.roofline import empirical_roofline
 
     d = get_device(device, power_mode, devices_path)
-    with Store(store) as db:
+    with Store(store, read_only=True) as db:  # it only reads: works on a read-only store
         r = empirical_roofline(db, d, out_path)
     if json_out:
         return emit_json(r)

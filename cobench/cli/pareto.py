@@ -156,7 +156,7 @@ def select_cmd(
     from what is already measured; write them as a queue for `profile --queue` and `train --queue`."""
     d = get_device(device, power_mode, devices_path)
     limits = budgets(max_latency_ms, max_memory_gb, max_params, None)
-    with Store(store) as db:
+    with Store(store, read_only=True) as db:  # it only reads: works on a read-only store
         models = model_chooser(db, d, backend, uncalibrated=uncalibrated)
         if not json_out and not (law_fit or db.fits.get()):
             err.print("note: no loss-law fit yet: picking by latency and size (−log params stands in for the loss)")

@@ -28,7 +28,7 @@ def report_cmd(
     """One HTML file (figures inlined, no network) plus PNG/SVG figures, built from the store."""
     from cobench.report.html import build
 
-    with Store(store) as db:
+    with Store(store, read_only=True) as db:  # it only reads: works on a read-only store
         page, figures = build(db, out_dir, telemetry_runs)
     if json_out:
         return emit_json({"report": str(page), "figures": [str(f) for f in figures]})

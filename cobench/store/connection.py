@@ -27,6 +27,12 @@ class Connection:
             raise InputError("store", f"directory {path.parent} does not exist")
         if read_only and not path.is_file():
             raise InputError("store", f"{path} does not exist (nothing stored yet)")
+        folder = path.parent if str(path.parent) else Path(".")
+        if not read_only and not (os.access(folder, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))):
+            raise StoreError(
+                f"store {path} is read-only (no write permission, or a read-only filesystem): this command writes"
+                " to it; the commands that only read it (store info/check/export, report) work"
+            )
         try:
             if read_only:
                 # a WAL database needs its -shm file; where nobody can write (a read-only file, folder or
