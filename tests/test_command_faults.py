@@ -19,7 +19,9 @@ import yaml
 from test_calibration import _archs, _store_profiles
 from test_cli import run
 from test_space_sweep import SMALL
+from typer.testing import CliRunner
 
+from cobench.cli import app
 from cobench.store import Store
 
 TEXT = "the quick brown fox jumps over the lazy dog. " * 400
@@ -72,7 +74,18 @@ def writing_commands(f: dict[str, Path], store: Path) -> dict[str, list[str]]:
     d, s = f["dir"], ["--store", str(store)]
     return {
         "predict": ["predict", "-a", "tiny-mqa-4l", "-d", "cpu", *s],
-        "sweep": ["sweep", "--space", str(d / "space.yaml"), "-d", "cpu", "--max-candidates", "1000", "--top", "1", *s],
+        "sweep": [
+            "sweep",
+            "--space",
+            str(d / "space.yaml"),
+            "-d",
+            "cpu",
+            "--prompt",
+            "96",
+            "--top",
+            "1",
+            *s,
+        ],  # a new sweep
         "calibrate": ["calibrate", "--no-curve", "-o", str(d / "cal"), *s],
         "fit": ["fit", "--csv", str(d / "runs.csv"), "--bootstrap", "3", "--plot", str(d / "ll2"), *s],
         "kernels": [
@@ -111,6 +124,12 @@ def _cobench(args: list[str], timeout: float = 240) -> subprocess.CompletedProce
     return subprocess.run([sys.executable, "-m", "cobench", *args], capture_output=True, text=True, timeout=timeout)
 
 
+def _in_process(args: list[str]) -> subprocess.CompletedProcess[str]:
+    """The command through typer's runner (no interpreter start per command), shaped like a subprocess's."""
+    r = CliRunner().invoke(app, args)
+    return subprocess.CompletedProcess(args, r.exit_code, r.stdout, r.stderr)
+
+
 def _rows(store: Path) -> dict[str, int]:
     with Store(store, read_only=True) as db:
         assert db.check()["integrity"] == ["ok"]
@@ -135,7 +154,7 @@ def test_every_writing_command_on_a_read_only_store_is_one_line_and_changes_noth
         subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
         before, data = _rows(mnt / "s.db"), (mnt / "s.db").read_bytes()
         for name, args in writing_commands(inputs, mnt / "s.db").items():
-            last = _one_line_failure(_cobench(args), name)
+            last = _one_line_failure(_in_process(args), name)
             assert "read-only" in last or "readonly" in last, f"{name}: {last}"
         d, s = inputs["dir"], ["--store", str(mnt / "s.db")]
         for reader in (  # and the commands that only read work on it
@@ -143,7 +162,7 @@ def test_every_writing_command_on_a_read_only_store_is_one_line_and_changes_noth
             ["report", "--out", str(d / "report"), *s],
             ["kernels", "roofline", "--out", str(d / "roofline"), *s],
         ):
-            done = _cobench(reader)
+            done = _in_process(reader)
             assert done.returncode == 0, (reader[0], done.stderr[-300:])
         assert _rows(mnt / "s.db") == before and (mnt / "s.db").read_bytes() == data
     finally:
@@ -170,7 +189,7 @@ def test_every_writing_command_on_a_full_disk_is_one_line_and_keeps_the_store(in
                 pass
         before = _rows(store)
         for name, args in writing_commands(inputs, store).items():
-            last = _one_line_failure(_cobench(args), name)
+            last = _one_line_failure(_in_process(args), name)
             assert "full" in last or "space" in last, f"{name}: {last}"
         (mnt / "filler").unlink()
         assert _rows(store) == before  # nothing half-written, nothing lost
@@ -196,19 +215,25 @@ def _count(store: Path, sql: str) -> int:
         return 0
 
 
-def test_kill_9_of_profile_keeps_finished_candidates_and_the_rerun_skips_them(inputs, tmp_path) -> None:  # noqa: ANN001
+def test_kill_9_of_profile_keeps_finished_rounds_and_the_rerun_redoes_none(inputs, tmp_path) -> None:  # noqa: ANN001
+    """Rounds are interleaved across candidates and stored as each finishes: kill -9 after the first ones,
+    and the rerun keeps every stored round as it was (same row, same time) and measures only the rest."""
     store = tmp_path / "p.db"
-    args = ["profile", "-a", "tiny-gqa-4l", "-a", "tiny-mqa-4l", "-a", "tiny-wide-2l", *QUICK,
+    args = ["profile", "-a", "tiny-gqa-4l", "-a", "tiny-mqa-4l", "-a", "tiny-wide-2l", *QUICK, "--rounds", "2",
             "--cache-dir", str(inputs["cache"]), "--store", str(store), "--seed", "1"]  # fmt: skip
     proc = subprocess.Popen([sys.executable, "-m", "cobench", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)  # fmt: skip
-    _kill_when(proc, lambda: _count(store, "SELECT count(*) FROM profiles WHERE status = 'ok'") >= 1)
-    done_before = _count(store, "SELECT count(*) FROM profiles WHERE status = 'ok'")
-    assert 1 <= done_before < 3
+    _kill_when(proc, lambda: _count(store, "SELECT count(*) FROM profile_rounds") >= 2)
+    with sqlite3.connect(store) as db:
+        before = set(db.execute("SELECT profile_key, round, created_at FROM profile_rounds"))
+        finished = db.execute("SELECT count(*) FROM profiles WHERE status = 'ok'").fetchone()[0]
+    assert before and finished < 3  # killed mid-run
     again = _cobench([*args, "--json"])
     assert again.returncode == 0, again.stderr
-    statuses = [r["status"] for r in json.loads(again.stdout)]
-    assert statuses.count("skipped") == done_before and statuses.count("ok") == 3 - done_before  # nothing redone
+    assert [r["status"] for r in json.loads(again.stdout)].count("failed") == 0
+    with sqlite3.connect(store) as db:
+        after = set(db.execute("SELECT profile_key, round, created_at FROM profile_rounds"))
+    assert before <= after  # nothing finished was measured again
     assert _count(store, "SELECT count(*) FROM profiles WHERE status = 'ok'") == 3
     assert _rows(store)["profiles"] == 3
 

@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -214,6 +216,9 @@ def test_ort_preloads_cuda_libraries_before_a_gpu_session(monkeypatch) -> None: 
 # --- TensorRT: recorded API facts of 10.x and 11.x ----------------------------------------------------------
 
 
+_EXPORTS = Path(tempfile.mkdtemp(prefix="cobench-trt-exports-"))
+
+
 def _open_trt(monkeypatch, version: str, precision: str, cache: Path, **options: Any) -> Any:  # noqa: ANN001
     import sys
 
@@ -231,7 +236,12 @@ def _open_trt(monkeypatch, version: str, precision: str, cache: Path, **options:
     from cobench.measure.export import export
 
     arch = load_architecture("tiny-gqa-4l")
-    export(arch, precision, cache)  # the real export, on the CPU, before torch.cuda is faked below
+    # the real export, on the CPU, before torch.cuda is faked below; made once per precision and copied into
+    # each test's cache (an export takes seconds, the engines the test builds stay its own)
+    source = export(arch, precision, _EXPORTS).directory
+    if not (cache / source.name).exists():
+        shutil.copytree(source, cache / source.name, ignore=shutil.ignore_patterns("*.engine", "timing.*"))
+    export(arch, precision, cache)
     opts = {"capacity": 272, "batch": 1, "prompt": 256} | options
     with monkeypatch.context() as m:  # torch.cuda as far as the TensorRT runner asks it
         m.setattr(torch.cuda, "is_available", lambda: True)
