@@ -153,6 +153,7 @@ def check_placement_after(session: Any, device: str, run: Callable[[], Any]) -> 
     run()
     path = Path(session.end_profiling())
     events = json.loads(path.read_text())
+    path.unlink(missing_ok=True)  # read once: a profile per session would pile up in the cache
     counts = placement(events)
     check_placement(events, PROVIDERS[device])
     return counts
