@@ -42,3 +42,9 @@ class StoreError(CobenchError):
     """The store cannot be opened or is from an incompatible future version."""
 
     exit_code = 4
+
+
+class ClusterError(CobenchError):
+    """The cluster cannot do what was asked: unreachable, no node with the resource, work lost for good."""
+
+    exit_code = 6

@@ -24,6 +24,16 @@ StoreOpt = Annotated[
     typer.Option("--store", envvar=STORE_ENV, show_envvar=True, metavar="FILE", help="SQLite store file."),
 ]
 STORE_DEFAULT = Path(DEFAULT_PATH)
+RayOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray",
+        envvar="COBENCH_RAY",
+        show_envvar=True,
+        metavar="ADDRESS",
+        help="Spread the work over the Ray cluster at ADDRESS (HOST:PORT, auto, or local); needs the cluster extra.",
+    ),
+]
 DevicesPathOpt = Annotated[
     list[Path] | None,
     typer.Option(

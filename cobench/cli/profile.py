@@ -21,6 +21,7 @@ from cobench.cli.options import (
     JsonOpt,
     ModeOpt,
     PromptOpt,
+    RayOpt,
     StoreOpt,
     UncalibratedOpt,
     model_chooser,
@@ -169,13 +170,15 @@ def profile_cmd(
     cache_dir: CacheOpt = None,
     store: StoreOpt = STORE_DEFAULT,
     devices_path: DevicesPathOpt = None,
+    ray: RayOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Time candidates on this machine (prefill, decode, end-to-end) beside their predictions.
 
     Each candidate is exported, built and measured with telemetry in its own process; results are stored
-    and a re-run skips what is done.
+    and a re-run skips what is done. With --ray, on the cluster's nodes that carry the device as a resource.
     """
+    from cobench.cluster import connect
     from cobench.measure.profile import DEFAULT_CACHE, ProfileSettings, profile_backends, sweep_architecture
     from cobench.measure.timing import HarnessConfig
 
@@ -202,6 +205,7 @@ def profile_cmd(
         retry_failed=retry_failed,
         rounds=rounds,
     )
+    cluster = connect(ray)
     with Store(store) as db:
         archs = [load_architecture(s) for s in arch or []] + ([a for a, _ in read_queue(queue)] if queue else [])
         if from_sweep:
@@ -210,7 +214,7 @@ def profile_cmd(
         chooser = lambda p, b: model_chooser(db, d, b, uncalibrated=uncalibrated)(p)  # noqa: E731
         progress, on_round = (None, None) if json_out else (_progress, _round)
         backends, precisions = backend or ["ort"], precision or ["fp32"]
-        results = profile_backends(archs, backends, precisions, d, settings, db, chooser, progress, on_round)
+        results = profile_backends(archs, backends, precisions, d, settings, db, chooser, progress, on_round, cluster)
     if json_out:
         emit_json([r.to_json() | _errors(r) for r in results])
     else:

@@ -5,7 +5,9 @@ a hang is recorded with its reason and the rest go on. A model whose predicted f
 device's usable memory is refused before anything is built. Results are keyed by a hash of what
 determines them (architecture, precision, backend, device, workload, contexts, harness); a candidate
 already measured is skipped, so a re-run after a crash or Ctrl-C resumes without redoing work.
-Candidates run in a shuffled order (seeded, recorded) with a cool-down between them.
+Candidates run in a shuffled order (seeded, recorded) with a cool-down between them. With a cluster
+(`--ray`), each round runs on a node carrying the device as a resource, one at a time per board; only
+this process writes the store, and the environment record says which node measured each round.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ import numpy as np
 
 from cobench.arch.architecture import ArchBatch, Architecture
 from cobench.arch.workload import Workload
-from cobench.errors import InputError
+from cobench.cluster import Cluster, Local
+from cobench.errors import ClusterError, InputError
 from cobench.hardware.devices import DeviceSpec
 from cobench.measure.export import DEFAULT_CACHE
 from cobench.measure.generation import E2E_TOLERANCE
@@ -224,6 +227,26 @@ def run_worker(task: dict[str, Any], timeout_s: float, worker: list[str]) -> tup
         return None, f"worker printed no result: {err.strip()[-300:]}"
 
 
+def measure_round(
+    task: dict[str, Any], timeout_s: float, worker: list[str], cooldown_s: float
+) -> tuple[dict[str, Any] | None, str | None, float]:
+    """One round of one candidate where it was sent: cool down, run the worker; (result, reason, seconds)."""
+    if cooldown_s > 0:
+        time.sleep(cooldown_s)
+    t0 = time.perf_counter()
+    result, reason = run_worker(task, timeout_s, worker)
+    return result, reason, time.perf_counter() - t0
+
+
+def check_cluster(cluster: Cluster, device: DeviceSpec) -> None:
+    """A cluster run needs at least one live node carrying the device as a resource."""
+    if cluster.address and not cluster.nodes_with(device.name):
+        raise ClusterError(
+            f"ray: no node of the cluster at {cluster.address} carries the resource {device.name!r}; a board joins "
+            f"with: ray start --address=HEAD --resources='{{\"{device.name}\": 1}}'"
+        )
+
+
 def profile(
     candidates: list[tuple[Architecture, str]],
     device: DeviceSpec,
@@ -233,13 +256,18 @@ def profile(
     progress: Callable[[ProfileResult, int, int], None] | None = None,
     worker: list[str] = WORKER,
     on_round: RoundProgress | None = None,
+    cluster: Cluster | None = None,
 ) -> list[ProfileResult]:
     """Measure every (architecture, precision) not measured yet; return all results in candidate order.
 
     `model_for(precision)` gives the latency model whose prediction is stored beside each measurement;
-    `progress` hears of each finished candidate, `on_round` of each round run."""
+    `progress` hears of each finished candidate, `on_round` of each round run; `cluster` says where rounds
+    run (this machine by default)."""
+    cluster = cluster or Local()
+    check_cluster(cluster, device)
     device_id = store.catalog.put_device(device)
-    run = lambda: _profile_all(candidates, device, device_id, settings, store, model_for, progress, worker, on_round)  # noqa: E731
+    rounds = _Rounds(settings, store, device_id, worker, cluster, {device.name: 1})
+    run = lambda: _profile_all(candidates, device, settings, store, model_for, progress, rounds, on_round)  # noqa: E731
     if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
         return run()
     previous = signal.signal(signal.SIGTERM, _terminate)  # `kill`/`timeout` must not orphan a running worker
@@ -296,12 +324,11 @@ class _Pending:
 def _profile_all(
     candidates: list[tuple[Architecture, str]],
     device: DeviceSpec,
-    device_id: str,
     settings: ProfileSettings,
     store: Store,
     model_for: Callable[[str], LatencyModel],
     progress: Callable[[ProfileResult, int, int], None] | None,
-    worker: list[str],
+    rounds: _Rounds,
     on_round: RoundProgress | None = None,
 ) -> list[ProfileResult]:
     results: dict[int, ProfileResult] = {}
@@ -329,7 +356,7 @@ def _profile_all(
             finish(i, replace(base, reason=reason))
         else:
             pending.append(_Pending(i, base, task, store.profiles.rounds(key)))
-    rounds = _Rounds(settings, store, device_id, worker, finish, on_round)
+    rounds.finish, rounds.on_round = finish, on_round
     for r in range(settings.rounds):  # every candidate's round r before any candidate's round r + 1
         rounds.run([(p, r) for p in pending if r not in p.results and p.index not in results], seed=r)
         if r == settings.rounds - 1:
@@ -346,29 +373,36 @@ def _profile_all(
 
 @dataclass
 class _Rounds:
-    """Runs rounds of pending candidates in a shuffled order, stores each, and combines a candidate's rounds."""
+    """Runs rounds of pending candidates in a shuffled order (on the cluster: as many at once as there are
+    boards), stores each as it comes back, and combines a candidate's rounds."""
 
     settings: ProfileSettings
     store: Store
     device_id: str
     worker: list[str]
-    finish: Callable[[int, ProfileResult], None]
+    cluster: Cluster
+    resources: dict[str, float]
+    finish: Callable[[int, ProfileResult], None] = lambda i, r: None
     on_round: RoundProgress | None = None
     ran: int = 0
     failed: set[int] = field(default_factory=set)
 
     def run(self, work: list[tuple[_Pending, int]], seed: int) -> None:
         random.Random(self.settings.seed * 1_000_003 + seed).shuffle(work)  # drift favours no candidate
-        for p, r in work:
-            if p.index in self.failed:
+        work = [(p, r) for p, r in work if p.index not in self.failed]
+        timeout = self.settings.timeout_s + (self.settings.build_timeout_s if engine_shapes(self.settings) else 0)
+        items = [
+            (p.task | {"round": r}, timeout, self.worker, self.settings.cooldown_s if self.ran or j else 0.0)
+            for j, (p, r) in enumerate(work)
+        ]
+        for j, (result, reason, seconds), node in self.cluster.map_unordered(measure_round, items, self.resources):
+            p, r = work[j]
+            if p.index in self.failed:  # another of its rounds failed while this one ran elsewhere
                 continue
-            if self.ran and self.settings.cooldown_s > 0:
-                time.sleep(self.settings.cooldown_s)
-            t0 = time.perf_counter()
-            timeout = self.settings.timeout_s + (self.settings.build_timeout_s if engine_shapes(self.settings) else 0)
-            result, reason = run_worker(p.task | {"round": r}, timeout, self.worker)
-            p.seconds += time.perf_counter() - t0
+            p.seconds += seconds
             self.ran += 1
+            if result is not None:
+                result["environment"] = result["environment"] | {"node": node}
             if self.on_round:
                 self.on_round(p.base, r, self.settings.rounds, reason)
             if result is None:
@@ -387,7 +421,10 @@ class _Rounds:
         m = combine([measured[r] for r in chosen], left, replaced, frozenset(r for r, why in reasons.items() if why))
         last = p.results[chosen[-1]]
         environment = last["environment"] | {
-            "rounds": [{"round": r, "interference": p.results[r].get("interference")} for r in sorted(p.results)],
+            "rounds": [
+                {"round": r, "interference": res.get("interference"), "node": res["environment"].get("node")}
+                for r, res in sorted(p.results.items())
+            ],
             "rounds_used": chosen,
         }
         ok = replace(p.base, status="ok", measured=m, environment=environment, seconds=p.seconds)
@@ -433,9 +470,11 @@ def profile_backends(
     model_for: Callable[[str, str], LatencyModel],
     progress: Callable[[ProfileResult, int, int], None] | None = None,
     on_round: RoundProgress | None = None,
+    cluster: Cluster | None = None,
 ) -> list[ProfileResult]:
     """`cobench profile`: every architecture × precision on every backend, each backend checked before any
-    worker starts; `model_for(precision, backend)` is the latency model stored beside each result."""
+    worker starts; `model_for(precision, backend)` is the latency model stored beside each result; `cluster`
+    says where candidates run (this machine by default)."""
     from cobench.measure.runners import BACKENDS, check_available
 
     if not archs:
@@ -451,5 +490,7 @@ def profile_backends(
         candidates = [(a, p) for a in archs for p in precisions]
         models = {p: model_for(p, b) for p in precisions}
         b_settings = replace(settings, backend=b)
-        results += profile(candidates, device, b_settings, store, models.__getitem__, progress, on_round=on_round)
+        results += profile(
+            candidates, device, b_settings, store, models.__getitem__, progress, on_round=on_round, cluster=cluster
+        )
     return results

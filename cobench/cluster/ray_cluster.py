@@ -1,0 +1,117 @@
+"""Ray as the cluster: work items as Ray tasks scheduled by resources, groups as Ray Train's TorchTrainer.
+
+A board joins with `ray start --address=HEAD --resources='{"<device name>": 1}'`: a task asking for that
+resource runs on such a node, one at a time per board, so two measurements never share a device. A task
+whose node dies is retried by Ray on another node that has the resource (`RETRIES`); an error raised by
+the work itself is not retried, it is the work's answer. Results come back to the driver in the order
+they finish.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from cobench.cluster import Node, here
+from cobench.errors import ClusterError, CobenchError, MissingDependency
+
+RETRIES = 3  # re-runs of a task whose node or worker process died
+CONNECT_TIMEOUT_S = 5.0
+
+
+def _reachable(address: str) -> None:
+    """Ray waits minutes for an address nobody answers at; a TCP connect says so in seconds."""
+    if address in ("auto", "local") or address.startswith("ray://"):
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterError(f"ray: {address!r} is not HOST:PORT (or auto, local, ray://HOST:PORT)")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as e:
+        raise ClusterError(f"ray: no Ray cluster answers at {address} ({e.strerror or e}); start one with "
+                           "`ray start --head` there, or check the address") from None  # fmt: skip
+
+
+def _on_node(fn: Callable[..., Any], *args: Any) -> tuple[Any, Node]:
+    """Run one item where Ray placed it, and say where that was."""
+    import ray
+
+    ctx = ray.get_runtime_context()
+    return fn(*args), here() | {"node_id": ctx.get_node_id(), "ip": ray.util.get_node_ip_address()}
+
+
+class RayCluster:
+    def __init__(self, address: str) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise MissingDependency("ray: Ray is not installed here: pip install 'cobench[cluster]'") from None
+        _reachable(address)
+        self.address = address
+        self._ray = ray
+        if not ray.is_initialized():
+            try:
+                ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+            except (ConnectionError, RuntimeError, ValueError) as e:
+                raise ClusterError(f"ray: cannot join the Ray cluster at {address}: {e}") from None
+
+    def nodes_with(self, resource: str) -> list[Node]:
+        return [
+            {"node_id": n["NodeID"], "ip": n["NodeManagerAddress"], "hostname": n.get("NodeManagerHostname")}
+            for n in self._ray.nodes()
+            if n["Alive"] and n["Resources"].get(resource, 0) > 0
+        ]
+
+    def map_unordered(
+        self, fn: Callable[..., Any], items: Sequence[tuple[Any, ...]], resources: dict[str, float]
+    ) -> Iterator[tuple[int, Any, Node]]:
+        ray = self._ray
+        custom = {k: v for k, v in resources.items() if k not in ("CPU", "GPU")}
+        task = ray.remote(_on_node).options(
+            num_cpus=resources.get("CPU", 0), num_gpus=resources.get("GPU", 0), resources=custom or None,
+            max_retries=RETRIES, retry_exceptions=False,
+        )  # fmt: skip
+        index = {task.remote(fn, *args): i for i, args in enumerate(items)}
+        waiting = list(index)
+        try:
+            while waiting:
+                done, waiting = ray.wait(waiting, num_returns=1)
+                value, node = self._get(done[0])
+                yield index[done[0]], value, node
+        finally:  # Ctrl-C, an error, or the caller stopped early: nothing keeps running for nobody
+            for ref in waiting:
+                ray.cancel(ref, force=True)
+
+    def _get(self, ref: Any) -> Any:
+        ray = self._ray
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayTaskError as e:
+            cause = e.cause if isinstance(e.cause, BaseException) else None
+            if isinstance(cause, CobenchError | KeyboardInterrupt):
+                raise cause from None
+            raise ClusterError(f"ray: a task failed on the cluster: {str(e).splitlines()[-1][:300]}") from None
+        except (ray.exceptions.NodeDiedError, ray.exceptions.WorkerCrashedError, ray.exceptions.RayError) as e:
+            raise ClusterError(f"ray: a task was lost {RETRIES + 1} times with its node or worker "
+                               f"({type(e).__name__}); what finished is kept, run again to resume") from None  # fmt: skip
+
+    def group(self, fn: Callable[[dict[str, Any]], None], config: dict[str, Any], world: int, gpus: bool) -> None:
+        """`world` processes (one GPU each, or one CPU each) as one DDP group: NCCL on GPUs, gloo on CPUs."""
+        try:
+            from ray.train import RunConfig, ScalingConfig
+            from ray.train.torch import TorchTrainer
+        except ImportError:
+            raise MissingDependency("ray: Ray Train is not installed here: pip install 'cobench[cluster]'") from None
+        trainer = TorchTrainer(
+            fn,
+            train_loop_config=config,
+            scaling_config=ScalingConfig(num_workers=world, use_gpu=gpus),
+            run_config=RunConfig(storage_path=config["storage"], name=config["name"]),
+        )
+        try:
+            trainer.fit()
+        except Exception as e:  # Ray Train wraps the workers' errors
+            raise ClusterError(f"ray: a {world}-process training run failed: {str(e).splitlines()[-1][:300]}") from e
