@@ -19,7 +19,7 @@ from cobench.arch.architecture import ArchBatch
 from cobench.arch.space import load_space
 from cobench.hardware.devices import get_device
 from cobench.predict.roofline import RooflineParams, predict
-from cobench.predict.sweep import run_sweep
+from cobench.search.sweep import run_sweep
 from cobench.store import Store
 
 HERE = Path(__file__).parent

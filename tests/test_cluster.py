@@ -3,6 +3,7 @@ as a resource (as a Jetson does that joins with `ray start --resources`)."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import FIXTURES
 from test_profile import TINY, _defaults, _settings
@@ -21,6 +23,7 @@ from cobench.cluster import connect
 from cobench.errors import MissingDependency
 from cobench.hardware.devices import get_device
 from cobench.measure.profile import profile
+from cobench.search.pareto import frontier
 from cobench.store import Store
 
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # Ray's one-machine mode: every address is 127.0.0.1
@@ -118,6 +121,28 @@ def test_cli_profile_with_ray_and_its_errors(cluster: Cluster, tmp_path: Path) -
     assert time.perf_counter() - t0 < 30  # not Ray's minutes of retrying
     r = runner.invoke(app, [*base, "--ray", "not-an-address"])
     assert r.exit_code == 6 and "is not HOST:PORT" in r.stderr
+
+
+def _frontier(rows: list[dict]) -> set[int]:
+    lat = np.array([r["e2e_s"] for r in rows])
+    size = np.array([r["params_total"] for r in rows], dtype=float)
+    return {rows[i]["grid_index"] for i in np.flatnonzero(frontier(lat, -size))}
+
+
+def test_sweep_on_the_cluster_gives_the_same_frontier_and_top_k(cluster: Cluster, tmp_path: Path) -> None:
+    """12 chunks of a 777,600-point grid over the cluster's CPUs; only the chunks' best come back."""
+    runner = CliRunner()
+    space = str(Path(__file__).parents[1] / "benchmarks" / "space_100k.yaml")
+    base = ["sweep", "--space", space, "-d", "jetson-orin-nx-16gb", "--uncalibrated", "--top", "7", "--json"]
+    here = runner.invoke(app, [*base, "--store", str(tmp_path / "here.db")])
+    there = runner.invoke(app, [*base, "--store", str(tmp_path / "there.db"), "--ray", cluster.address])
+    assert here.exit_code == 0 and there.exit_code == 0, there.output
+    a, b = json.loads(here.stdout), json.loads(there.stdout)
+    assert a["top"] == b["top"] and (a["valid"], a["kept"]) == (b["valid"], b["kept"])
+    assert b["stored"] < a["stored"] == a["kept"]  # only the best came back
+    every = Store(tmp_path / "here.db", read_only=True).sweeps.candidates(a["sweep_id"])
+    best = Store(tmp_path / "there.db", read_only=True).sweeps.candidates(b["sweep_id"])
+    assert _frontier(every) == _frontier(best) and len(_frontier(every)) > 5
 
 
 def test_without_ray_installed_the_flag_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cobench.arch import space as space_module
 from cobench.arch.architecture import Architecture, param_counts
@@ -17,9 +19,11 @@ from cobench.arch.space import load_space, parse_space
 from cobench.errors import InputError, StoreError
 from cobench.hardware.devices import get_device
 from cobench.predict.roofline import RooflineParams
-from cobench.predict.sweep import run_sweep
+from cobench.search.pareto import frontier
+from cobench.search.sweep import Keep, run_sweep
 from cobench.store import SCHEMA_VERSION, Store
 from cobench.store.export import export_rows
+from cobench.store.schema import CANDIDATE_COLUMNS
 
 SMALL = {
     "name": "small",
@@ -138,6 +142,41 @@ def test_sweep_resumes_after_interrupt_without_redoing_chunks(tmp_path: Path, mo
     assert again.chunks_run == 0
     rows = store.sweeps.candidates(full.sweep_id)
     assert len(rows) == full.kept and len({r["grid_index"] for r in rows}) == full.kept
+
+
+@pytest.mark.parametrize("sort", ["e2e_s", "-params_total", "tpot_s"])
+def test_keeping_the_best_of_each_chunk_keeps_the_grids_top_k_and_frontier(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sort: str
+) -> None:
+    monkeypatch.setattr(space_module, "CHUNK", 100)
+    device = get_device("jetson-orin-nano-8gb")
+    space, params = parse_space(SMALL), RooflineParams.for_device(device)
+    results = {}
+    for keep in (Keep(), Keep(best=True, top=5, sort=sort)):
+        store = Store(tmp_path / f"{keep.best}.db")
+        r = run_sweep(space, device, store, params, store.catalog.put_device(device), keep=keep)
+        results[keep.best] = r, store.sweeps.candidates(r.sweep_id, sort)
+    (every, all_rows), (best, best_rows) = results[False], results[True]
+    assert best.sweep_id != every.sweep_id and (best.valid, best.kept) == (every.valid, every.kept)
+    assert best.stored < every.stored == every.kept
+    assert best_rows[:5] == all_rows[:5]
+    latency = Keep(sort=sort).latency
+    grid = lambda rows: {rows[i]["grid_index"] for i in np.flatnonzero(frontier(  # noqa: E731
+        np.array([r[latency] for r in rows]), -np.array([r["params_total"] for r in rows], dtype=float)))}  # fmt: skip
+    assert grid(best_rows) == grid(all_rows)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 60), st.integers(1, 6), st.integers(0, 2**32 - 1))
+def test_the_union_of_the_chunks_best_holds_the_whole_tables_best(n: int, parts: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    table = rng.integers(0, 5, size=(n, len(CANDIDATE_COLUMNS))).astype(float)  # small ints: many ties
+    table[:, CANDIDATE_COLUMNS.index("grid_index")] = np.arange(n)
+    keep = Keep(best=True, top=3, sort="ttft_s")
+    cuts = np.sort(rng.integers(0, n + 1, size=parts - 1))
+    kept = np.concatenate([start + np.flatnonzero(keep.mask(table[start:stop]))
+                           for start, stop in zip(np.r_[0, cuts], np.r_[cuts, n], strict=True)])  # fmt: skip
+    assert set(np.flatnonzero(keep.mask(table))) <= set(kept.tolist())
 
 
 def test_interrupted_chunk_commits_nothing(tmp_path: Path) -> None:

@@ -25,16 +25,19 @@ from cobench.cli.options import (
     PrecisionOpt,
     PromptOpt,
     RawOpt,
+    RayOpt,
     SpaceOpt,
     StoreOpt,
     UncalibratedOpt,
     workload_from_options,
 )  # fmt: skip
 from cobench.cli.render import Ticker, emit_json, err, out, table
+from cobench.cluster import connect
+from cobench.errors import InputError
 from cobench.hardware.devices import get_device
 from cobench.predict.latency_model import resolve_model
-from cobench.predict.sweep import MAX_CANDIDATES, SweepSummary, sweep
 from cobench.report.format import ms, si
+from cobench.search.sweep import MAX_CANDIDATES, SweepSummary, sweep
 from cobench.store import Store
 
 
@@ -73,12 +76,27 @@ def sweep_cmd(
         int,
         typer.Option("--max-candidates", metavar="N", min=1, help="Refuse a grid with more candidates than this."),
     ] = MAX_CANDIDATES,
+    keep: Annotated[
+        str | None,
+        typer.Option(
+            "--keep",
+            metavar="all|best",
+            help="Store every candidate meeting the constraints, or only the best: the top k by --sort and the "
+            "latency–size frontier (any grid size). Default: all, best with --ray.",
+        ),
+    ] = None,
+    ray: RayOpt = None,
 ) -> None:
-    """Predict every candidate of a search space (vectorised), store them, show the top k."""
+    """Predict every candidate of a search space (vectorised), store them, show the top k. With --ray, chunks
+    run on the cluster's CPUs and only the best come back."""
+    if keep not in (None, "all", "best"):
+        raise InputError("keep", f"must be all or best, got {keep!r}")
+    best_only = keep == "best" or (keep is None and ray is not None)
     s = load_space(space)
     w = workload_from_options(s.workload, batch, prompt, generate, precision, kv_precision)
     s = replace(s, workload=w, source={**s.source, "workload": w.to_dict()})
     d = get_device(device, power_mode, devices_path)
+    cluster = connect(ray)
     with (
         Store(store) as db,
         Progress(
@@ -98,6 +116,7 @@ def sweep_cmd(
         result = sweep(
             s, d, model, db, sort, top, out_path,
             lambda done, total: bar.update(task, completed=done) if live else ticker(done, total), max_candidates,
+            best_only, cluster,
         )  # fmt: skip
     if json_out:
         return emit_json(result)
@@ -111,9 +130,10 @@ def sweep_cmd(
 def _print(s: SweepSummary) -> None:
     r, w, d = s.result, s.space.workload, s.device
     rate = f", {s.candidates_per_s:,.0f} candidates/s" if s.candidates_per_s else ""
+    stored = f", stored {r.stored:,} (top {s.k} by {s.sort} and the latency–size frontier)" if r.stored < r.kept else ""
     out.print(
         f"sweep {r.sweep_id}: grid {r.grid_size:,}, valid {r.valid:,}, kept {r.kept:,} "
-        f"(constraints incl. memory fit); chunks run {r.chunks_run}, resumed/skipped {r.chunks_skipped}; "
+        f"(constraints incl. memory fit){stored}; chunks run {r.chunks_run}, resumed/skipped {r.chunks_skipped}; "
         f"{r.seconds:.2f} s{rate}"
     )
     columns = ["#", "d_model", "layers", "heads/kv", "hd", "d_ff", "vocab", "experts", "params", "active", "TTFT",

@@ -1,3 +1,3 @@
 """Stage 2, the functional core: operators, the vectorised roofline, the latency model that applies a calibration,
-predictions and sweeps.
+and predictions.
 """

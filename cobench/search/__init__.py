@@ -1,3 +1,3 @@
-"""Stage 5, choosing: the Pareto frontier and selection (pure), scoring a search space, and the pareto/select
-analyses.
+"""Stage 5, choosing: sweeps of a search space (here or over a cluster), the Pareto frontier and selection
+(pure), scoring a search space, and the pareto/select analyses.
 """

@@ -82,8 +82,17 @@ class Sweeps:
         rows = self.c.db.execute("SELECT chunk FROM sweep_chunks WHERE sweep_id = ?", (sweep_id,))
         return {r[0] for r in rows}
 
-    def put_chunk(self, sweep_id: str, chunk: int, n_valid: int, seconds: float, rows: Sequence[Sequence[Any]]) -> None:
-        """Candidates and the chunk's completion marker commit together, or not at all."""
+    def put_chunk(
+        self,
+        sweep_id: str,
+        chunk: int,
+        n_valid: int,
+        seconds: float,
+        rows: Sequence[Sequence[Any]],
+        n_kept: int | None = None,
+    ) -> None:
+        """Candidates and the chunk's completion marker commit together, or not at all. `n_kept`: how many
+        met the constraints, when only some of them are stored."""
         placeholders = ",".join("?" * (len(CANDIDATE_COLUMNS) + 1))
         columns = ", ".join(CANDIDATE_COLUMNS)
         with self.c.transaction() as db:
@@ -93,7 +102,7 @@ class Sweeps:
             )
             db.execute(
                 "INSERT OR REPLACE INTO sweep_chunks VALUES (?, ?, ?, ?, ?)",
-                (sweep_id, chunk, n_valid, len(rows), seconds),
+                (sweep_id, chunk, n_valid, len(rows) if n_kept is None else n_kept, seconds),
             )
 
     def finish(self, sweep_id: str) -> None:
@@ -118,7 +127,10 @@ class Sweeps:
             "SELECT COALESCE(SUM(n_valid), 0), COALESCE(SUM(n_kept), 0), COUNT(*) FROM sweep_chunks WHERE sweep_id = ?",
             (sweep_id,),
         ).fetchone()
-        return {"valid": int(n_valid), "kept": int(n_kept), "chunks_done": int(n_done)}
+        (stored,) = self.c.db.execute(
+            "SELECT COUNT(*) FROM sweep_candidates WHERE sweep_id = ?", (sweep_id,)
+        ).fetchone()
+        return {"valid": int(n_valid), "kept": int(n_kept), "stored": int(stored), "chunks_done": int(n_done)}
 
     def candidates(self, sweep_id: str, order_by: str = "e2e_s", limit: int | None = None) -> list[dict[str, Any]]:
         column = order_by.lstrip("-")
