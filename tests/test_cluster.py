@@ -14,8 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from conftest import FIXTURES
 from test_profile import TINY, _defaults, _settings
+from test_train import TEXT
+from test_train import TINY as TRAIN_TINY
 from typer.testing import CliRunner
 
 from cobench.cli import app
@@ -102,8 +105,8 @@ def test_a_board_lost_mid_run_reruns_only_its_candidate(cluster: Cluster, tmp_pa
 def test_cli_profile_with_ray_and_its_errors(cluster: Cluster, tmp_path: Path) -> None:
     runner = CliRunner()
     store = str(tmp_path / "p.db")
-    base = ["profile", "-a", "tiny-gqa-4l", "--prompt", "16", "--generate", "2", "--rounds", "1", "--min-iters",
-            "3", "--min-time-s", "0.05", "--warmup-s", "0.02", "--idle-s", "0", "--cooldown-s", "0", "--store", store]  # fmt: skip
+    base = ["profile", "-a", "tiny-gqa-4l", "--prompt", "16", "--generate", "2", "--rounds", "1", "--min-iters", "3",
+            "--min-time-s", "0.05", "--warmup-s", "0.02", "--idle-s", "0", "--cooldown-s", "0", "--store", store]  # fmt: skip
     r = runner.invoke(app, [*base, "--ray", cluster.address, "--json"])
     assert r.exit_code == 0, r.output
     assert '"status": "ok"' in r.stdout
@@ -121,6 +124,36 @@ def test_cli_profile_with_ray_and_its_errors(cluster: Cluster, tmp_path: Path) -
     assert time.perf_counter() - t0 < 30  # not Ray's minutes of retrying
     r = runner.invoke(app, [*base, "--ray", "not-an-address"])
     assert r.exit_code == 6 and "is not HOST:PORT" in r.stderr
+
+
+def test_train_queue_as_two_process_ddp_groups_gives_the_one_process_curves(cluster: Cluster, tmp_path: Path) -> None:
+    """Two runs (dense, and MoE with experts a step may not route to), each as a 2-worker Ray Train group on
+    gloo, against the same queue trained here in one process."""
+    data = tmp_path / "text.txt"
+    data.write_text(TEXT)
+    moe = replace(TRAIN_TINY, name="tiny-moe", n_experts=4, top_k=1, d_ff_expert=32)
+    queue = tmp_path / "queue.yaml"
+    queue.write_text(yaml.safe_dump({"jobs": [{"architecture": a.to_dict(), "tokens": 6 * 4 * 32}
+                                              for a in (TRAIN_TINY, moe)]}))  # fmt: skip
+    flags = ["train", "--queue", str(queue), "--data", str(data), "--seq-len", "32", "--batch", "4", "--eval-every",
+             "2", "--json"]  # fmt: skip
+    runner = CliRunner()
+    here = runner.invoke(app, [*flags, "--store", str(tmp_path / "here.db"), "--checkpoint-dir", str(tmp_path / "a")])
+    there = runner.invoke(app, [*flags, "--store", str(tmp_path / "there.db"), "--checkpoint-dir",
+                                str(tmp_path / "b"), "--ray", cluster.address, "--gpus-per-run", "2"])  # fmt: skip
+    assert here.exit_code == 0 and there.exit_code == 0, there.output
+    for a, b in zip(json.loads(here.stdout), json.loads(there.stdout), strict=True):
+        assert a["arch_name"] == b["arch_name"] and b["environment"]["world"] == 2
+        assert b["environment"]["node"]["ip"] == "127.0.0.1" and 0 < b["environment"]["mfu"] < 1
+        assert [c["step"] for c in a["curve"]] == [c["step"] for c in b["curve"]] == [2, 4, 6]
+        for x, y in zip(a["curve"], b["curve"], strict=True):
+            assert y["train_loss"] == pytest.approx(x["train_loss"], rel=1e-4)
+            assert y["val_loss"] == pytest.approx(x["val_loss"], rel=1e-4)
+    assert (tmp_path / "b" / json.loads(there.stdout)[0]["key"] / "checkpoint.pt").exists()
+    r = runner.invoke(app, [*flags, "--store", str(tmp_path / "x.db"), "--gpus-per-run", "2"])
+    assert r.exit_code == 6 and "give --ray ADDRESS" in r.stderr
+    r = runner.invoke(app, [*flags, "--store", str(tmp_path / "x.db"), "--gpus-per-run", "3", "--ray", cluster.address])
+    assert r.exit_code == 2 and "gpus-per-run: 3 processes per run must split the batch of 4" in r.stderr
 
 
 def _frontier(rows: list[dict]) -> set[int]:

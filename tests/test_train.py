@@ -44,6 +44,45 @@ def test_resumed_run_gives_the_same_loss_curve(tmp_path: Path) -> None:
     assert whole.curve[-1]["val_loss"] < whole.curve[0]["val_loss"] + 0.5  # it trains, it does not diverge
 
 
+def _ddp_rank(rank: int, world: int, init: str, data: str, cfg: TrainConfig, ckpt: str, out: str) -> None:
+    import pickle
+
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    try:
+        r = train(TINY, load_corpus(Path(data)), cfg, Path(ckpt))
+        if rank == 0:
+            Path(out).write_bytes(pickle.dumps(r))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_process_ddp_gives_the_one_process_curve_of_the_same_global_batch(tmp_path: Path) -> None:
+    """Each process trains on its half of the same global batch; the averaged gradients are the whole batch's.
+    The checkpoint rank 0 wrote then resumes in one process."""
+    import pickle
+
+    import torch.multiprocessing as mp
+
+    data = tmp_path / "text.txt"
+    data.write_text(TEXT)
+    cfg = TrainConfig(tokens=8 * 4 * 32, seq_len=32, batch=4, eval_every=2, ckpt_every=4, eval_batches=2)
+    one = train(TINY, load_corpus(data), cfg, tmp_path / "one" / "ckpt.pt")
+    out = tmp_path / "ddp.pkl"
+    args = (2, f"file://{tmp_path / 'rendezvous'}", str(data), cfg, str(tmp_path / "two" / "ckpt.pt"), str(out))
+    mp.spawn(_ddp_rank, args=args, nprocs=2)
+    two = pickle.loads(out.read_bytes())
+    assert two.environment["world"] == 2 and two.environment["dist_backend"] == "gloo"
+    assert [c["step"] for c in two.curve] == [c["step"] for c in one.curve] == [2, 4, 6, 8]
+    for a, b in zip(one.curve, two.curve, strict=True):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
+        assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-4)
+    longer = TrainConfig(**(cfg.__dict__ | {"tokens": 10 * 4 * 32}))  # not the same run: resume its checkpoint
+    (tmp_path / "two" / "ckpt.pt").rename(tmp_path / "ckpt.pt")
+    assert train(TINY, load_corpus(data), longer, tmp_path / "ckpt.pt").resumed_from == 8
+
+
 def test_schedule_warms_up_then_decays_to_the_floor() -> None:
     cfg = TrainConfig(tokens=100 * 16 * 128, warmup_steps=10)
     lrs = [cfg.lr_at(s) for s in range(cfg.steps)]

@@ -13,7 +13,7 @@ from cobench.arch.architecture import Architecture
 from cobench.arch.queue import read_queue
 from cobench.arch.spec import load_architecture
 from cobench.cli.app import app, handles_errors
-from cobench.cli.options import STORE_DEFAULT, ArchOpt, JsonOpt, StoreOpt
+from cobench.cli.options import STORE_DEFAULT, ArchOpt, DevicesPathOpt, JsonOpt, RayOpt, StoreOpt
 from cobench.cli.render import emit_json, err, out, table
 from cobench.errors import InputError
 from cobench.fit.train import Progress as Step
@@ -57,6 +57,13 @@ class Bars:
     def finished(self) -> None:
         if self.bar:
             self.bar.stop()
+
+    def ran(self, index: int, total: int, run: TrainingRun) -> None:
+        if self.enabled:
+            env = run.environment or {}
+            err.print(f"[{index}/{total}] {run.arch_name} {si(run.tokens)} tokens: loss {run.final_loss:.4f}, "
+                      f"{run.tokens_per_s or 0:,.0f} tok/s on {env.get('world', 1)} process(es) at "
+                      f"{(env.get('node') or {}).get('ip', 'this machine')}")  # fmt: skip
 
 
 @app.command("train")
@@ -107,10 +114,33 @@ def train_cmd(
     ] = DEFAULT_CHECKPOINTS,
     store: StoreOpt = STORE_DEFAULT,
     json_out: JsonOpt = False,
+    ray: RayOpt = None,
+    gpus_per_run: Annotated[
+        int,
+        typer.Option(
+            "--gpus-per-run",
+            metavar="N",
+            min=1,
+            help="Processes per run as one DDP group, one GPU each (NCCL); with --device cpu one CPU each "
+            "(gloo). Above 1 needs --ray; the batch is the global batch, split over them.",
+        ),
+    ] = 1,
+    peak_device: Annotated[
+        str | None,
+        typer.Option(
+            "--peak-device",
+            metavar="NAME",
+            help="Catalogue device trained on, for MFU (its matmul peak) [default: cpu with --device cpu].",
+        ),
+    ] = None,
+    devices_path: DevicesPathOpt = None,
 ) -> None:
-    """Train candidates for a token budget; finished runs are skipped, interrupted ones resume."""
+    """Train candidates for a token budget; finished runs are skipped, interrupted ones resume. With --ray,
+    the runs go to the cluster's GPUs (or CPUs) at once; checkpoints must then be on storage every node sees."""
+    from cobench.cluster import connect
     from cobench.fit.corpus import load_corpus
     from cobench.fit.train_queue import train_jobs
+    from cobench.hardware.devices import get_device
 
     jobs = (read_queue(queue) if queue else []) + [(load_architecture(s), tokens) for s in arch or []]
     if not jobs:
@@ -129,9 +159,13 @@ def train_cmd(
         seed=seed,
         device=device,
     )
+    peak_name = peak_device or ("cpu" if device == "cpu" else None)
+    peak = get_device(peak_name, None, devices_path) if peak_name else None
     corpus = load_corpus(data, val, tokenizer)
+    cluster = connect(ray) if ray else None
     with Store(store) as db:
-        runs = train_jobs(jobs, corpus, base, db, checkpoints, tokens_multiplier, Bars(not json_out))
+        runs = train_jobs(jobs, corpus, base, db, checkpoints, tokens_multiplier, Bars(not json_out), cluster,
+                          gpus_per_run, peak)  # fmt: skip
     if json_out:
         return emit_json(runs)
     rows = [
@@ -143,9 +177,10 @@ def train_cmd(
             f"{r.final_loss:.4f}",
             f"{r.final_bpb:.3f}" if r.final_bpb else "—",
             f"{r.tokens_per_s:,.0f}",
+            f"{mfu:.1%}" if (mfu := (r.environment or {}).get("mfu")) is not None else "—",
         ]
         for r in runs
     ]
-    columns = ["arch", "N (non-emb.)", "tokens", "steps", "final val loss", "bits/byte", "tok/s"]
-    out.print(table(f"training runs ({corpus.source})", columns, rows, right={1, 2, 3, 4, 5, 6}))
+    columns = ["arch", "N (non-emb.)", "tokens", "steps", "final val loss", "bits/byte", "tok/s", "MFU"]
+    out.print(table(f"training runs ({corpus.source})", columns, rows, right={1, 2, 3, 4, 5, 6, 7}))
     return None

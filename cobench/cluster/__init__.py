@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from cobench.errors import ClusterError
@@ -18,9 +19,10 @@ Node = dict[str, Any]  # where an item ran: hostname (and Ray's node id and addr
 
 
 class Cluster(Protocol):
-    """Where work runs. `map_unordered` yields (index, value, node) as items finish, each item needing
-    `resources` (Ray resource names → amounts) for as long as it runs; `group` runs `fn(config)` on `world`
-    processes joined as one torch.distributed group (which writes its own results)."""
+    """Where work runs. `map_unordered` yields (index, fn(*item), node) as items finish, each item needing
+    `resources` (Ray resource names → amounts) for as long as it runs. `map_groups` does the same with each
+    item run on `world` processes (one GPU, or one CPU, each) joined as one torch.distributed group, the
+    value being rank 0's; `storage` is a folder every node sees."""
 
     address: str | None
 
@@ -28,7 +30,9 @@ class Cluster(Protocol):
         self, fn: Callable[..., Any], items: Sequence[tuple[Any, ...]], resources: dict[str, float]
     ) -> Iterator[tuple[int, Any, Node]]: ...
 
-    def group(self, fn: Callable[[dict[str, Any]], None], config: dict[str, Any], world: int, gpus: bool) -> None: ...
+    def map_groups(
+        self, fn: Callable[..., Any], items: Sequence[tuple[Any, ...]], world: int, gpus: bool, storage: Path
+    ) -> Iterator[tuple[int, Any, Node]]: ...
 
     def nodes_with(self, resource: str) -> list[Node]: ...
 
@@ -48,10 +52,12 @@ class Local:
         for i, args in enumerate(items):
             yield i, fn(*args), here()
 
-    def group(self, fn: Callable[[dict[str, Any]], None], config: dict[str, Any], world: int, gpus: bool) -> None:
+    def map_groups(
+        self, fn: Callable[..., Any], items: Sequence[tuple[Any, ...]], world: int, gpus: bool, storage: Path
+    ) -> Iterator[tuple[int, Any, Node]]:
         if world != 1:
             raise ClusterError(f"gpus-per-run: {world} processes per run need a cluster: give --ray ADDRESS")
-        fn(config)
+        return self.map_unordered(fn, items, {})
 
     def nodes_with(self, resource: str) -> list[Node]:
         return [here()]

@@ -10,8 +10,11 @@ they finish.
 from __future__ import annotations
 
 import logging
+import os
+import pickle
 import socket
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from cobench.cluster import Node, here
@@ -95,23 +98,51 @@ class RayCluster:
                 raise cause from None
             raise ClusterError(f"ray: a task failed on the cluster: {str(e).splitlines()[-1][:300]}") from None
         except (ray.exceptions.NodeDiedError, ray.exceptions.WorkerCrashedError, ray.exceptions.RayError) as e:
-            raise ClusterError(f"ray: a task was lost {RETRIES + 1} times with its node or worker "
-                               f"({type(e).__name__}); what finished is kept, run again to resume") from None  # fmt: skip
+            lost = f"ray: a task was lost {RETRIES + 1} times with its node or worker ({type(e).__name__})"
+            raise ClusterError(f"{lost}; what finished is kept, run again to resume") from None
 
-    def group(self, fn: Callable[[dict[str, Any]], None], config: dict[str, Any], world: int, gpus: bool) -> None:
-        """`world` processes (one GPU each, or one CPU each) as one DDP group: NCCL on GPUs, gloo on CPUs."""
-        try:
-            from ray.train import RunConfig, ScalingConfig
-            from ray.train.torch import TorchTrainer
-        except ImportError:
-            raise MissingDependency("ray: Ray Train is not installed here: pip install 'cobench[cluster]'") from None
-        trainer = TorchTrainer(
-            fn,
-            train_loop_config=config,
-            scaling_config=ScalingConfig(num_workers=world, use_gpu=gpus),
-            run_config=RunConfig(storage_path=config["storage"], name=config["name"]),
-        )
-        try:
-            trainer.fit()
-        except Exception as e:  # Ray Train wraps the workers' errors
-            raise ClusterError(f"ray: a {world}-process training run failed: {str(e).splitlines()[-1][:300]}") from e
+    def map_groups(
+        self, fn: Callable[..., Any], items: Sequence[tuple[Any, ...]], world: int, gpus: bool, storage: Path
+    ) -> Iterator[tuple[int, Any, Node]]:
+        """A one-process item is a task holding its GPU (or CPU); a bigger one a task holding nothing that
+        runs Ray Train's TorchTrainer, which places the `world` workers (and queues them while the cluster
+        is full), so several groups train at once where the GPUs allow."""
+        if world == 1:
+            return self.map_unordered(fn, items, {"GPU": 1} if gpus else {"CPU": 1})
+        groups = [(fn, args, world, gpus, str(storage), f"group-{os.getpid()}-{i}") for i, args in enumerate(items)]
+        return self.map_unordered(_fit_group, groups, {"CPU": 0})
+
+
+def _fit_group(fn: Callable[..., Any], args: tuple[Any, ...], world: int, gpus: bool, storage: str, name: str) -> Any:
+    """`fn(*args)` on `world` Ray Train workers (NCCL on GPUs, gloo on CPUs); rank 0's value comes back
+    through `storage`, which every node sees."""
+    try:
+        from ray.train import RunConfig, ScalingConfig
+        from ray.train.torch import TorchTrainer
+    except ImportError:
+        raise MissingDependency("ray: Ray Train is not installed here: pip install 'cobench[cluster]'") from None
+    answer = Path(storage) / name / "rank0.pkl"
+    answer.parent.mkdir(parents=True, exist_ok=True)
+    trainer = TorchTrainer(
+        _rank_zero_answers,
+        train_loop_config={"fn": fn, "args": args, "answer": str(answer)},
+        scaling_config=ScalingConfig(num_workers=world, use_gpu=gpus),
+        run_config=RunConfig(storage_path=storage, name=name),
+    )
+    try:
+        trainer.fit()
+    except Exception as e:  # Ray Train wraps the workers' errors
+        raise ClusterError(f"ray: a {world}-process group failed: {str(e).splitlines()[-1][:300]}") from None
+    with answer.open("rb") as f:
+        return pickle.load(f)
+
+
+def _rank_zero_answers(config: dict[str, Any]) -> None:
+    import torch.distributed as dist
+
+    value = config["fn"](*config["args"])
+    if dist.get_rank() == 0:
+        tmp = Path(config["answer"]).with_suffix(".tmp")
+        with tmp.open("wb") as f:
+            pickle.dump(value, f)
+        tmp.replace(config["answer"])

@@ -7,11 +7,17 @@ from a checkpoint sees exactly the batches the uninterrupted run would have seen
 and optimiser state restored — produces the same loss curve. Validation loss (and bits per byte) on fixed
 windows every `eval_every` steps; the final loss is the mean of the last `final_evals` evaluations, which
 is steadier than the last one alone.
+
+Inside a torch.distributed group (DDP through Ray Train, `cobench train --ray`), each of the W processes
+takes its 1/W slice of the same global batch of step s; averaged gradients are the one-process gradients,
+so the loss curve is the one-process curve up to float rounding, and a checkpoint (written by rank 0) can
+be resumed at any W.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -125,11 +131,24 @@ def training_flops_per_token(a: Architecture, seq_len: int) -> float:
     return 6 * weights + 6 * a.n_layers * seq_len * a.n_heads * a.head_dim
 
 
+def _group() -> tuple[int, int]:
+    """(rank, world size) of the torch.distributed group this process belongs to; (0, 1) alone."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 @dataclass
 class _Session:
-    """A model with its optimiser and where a (resumed) run stands."""
+    """A model (`net`; `model` is it wrapped in DDP in a group) with its optimiser and where a (resumed) run
+    stands."""
 
+    net: Any
     model: Any
+    rank: int
+    world: int
     opt: Any
     device: Any
     autocast: Any
@@ -144,11 +163,17 @@ def _session(arch: Architecture, cfg: TrainConfig, checkpoint: Path) -> _Session
 
     from cobench.arch.model import build_model
 
+    rank, world = _group()
+    if cfg.batch % world:
+        raise InputError("batch", f"{cfg.batch} sequences do not split over {world} processes per run")
     torch.manual_seed(cfg.seed)
     device = torch.device(cfg.device)
-    model = build_model(arch, cfg.seed).to(device).train()
-    matrices = [p for p in model.parameters() if p.dim() >= 2]
-    vectors = [p for p in model.parameters() if p.dim() < 2]
+    net = build_model(arch, cfg.seed).to(device).train()
+    model = net
+    if world > 1:  # unrouted experts get no gradient in a step: DDP must look for them
+        model = torch.nn.parallel.DistributedDataParallel(net, find_unused_parameters=arch.n_experts > 0)
+    matrices = [p for p in net.parameters() if p.dim() >= 2]
+    vectors = [p for p in net.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW(
         [{"params": matrices, "weight_decay": cfg.weight_decay}, {"params": vectors, "weight_decay": 0.0}],
         lr=cfg.lr,
@@ -157,58 +182,69 @@ def _session(arch: Architecture, cfg: TrainConfig, checkpoint: Path) -> _Session
     autocast = (
         torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     )  # bf16 on GPU; CPU bf16 is emulated on most CPUs and would only be slower
-    s = _Session(model, opt, device, autocast, 0, [], 0.0)
+    s = _Session(net, model, rank, world, opt, device, autocast, 0, [], 0.0)
     if checkpoint.exists():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
+        net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         s.start, s.curve, s.train_seconds = state["step"], state["curve"], state["train_seconds"]
     return s
 
 
-def _loss(s: _Session, tokens: np.ndarray, step: int, seed: int, cfg: TrainConfig) -> Any:
+def _loss(model: Any, s: _Session, tokens: np.ndarray, step: int, seed: int, cfg: TrainConfig, part: slice) -> Any:
     from torch.nn import functional as F
 
     x, y = batch_at(tokens, step, seed, cfg.batch, cfg.seq_len)
     with s.autocast:
-        logits, _, _ = s.model(x.to(s.device), all_logits=True)
-        return F.cross_entropy(logits.float().flatten(0, 1), y.to(s.device).flatten())
+        logits, _, _ = model(x[part].to(s.device), all_logits=True)
+        return F.cross_entropy(logits.float().flatten(0, 1), y[part].to(s.device).flatten())
 
 
 def _evaluate(s: _Session, corpus: Corpus, cfg: TrainConfig) -> float:
     """Mean validation loss over cfg.eval_batches fixed batches (the same ones at every evaluation)."""
     import torch
 
-    s.model.eval()
+    s.net.eval()  # every process evaluates the whole batch on its (identical) weights
     with torch.no_grad():
-        losses = [float(_loss(s, corpus.val, i, cfg.seed + 1_000_003, cfg)) for i in range(cfg.eval_batches)]
-    s.model.train()
+        losses = [float(_loss(s.net, s, corpus.val, i, cfg.seed + 1_000_003, cfg, slice(None)))
+                  for i in range(cfg.eval_batches)]  # fmt: skip
+    s.net.train()
     return float(np.mean(losses))
 
 
 def _train_step(s: _Session, corpus: Corpus, cfg: TrainConfig, step: int) -> float:
-    """One optimiser step at the scheduled learning rate; returns the training loss (after the step is done)."""
+    """One optimiser step at the scheduled learning rate; returns the training loss of the whole batch (after
+    the step is done)."""
     import torch
 
     for group in s.opt.param_groups:
         group["lr"] = cfg.lr_at(step)
-    loss = _loss(s, corpus.train, step, cfg.seed, cfg)
+    share = cfg.batch // s.world
+    loss = _loss(s.model, s, corpus.train, step, cfg.seed, cfg, slice(s.rank * share, (s.rank + 1) * share))
     s.opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(s.model.parameters(), cfg.grad_clip)
+    loss.backward()  # in a group, DDP averages the gradients: those of the whole batch
+    torch.nn.utils.clip_grad_norm_(s.net.parameters(), cfg.grad_clip)
     s.opt.step()
-    return float(loss.detach())  # synchronises: the step is done
+    loss = loss.detach()
+    if s.world > 1:
+        torch.distributed.all_reduce(loss)
+        loss /= s.world
+    return float(loss)  # synchronises: the step is done
 
 
 def _save(s: _Session, checkpoint: Path, done: int) -> None:
-    """Atomic: a crash leaves the previous checkpoint."""
+    """Atomic: a crash leaves the previous checkpoint. In a group rank 0 writes it (the others wait), to
+    storage every process sees."""
     import torch
 
-    tmp = checkpoint.with_suffix(".tmp")
-    checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    state = {"model": s.model.state_dict(), "optimizer": s.opt.state_dict(), "step": done}
-    torch.save(state | {"curve": s.curve, "train_seconds": s.train_seconds}, tmp)
-    tmp.replace(checkpoint)
+    if s.rank == 0:
+        tmp = checkpoint.with_suffix(".tmp")
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        state = {"model": s.net.state_dict(), "optimizer": s.opt.state_dict(), "step": done}
+        torch.save(state | {"curve": s.curve, "train_seconds": s.train_seconds}, tmp)
+        tmp.replace(checkpoint)
+    if s.world > 1:
+        torch.distributed.barrier()
 
 
 def train(
@@ -248,6 +284,12 @@ def train(
     return _result(arch, corpus, cfg, s)
 
 
+def _backend(s: _Session) -> dict[str, str]:
+    import torch.distributed as dist
+
+    return {"dist_backend": str(dist.get_backend())} if s.world > 1 else {}
+
+
 def _result(arch: Architecture, corpus: Corpus, cfg: TrainConfig, s: _Session) -> TrainResult:
     import torch
 
@@ -269,5 +311,12 @@ def _result(arch: Architecture, corpus: Corpus, cfg: TrainConfig, s: _Session) -
         n_params=int(counts.active - counts.embedding),
         n_params_total=int(counts.total),
         flops_per_token=training_flops_per_token(arch, cfg.seq_len),
-        environment={"torch": torch.__version__, "device": str(s.device), "threads": torch.get_num_threads()},
+        environment={
+            "torch": torch.__version__,
+            "device": str(s.device),
+            "threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(),
+            "world": s.world,
+        }
+        | _backend(s),  # fmt: skip
     )

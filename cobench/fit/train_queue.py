@@ -1,5 +1,9 @@
 """Training jobs into the store (`cobench train`): finished runs are skipped, interrupted ones resume
-from their checkpoint, every run is recorded as `running` when it starts and `done` when it ends."""
+from their checkpoint, every run is recorded as `running` when it starts and `done` when it ends.
+
+Here the jobs run one after another in this process; on a cluster (`--ray`) they all go at once, each
+on its GPUs (or CPUs), `world` processes per run as one DDP group, with checkpoints in a folder every node
+sees; only this process writes the store, as runs finish."""
 
 from __future__ import annotations
 
@@ -9,10 +13,13 @@ from pathlib import Path
 from typing import Protocol
 
 from cobench.arch.architecture import Architecture, param_counts
-from cobench.errors import InputError
+from cobench.arch.precision import precision
+from cobench.cluster import Cluster, Node
+from cobench.errors import ClusterError, InputError
 from cobench.fit.corpus import Corpus
-from cobench.fit.train import Progress, TrainConfig, run_key, train
+from cobench.fit.train import Progress, TrainConfig, TrainResult, run_key, train
 from cobench.fit.training_run import TrainingRun
+from cobench.hardware.devices import DeviceSpec
 from cobench.store import Store
 
 DEFAULT_CHECKPOINTS = Path(".cobench/train")
@@ -27,6 +34,22 @@ class Reporter(Protocol):
 
     def finished(self) -> None: ...
 
+    def ran(self, index: int, total: int, run: TrainingRun) -> None: ...  # a run that finished on a cluster
+
+
+def throughput(r: TrainResult, cfg: TrainConfig, peak: DeviceSpec | None) -> dict[str, float | str]:
+    """Achieved training FLOP/s and, given the device trained on, model FLOPs utilisation: against the
+    device's matmul peak (bf16 on a GPU, fp32 on a CPU) times the GPUs of the run, or on a CPU the share of
+    its cores the run's threads had."""
+    achieved = r.tokens_per_s * r.flops_per_token
+    if peak is None:
+        return {"flops_per_s": achieved}
+    env = r.environment
+    share = 1.0 if cfg.device == "cuda" else min(1.0, env["threads"] / (env["cpu_count"] or env["threads"]))
+    chain = precision("bf16" if cfg.device == "cuda" else "fp32").matmul_peaks
+    ceiling = peak.peak_flops(chain) * share * env.get("world", 1)
+    return {"flops_per_s": achieved, "mfu": achieved / ceiling, "peak_flops_per_s": ceiling, "peak_device": peak.name}
+
 
 def train_jobs(
     jobs: list[tuple[Architecture, int | None]],
@@ -36,18 +59,27 @@ def train_jobs(
     checkpoints: Path = DEFAULT_CHECKPOINTS,
     tokens_multiplier: float = 1.0,
     reporter: Reporter | None = None,
+    cluster: Cluster | None = None,
+    world: int = 1,
+    peak: DeviceSpec | None = None,
 ) -> list[TrainingRun]:
     """Train each (architecture, token budget) job — a job without a budget takes `base.tokens` — scaled by
-    `tokens_multiplier`; return the finished runs in job order."""
+    `tokens_multiplier`, here or on `cluster` with `world` processes per run; return the finished runs in
+    job order."""
     if not tokens_multiplier > 0:
         raise InputError("tokens_multiplier", f"must be positive, got {tokens_multiplier}")
-    results = []
+    if world < 1 or base.batch % world:
+        raise InputError("gpus-per-run", f"{world} processes per run must split the batch of {base.batch} sequences")
+    if world > 1 and cluster is None:
+        raise ClusterError(f"gpus-per-run: {world} processes per run need a cluster: give --ray ADDRESS")
+    results: dict[int, TrainingRun] = {}
+    todo: list[tuple[int, TrainingRun, TrainConfig]] = []
     for i, (a, budget) in enumerate(jobs, 1):
         cfg = replace(base, tokens=int((budget or base.tokens) * tokens_multiplier))
         key = run_key(a, corpus, cfg)
         done = store.runs.get(key) if store.runs.status(key) == "done" else None
         if done is not None:
-            results.append(done)
+            results[i] = done
             if reporter:
                 reporter.skipped(i, len(jobs), done)
             continue
@@ -61,22 +93,42 @@ def train_jobs(
             n_params=counts.active - counts.embedding,
             n_params_total=counts.total,
         )
-        store.runs.put(started)
-        show = reporter.started(i, len(jobs), a, cfg) if reporter else None
-        r = train(a, corpus, cfg, checkpoints / key / "checkpoint.pt", show)
-        if reporter:
-            reporter.finished()
-        finished = replace(
-            started,
-            status="done",
-            steps=r.steps,
-            tokens=r.tokens,
-            final_loss=r.final_loss,
-            final_bpb=r.final_bpb,
-            tokens_per_s=r.tokens_per_s,
-            curve=r.curve,
-            environment=r.environment | {"resumed_from_step": r.resumed_from},
-        )
-        store.runs.put(finished)
-        results.append(finished)
-    return results
+        todo.append((i, started, cfg))
+    checkpoints = checkpoints.absolute()  # the same folder, seen from every node
+    if cluster is None:  # here, one after another, with a progress bar each
+        for i, started, cfg in todo:
+            store.runs.put(started)
+            show = reporter.started(i, len(jobs), started.arch, cfg) if reporter else None
+            r = train(started.arch, corpus, cfg, checkpoints / started.key / "checkpoint.pt", show)
+            if reporter:
+                reporter.finished()
+            results[i] = _finished(store, started, r, cfg, peak, None)
+    else:
+        for _, started, _ in todo:
+            store.runs.put(started)
+        items = [(started.arch, corpus, cfg, checkpoints / started.key / "checkpoint.pt") for _, started, cfg in todo]
+        for n, r, node in cluster.map_groups(train, items, world, base.device == "cuda", checkpoints / "ray"):
+            i, started, cfg = todo[n]
+            results[i] = _finished(store, started, r, cfg, peak, node)
+            if reporter:
+                reporter.ran(i, len(jobs), results[i])
+    return [results[i] for i in sorted(results)]
+
+
+def _finished(
+    store: Store, started: TrainingRun, r: TrainResult, cfg: TrainConfig, peak: DeviceSpec | None, node: Node | None
+) -> TrainingRun:
+    where = {"node": node} if node else {}
+    finished = replace(
+        started,
+        status="done",
+        steps=r.steps,
+        tokens=r.tokens,
+        final_loss=r.final_loss,
+        final_bpb=r.final_bpb,
+        tokens_per_s=r.tokens_per_s,
+        curve=r.curve,
+        environment=r.environment | {"resumed_from_step": r.resumed_from} | throughput(r, cfg, peak) | where,
+    )
+    store.runs.put(finished)
+    return finished
