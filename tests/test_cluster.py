@@ -105,8 +105,9 @@ def test_a_board_lost_mid_run_reruns_only_its_candidate(cluster: Cluster, tmp_pa
 def test_cli_profile_with_ray_and_its_errors(cluster: Cluster, tmp_path: Path) -> None:
     runner = CliRunner()
     store = str(tmp_path / "p.db")
-    base = ["profile", "-a", "tiny-gqa-4l", "--prompt", "16", "--generate", "2", "--rounds", "1", "--min-iters", "3",
-            "--min-time-s", "0.05", "--warmup-s", "0.02", "--idle-s", "0", "--cooldown-s", "0", "--store", store]  # fmt: skip
+    quick = ["--min-iters", "3", "--min-time-s", "0.05", "--warmup-s", "0.02", "--idle-s", "0", "--cooldown-s", "0"]
+    base = ["profile", "-a", "tiny-gqa-4l", "--prompt", "16", "--generate", "2", "--rounds", "1", *quick, "--store"]
+    base.append(store)
     r = runner.invoke(app, [*base, "--ray", cluster.address, "--json"])
     assert r.exit_code == 0, r.output
     assert '"status": "ok"' in r.stdout
