@@ -77,6 +77,11 @@ TRAIN_MAX_PARAMS ?= 2e6
 MAX_TIME_S ?= 2
 KERNEL_MAX_TIME_S ?= 2
 OUT ?= out/pipeline-$(DEVICE)-$(BACKEND)-$(PRECISION)
+# RAY=HOST:PORT runs profile, sweep and train on that Ray cluster (docs/cluster.md); GPUS_PER_RUN=N trains each
+# run as an N-process DDP group there.
+RAY ?=
+GPUS_PER_RUN ?= 1
+ON_RAY := $(if $(RAY),--ray $(RAY))
 
 .PHONY: kernels profile calibrate sweep select train fit pareto report pipeline
 
@@ -89,7 +94,7 @@ kernels: $(OUT)/kernels.done
 
 $(OUT)/profile.done: $(OUT)/kernels.done
 	$(COBENCH) profile $(addprefix -a ,$(PROFILE_ARCHS)) --backend $(BACKEND) --precision $(PRECISION) \
-		--device $(DEVICE) --prompt $(PROMPT) --max-time-s $(MAX_TIME_S) --store $(STORE)
+		--device $(DEVICE) --prompt $(PROMPT) --max-time-s $(MAX_TIME_S) --store $(STORE) $(ON_RAY)
 	touch $@
 profile: $(OUT)/profile.done
 
@@ -101,7 +106,7 @@ calibrate: $(OUT)/calibrate.done
 
 $(OUT)/sweep.csv: $(OUT)/calibrate.done $(SPACE)
 	$(COBENCH) sweep --space $(SPACE) --device $(DEVICE) --backend $(BACKEND) --precision $(PRECISION) \
-		--out $@ --store $(STORE)
+		--out $@ --store $(STORE) $(ON_RAY) $(if $(RAY),--keep all)
 sweep: $(OUT)/sweep.csv
 
 $(OUT)/queue.yaml: $(OUT)/sweep.csv
@@ -110,8 +115,8 @@ $(OUT)/queue.yaml: $(OUT)/sweep.csv
 select: $(OUT)/queue.yaml
 
 $(OUT)/train.done: $(OUT)/queue.yaml
-	$(COBENCH) train --queue $< --store $(STORE)
-	$(COBENCH) train --queue $< --tokens-multiplier 0.5 --store $(STORE)
+	$(COBENCH) train --queue $< --store $(STORE) $(ON_RAY) $(if $(RAY),--gpus-per-run $(GPUS_PER_RUN))
+	$(COBENCH) train --queue $< --tokens-multiplier 0.5 --store $(STORE) $(ON_RAY) $(if $(RAY),--gpus-per-run $(GPUS_PER_RUN))
 	touch $@
 train: $(OUT)/train.done
 

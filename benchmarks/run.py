@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+import cluster_overhead
 import export_speed
 import generation_truth
 import harness_honesty
@@ -20,6 +21,7 @@ if __name__ == "__main__":
         ("export speed", export_speed),
         ("kernel ceilings", kernel_ceilings),
         ("training throughput", train_throughput),
+        ("cluster overhead", cluster_overhead),
     ):
         print(f"== {name} ==", flush=True)
         results.append((name, bench.main()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata as md
+import importlib.util
 import os
 import platform
 import shutil
@@ -72,6 +73,18 @@ def python_checks() -> list[Check]:
         )
     )
     checks.append(_nvml_check())
+    ray = _version("ray")  # not imported: that takes seconds, and only `--ray` needs it
+    spec = importlib.util.find_spec("ray") if ray else None  # a top-level spec does not import the package
+    train = spec is not None and spec.origin is not None and (Path(spec.origin).parent / "train").is_dir()
+    checks.append(
+        Check(
+            "ray",
+            "ok" if train else "missing",
+            f"{ray}{'' if train else ' (without Ray Train)'}" if ray else "not installed",
+            "--ray ADDRESS (profile, sweep, train on a cluster)",
+            "pip install 'cobench[cluster]'",
+        )
+    )
     return checks
 
 
