@@ -103,6 +103,15 @@ def test_sweep_json_resume_and_export(tmp_path: Path) -> None:
     assert latest["sweep_id"] == other["sweep_id"]  # a name picks the latest sweep of that name
     info = run_json("store", "info", "--store", store)
     assert info["schema_version"] == SCHEMA_VERSION and len(info["sweeps"]) == 2
+    best = run_json("sweep", "--space", str(space), "-d", "cpu", "--store", store, "--keep", "best", "-k", "3",
+                    "--max-candidates", "10")  # fmt: skip
+    assert best["sweep_id"] != first["sweep_id"] and best["top"] == first["top"] and best["stored"] < best["kept"]
+    assert "max-candidates" in run("sweep", "--space", str(space), "-d", "cpu", "--store", store,
+                                   "--max-candidates", "10", code=2).stderr  # fmt: skip
+    assert "keep: must be all or best" in run("sweep", "--space", str(space), "-d", "cpu", "--keep", "some",
+                                              "--store", store, code=2).stderr  # fmt: skip
+    assert "sort: unknown column 'speed'" in run("sweep", "--space", str(space), "-d", "cpu", "--keep", "best",
+                                                 "--sort", "speed", "--store", store, code=2).stderr  # fmt: skip
 
 
 @pytest.mark.parametrize(
