@@ -10,6 +10,8 @@ import shutil
 import socket
 import sqlite3
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,8 @@ from typer.testing import CliRunner
 
 from cobench.cli import app
 from cobench.errors import InputError, StoreError
-from cobench.store import Store
+from cobench.store import SCHEMA_VERSION, Store
+from cobench.store.connection import Connection
 from cobench.store.export import FORMATS, TABLES
 
 runner = CliRunner()
@@ -76,6 +79,27 @@ def test_a_foreign_sqlite_file_is_never_migrated(tmp_path: Path) -> None:
     assert path.read_bytes() == before
     with sqlite3.connect(path) as db:
         assert [r[0] for r in db.execute("SELECT name FROM sqlite_master")] == ["customers"]
+
+
+def test_two_processes_creating_one_store_at_once_both_open_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The other process migrates the new file between this one's read of the version and its lock (was:
+    'table architectures already exists'; seen with two `profile` runs started together)."""
+    path = tmp_path / "new.db"
+    real = Connection.transaction
+    raced: list[Store] = []
+
+    @contextmanager
+    def after_the_other(self: Connection) -> Iterator[sqlite3.Connection]:
+        if not raced:
+            monkeypatch.setattr(Connection, "transaction", real)  # the other process is not raced
+            raced.append(Store(path))
+            monkeypatch.setattr(Connection, "transaction", after_the_other)
+        with real(self) as db:
+            yield db
+
+    monkeypatch.setattr(Connection, "transaction", after_the_other)
+    mine = Store(path)
+    assert mine.version == raced[0].version == SCHEMA_VERSION and mine.check()["ok"]
 
 
 def test_read_only_store_reads_and_refuses_writes_in_one_line(swept: Path, tmp_path: Path) -> None:

@@ -81,6 +81,8 @@ class Connection:
             raise StoreError(f"store {self.path} has schema v{current}: open it once writable to migrate it")
         for number in range(current, SCHEMA_VERSION):
             with self.transaction():
+                if self.version > number:  # another process migrated it while this one waited for the lock
+                    continue
                 for statement in MIGRATIONS[number].split(";"):
                     if statement.strip():
                         self.db.execute(statement)
