@@ -37,7 +37,7 @@ else ifeq ($(HAS_NVIDIA),1)
     GPU_TORCH_INDEX := $(TORCH_INDEX)
   endif
 else
-  EXTRAS := cpu,dev
+  EXTRAS := cpu,genai,dev
 endif
 
 .PHONY: install demo test bench bench-accuracy bench-scaling lint clean device-check

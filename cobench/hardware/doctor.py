@@ -73,6 +73,19 @@ def python_checks() -> list[Check]:
         )
     )
     checks.append(_nvml_check())
+    genai = _version("onnxruntime-genai") or _version("onnxruntime-genai-cuda")
+    builder = genai and _version("transformers") and _version("safetensors")
+    checks.append(
+        Check(
+            "onnxruntime-genai",
+            "ok" if builder else "missing",
+            f"{genai}{'' if builder else ' (its model builder needs transformers and safetensors)'}"
+            if genai
+            else "not installed",
+            "profile --backend ort-genai (ONNX Runtime GenAI's builder and generator)",
+            "pip install 'cobench[genai]' (on a GPU: pip install onnxruntime-genai-cuda transformers safetensors)",
+        )
+    )
     ray = _version("ray")  # not imported: that takes seconds, and only `--ray` needs it
     spec = importlib.util.find_spec("ray") if ray else None  # a top-level spec does not import the package
     train = spec is not None and spec.origin is not None and (Path(spec.origin).parent / "train").is_dir()

@@ -90,7 +90,7 @@ def export(arch: Architecture, precision: str, cache_dir: Path, seed: int = 0, o
     if precision not in EXPORT_PRECISIONS:
         raise InputError("precision", f"ONNX export supports {', '.join(EXPORT_PRECISIONS)}, not {precision!r}")
     key = export_key(arch, precision, opset)
-    return _cached(key, cache_dir, precision, lambda work: _export_into(work, arch, precision, seed, opset))
+    return cached_build(key, cache_dir, precision, lambda work: _export_into(work, arch, precision, seed, opset))
 
 
 def export_engine(arch: Architecture, precision: str, cache_dir: Path, seed: int = 0) -> Exported:
@@ -100,10 +100,10 @@ def export_engine(arch: Architecture, precision: str, cache_dir: Path, seed: int
     if precision not in engine_graph.ENGINE_PRECISIONS:
         raise InputError("precision", f"the engine graph runs {', '.join(engine_graph.ENGINE_PRECISIONS)}")
     key = export_key(arch, f"engine-{precision}", engine_graph.OPSET)
-    return _cached(key, cache_dir, precision, lambda work: _build_engine_into(work, arch, precision, seed))
+    return cached_build(key, cache_dir, precision, lambda work: _build_engine_into(work, arch, precision, seed))
 
 
-def _cached(key: str, cache_dir: Path, precision: str, build: Any) -> Exported:
+def cached_build(key: str, cache_dir: Path, precision: str, build: Any) -> Exported:
     """`cache_dir/<key>/` if it is complete, else built by `build(work)` in a private folder and renamed into
     place (atomic: a crash never leaves a half-written entry; a concurrent writer's entry is as good)."""
     target = cache_dir / key

@@ -441,10 +441,22 @@ def _merged_phases(results: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
-PRECISIONS_OF = {"ort": ("fp32", "fp16", "int8"), "torch": ("fp32", "fp16", "bf16"), "trt": ("fp32", "fp16")}
+PRECISIONS_OF = {
+    "ort": ("fp32", "fp16", "int8"),
+    "torch": ("fp32", "fp16", "bf16"),
+    "trt": ("fp32", "fp16"),
+    "ort-genai": ("fp32", "fp16", "int4"),
+}
 
 
 def check_precision(backend: str, precision: str, device: str = "cpu") -> None:
+    if backend == "ort-genai":
+        from cobench.measure.runners.ort_genai import PRECISIONS
+
+        allowed = PRECISIONS.get(device, PRECISIONS_OF[backend])
+        if precision not in allowed:
+            raise InputError("precision", f"backend ort-genai on {device} runs {', '.join(allowed)}, not {precision!r}")
+        return
     allowed = PRECISIONS_OF[backend]
     if precision not in allowed:
         raise InputError("precision", f"backend {backend} runs {', '.join(allowed)}, not {precision!r}")
@@ -485,6 +497,11 @@ def profile_backends(
         check_available(b, settings.runner_device)
         for p in precisions:
             check_precision(b, p, settings.runner_device)
+        if b == "ort-genai":  # its builder starts from a Hugging Face layout: say which candidates have none
+            from cobench.measure.hf_layout import hf_type
+
+            for a in archs:
+                hf_type(a)
     results: list[ProfileResult] = []
     for b in backends:
         candidates = [(a, p) for a in archs for p in precisions]

@@ -22,11 +22,13 @@ if TYPE_CHECKING:
 # How each backend computes a forward pass, as cobench runs it. ORT runs the engine graph (fp32/fp16):
 # fused GroupQueryAttention on a preallocated cache written in place, K/V shared across a group, the full
 # score matrix of the prompt computed (no causal skipping on its CPU kernel). torch's eager module and
-# TensorRT's engines run the exported graphs, which return past ++ new (the KV cache copied every step).
+# TensorRT's engines run the exported graphs, which return past ++ new (the KV cache copied every step). ORT
+# GenAI's builder graph runs the same GQA kernel on one shared buffer and computes every prompt position's logits.
 BACKEND_COUNTING = {
     "ort": Counting(causal=False, moe_loop=True),
     "torch": Counting(moe_loop=True),
     "trt": Counting(causal=False, kv_update="concat", kv_expand=True, moe_loop=True),
+    "ort-genai": Counting(causal=False, logits="all"),  # the same GQA kernel; logits of every prompt position
 }
 
 

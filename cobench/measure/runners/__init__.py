@@ -16,7 +16,7 @@ import numpy as np
 from cobench.arch.architecture import Architecture
 from cobench.errors import InputError
 
-BACKENDS = ("ort", "torch", "trt")
+BACKENDS = ("ort", "torch", "trt", "ort-genai")
 
 
 class Runner(Protocol):
@@ -65,6 +65,10 @@ def check_available(backend: str, device: str) -> None:
         if device not in PROVIDERS:
             raise InputError("runner_device", f"ort runs on {', '.join(PROVIDERS)}, not {device!r}")
         probe(device)  # listed is not loadable: a one-node session on the provider, before any export
+    if backend == "ort-genai":
+        from cobench.measure.runners.ort_genai import check_available as genai_available
+
+        genai_available(device)
     if device == "cuda" and backend in ("torch", "trt"):
         import torch
 
@@ -94,4 +98,8 @@ def open_runner(
         from cobench.measure.runners.tensorrt import TensorRTRunner
 
         return TensorRTRunner.open(arch, precision, cache_dir, options)
+    if backend == "ort-genai":
+        from cobench.measure.runners.ort_genai import OrtGenAIRunner
+
+        return OrtGenAIRunner.open(arch, precision, device, cache_dir, options)
     raise InputError("backend", f"unknown backend {backend!r} (one of {', '.join(BACKENDS)})")

@@ -1,0 +1,104 @@
+"""A candidate as a Hugging Face model folder: config.json, model.safetensors and a tokenizer, from cobench's
+own torch module, for the engines whose builders start from one (ONNX Runtime GenAI).
+
+The weights are the module's (random, seeded), so the parameter count and the numerics an engine is checked
+against are cobench's. Layouts: Llama (SwiGLU, RMSNorm, no biases or an MLP/attention bias) and Qwen2 (q/k/v
+bias only). The tokenizer is a word-level vocabulary `t0 … t{V−1}`: engines need one; nothing reads text.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from cobench.arch.architecture import Architecture
+from cobench.errors import InputError
+
+RMS_EPS = 1e-6  # arch/model.py's RMSNorm
+ROPE_THETA = 10000.0  # arch/model.py's rope_tables
+
+_RENAME = (  # cobench module name → Hugging Face (Llama/Qwen2) name, applied in order
+    ("layers.", "model.layers."),
+    (".attn.", ".self_attn."),
+    (".attn_norm.", ".input_layernorm."),
+    (".ffn_norm.", ".post_attention_layernorm."),
+    (".ffn.", ".mlp."),
+)
+_TOP = {
+    "embed.weight": "model.embed_tokens.weight",
+    "norm.weight": "model.norm.weight",
+    "lm_head.weight": "lm_head.weight",
+}
+
+
+def hf_type(a: Architecture) -> str:
+    """The Hugging Face model type whose layout `a` has, or an error naming what no such type has."""
+    unsupported = [
+        (a.is_moe, "routed experts"),
+        (a.ffn != "swiglu", f"a {a.ffn} MLP"),
+        (a.norm != "rmsnorm", f"{a.norm}"),
+        (a.o_bias and not a.qkv_bias, "an output-projection bias without q/k/v biases"),
+    ]
+    for bad, what in unsupported:
+        if bad:
+            raise InputError("arch", f"{a.name} has {what}: ort-genai builds the dense Llama/Qwen2 "
+                             "layouts cobench writes (SwiGLU, RMSNorm)")  # fmt: skip
+    return "qwen2" if a.qkv_bias and not a.o_bias and not a.mlp_bias else "llama"
+
+
+def hf_config(a: Architecture) -> dict[str, Any]:
+    kind = hf_type(a)
+    config: dict[str, Any] = {
+        "architectures": ["Qwen2ForCausalLM" if kind == "qwen2" else "LlamaForCausalLM"],
+        "model_type": kind,
+        "hidden_size": a.d_model,
+        "intermediate_size": a.d_ff,
+        "num_hidden_layers": a.n_layers,
+        "num_attention_heads": a.n_heads,
+        "num_key_value_heads": a.n_kv_heads,
+        "head_dim": a.head_dim,
+        "vocab_size": a.vocab_size,
+        "max_position_embeddings": a.max_seq_len,
+        "rms_norm_eps": RMS_EPS,
+        "rope_theta": ROPE_THETA,
+        "tie_word_embeddings": a.tie_embeddings,
+        "hidden_act": "silu",
+        "torch_dtype": "float32",
+        "bos_token_id": 0,
+        "eos_token_id": 1,
+    }
+    if kind == "llama":
+        config |= {"attention_bias": a.qkv_bias, "mlp_bias": a.mlp_bias}
+    return config
+
+
+def hf_name(name: str) -> str:
+    if name in _TOP:
+        return _TOP[name]
+    for old, new in _RENAME:
+        name = name.replace(old, new)
+    return name
+
+
+def write_hf(a: Architecture, folder: Path, seed: int = 0) -> Any:
+    """Write `a` (weights from `build_model(a, seed)`) as a Hugging Face folder; return the module."""
+    from safetensors.torch import save_file
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from cobench.arch.model import build_model
+
+    config = hf_config(a)
+    model = build_model(a, seed)
+    tensors = {hf_name(k): v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    if a.tie_embeddings:
+        tensors.pop("lm_head.weight")
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    (folder / "config.json").write_text(json.dumps(config, indent=1))
+    tokenizer = Tokenizer(models.WordLevel({f"t{i}": i for i in range(a.vocab_size)}, unk_token="t0"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.save(str(folder / "tokenizer.json"))
+    special = {"unk_token": "t0", "bos_token": "t0", "eos_token": "t1"}
+    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "PreTrainedTokenizerFast"} | special))
+    return model

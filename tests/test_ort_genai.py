@@ -1,0 +1,107 @@
+"""ONNX Runtime GenAI as a backend, on the real engine: its builder's model of cobench's weights, its
+generator's tokens against cobench's torch module, and a profile through it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_cli import run
+
+from cobench.arch.architecture import Architecture
+from cobench.arch.model import build_model
+from cobench.errors import InputError, MissingDependency
+from cobench.measure.hf_layout import hf_config, hf_type
+
+og = pytest.importorskip("onnxruntime_genai")
+from cobench.measure.runners import ort_genai  # noqa: E402
+from cobench.measure.runners.ort_genai import OrtGenAIRunner, build  # noqa: E402
+
+SMALL = Architecture(name="genai-small", vocab_size=512, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128,
+                     max_seq_len=256)  # fmt: skip
+QWEN = replace(SMALL, name="genai-qwen", qkv_bias=True, tie_embeddings=True)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("genai-cache")
+
+
+def _greedy(a: Architecture, ids: np.ndarray, n: int) -> list[int]:
+    """cobench's torch module, greedy: the tokens an engine running the same weights must pick."""
+    model = build_model(a, 0)
+    seq = torch.from_numpy(ids)
+    out = []
+    with torch.no_grad():
+        for _ in range(n):
+            token = int(model(seq)[0][0, -1].argmax())
+            out.append(token)
+            seq = torch.cat([seq, torch.tensor([[token]])], dim=1)
+    return out
+
+
+@pytest.mark.parametrize("arch", [SMALL, QWEN], ids=["llama", "qwen2"])
+def test_the_engine_generates_what_the_torch_module_generates(arch: Architecture, cache: Path) -> None:
+    built = build(arch, "fp32", "cpu", cache)
+    assert built.meta["validation"]["last_logits"] < 1e-4 and built.meta["hf_type"] == hf_type(arch)
+    assert build(arch, "fp32", "cpu", cache).meta["cache_hit"] is True
+    runner = OrtGenAIRunner.open(arch, "fp32", "cpu", cache, {"capacity": 40})
+    ids = np.random.default_rng(3).integers(0, arch.vocab_size, (1, 24))
+    generator = runner.prefill(ids)
+    for _ in range(7):
+        generator = runner.decode(ids[:, -1:], generator)
+    assert list(generator.get_sequence(0)[24:]) == _greedy(arch, ids, 8)
+
+
+def test_int4_is_matmulnbits_within_its_tolerance_and_fixed_steps_keep_their_context(cache: Path) -> None:
+    built = build(SMALL, "int4", "cpu", cache)
+    assert 0 < built.meta["validation"]["last_logits"] <= ort_genai.TOLERANCE["int4"]
+    import onnx
+
+    graph = onnx.load(str(built.directory / "model" / "model.onnx"), load_external_data=False).graph
+    assert {"MatMulNBits", "GroupQueryAttention"} <= {n.op_type for n in graph.node}
+    runner = OrtGenAIRunner.open(SMALL, "int4", "cpu", cache, {"capacity": 64, "threads": 1})
+    assert runner.info()["intra_op_threads"] == 1
+    generator = runner.make_cache(1, 32)
+    step = runner.fixed_decode(np.array([[5]]), generator)
+    before = generator.token_count()
+    for _ in range(3):
+        step()
+    assert generator.token_count() == before
+
+
+def test_profile_through_the_engine_adds_up_and_says_what_it_ran(tmp_path: Path, cache: Path) -> None:
+    spec = tmp_path / "small.json"
+    spec.write_text(json.dumps(SMALL.to_dict()))
+    quick = ["--prompt", "32", "--generate", "6", "--rounds", "2", "--min-iters", "5", "--min-time-s", "0.05",
+             "--warmup-s", "0.02", "--idle-s", "0", "--cooldown-s", "0", "--cache-dir", str(cache)]  # fmt: skip
+    out = run("profile", "-a", str(spec), "--backend", "ort-genai", *quick, "--store", str(tmp_path / "p.db"), "--json")
+    [r] = json.loads(out.stdout)
+    assert r["status"] == "ok" and r["backend"] == "ort-genai"
+    m, env = r["measured"], r["environment"]["runner"]
+    assert env["backend"] == "ort-genai" and env["kv_capacity"] == 38 and env["search"] == "greedy"
+    assert m["e2e_s"] == pytest.approx(m["ttft_s"] + 5 * m["tpot_s"], rel=0.05)
+    assert abs(m["e2e_gap"]) < 0.03  # the tool's own check: e2e = TTFT + Σ steps
+
+
+def test_what_the_engine_cannot_run_is_said_before_any_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = str(tmp_path / "p.db")
+    err = run("profile", "-a", "tiny-moe-4l", "--backend", "ort-genai", "--store", store, code=2).stderr
+    assert "tiny-moe-4l has routed experts: ort-genai builds" in err and len(err.strip().splitlines()) == 1
+    err = run("profile", "-a", "tiny-gelu-4l", "--backend", "ort-genai", "--store", store, code=2).stderr
+    assert "a gelu MLP" in err
+    err = run("profile", "-a", "tiny-gqa-4l", "--backend", "ort-genai", "--precision", "fp16", "--store", store,
+              code=2).stderr  # fmt: skip
+    assert "ort-genai on cpu runs fp32, int4, not 'fp16'" in err
+    with pytest.raises(InputError, match="routed experts"):
+        hf_config(Architecture.from_dict(SMALL.to_dict() | {"n_experts": 4, "top_k": 1, "d_ff_expert": 32}))
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "onnxruntime_genai" else real(n, *a))
+    with pytest.raises(MissingDependency, match=r"pip install 'cobench\[genai\]'"):
+        ort_genai.check_available("cpu")
