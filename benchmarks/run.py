@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import cluster_overhead
+import engine_truth
 import export_speed
 import generation_truth
 import harness_honesty
@@ -18,6 +19,7 @@ if __name__ == "__main__":
         ("sweep throughput", sweep_throughput),
         ("harness honesty", harness_honesty),
         ("generation truth", generation_truth),
+        ("engine truth (ort-genai)", engine_truth),
         ("export speed", export_speed),
         ("kernel ceilings", kernel_ceilings),
         ("training throughput", train_throughput),

@@ -1,0 +1,99 @@
+"""Engine truth: cobench's TTFT and per-step TPOT on ONNX Runtime GenAI (`--backend ort-genai`) against a bare
+loop over ORT GenAI's own API (`og.Generator`: append the prompt, pick the first token, then
+`generate_next_token` per token) on the same built model, for three candidates, in ABBA-interleaved blocks
+(cobench's block is a real `cobench profile` worker process).
+
+Target (issue 12): |cobench / bare − 1| < 2 % for TTFT and TPOT.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from generation_truth import BLOCK_S, PAIRS, cobench_block
+from harness_honesty import verdict
+
+from cobench.arch.spec import presets
+from cobench.arch.workload import Workload
+from cobench.hardware.devices import get_device
+from cobench.measure.profile import ProfileSettings, task_for
+from cobench.measure.runners.ort_genai import build
+from cobench.measure.timing import HarnessConfig
+
+CANDIDATES = ("tiny-gqa-4l", "tiny-mqa-4l", "tiny-qwenlike-4l")
+WORKLOAD = Workload(prompt=256, generate=16, precision="fp32")
+
+
+def bare_block(model: object, ids: np.ndarray, seconds: float) -> tuple[float, float]:
+    """What a hand-written script on ORT GenAI does: a generator per generation, greedy; median TTFT and the
+    mean of the per-step medians."""
+    import onnxruntime_genai as og
+
+    def generation() -> tuple[float, list[float]]:
+        t0 = time.perf_counter()
+        params = og.GeneratorParams(model)
+        params.set_search_options(max_length=WORKLOAD.prompt + WORKLOAD.generate, do_sample=False)
+        g = og.Generator(model, params)
+        g.append_tokens(ids)
+        g.generate_next_token()
+        ttft = time.perf_counter() - t0
+        steps = []
+        for _ in range(WORKLOAD.generate - 1):
+            t0 = time.perf_counter()
+            g.generate_next_token()
+            steps.append(time.perf_counter() - t0)
+        return ttft, steps
+
+    for _ in range(2):
+        generation()
+    found = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end or len(found) < 3:
+        found.append(generation())
+    return float(np.median([f[0] for f in found])), float(np.median(np.array([f[1] for f in found]), axis=0).mean())
+
+
+def main() -> int:
+    try:
+        import onnxruntime_genai as og
+    except ImportError:
+        print("ONNX Runtime GenAI is not installed (pip install '.[genai]'): FAIL")
+        return 1
+    device = get_device("cpu")
+    block = HarnessConfig(warmup_s=0.2, min_iters=5, min_time_s=BLOCK_S / 2, max_time_s=BLOCK_S / 2, target_rel_ci=0)
+    settings = ProfileSettings(workload=WORKLOAD, harness=block, telemetry="off", idle_s=0, e2e_min_iters=3)
+    ok = True
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = replace(settings, cache_dir=Path(tmp), backend="ort-genai")
+        w = WORKLOAD
+        print(f"B=1, P={w.prompt}, G={w.generate}, ORT GenAI {og.__version__} CPU fp32; {PAIRS} ABBA pairs")
+        for name in CANDIDATES:
+            arch = presets()[name].arch
+            built = build(arch, "fp32", "cpu", Path(tmp))  # the model cobench's ort-genai runner runs
+            model = og.Model(str(built.directory / "model"))
+            ids = np.random.default_rng(0).integers(0, arch.vocab_size, (1, WORKLOAD.prompt)).astype(np.int32)
+            task = task_for(arch, "fp32", device, settings)
+            ttft, tpot, gaps = [], [], []
+            for i in range(PAIRS):
+                order = ("cobench", "bare") if i % 2 == 0 else ("bare", "cobench")
+                out = {k: cobench_block(task) if k == "cobench" else bare_block(model, ids, BLOCK_S) for k in order}
+                (c_ttft, c_tpot, gap), (b_ttft, b_tpot) = out["cobench"], out["bare"]
+                ttft.append(c_ttft / b_ttft)
+                tpot.append(c_tpot / b_tpot)
+                gaps.append(gap)
+            print(f"{name}: TTFT {b_ttft * 1e3:.3g} ms, TPOT {b_tpot * 1e3:.3g} ms (bare, last block)")
+            ok &= verdict("  TTFT cobench vs bare og.Generator loop", ttft, 0.02)
+            ok &= verdict("  TPOT (mean per-step median inside generation) cobench vs bare", tpot, 0.02)
+            worst = max(gaps, key=abs)
+            print(f"  e2e vs TTFT + Σ steps (same generations): worst block {worst:+.2%} (target within ±3%)")
+            ok &= abs(worst) < 0.03
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
