@@ -170,10 +170,14 @@ test: install $(ORT_GPU_VENV)/.installed
 bench: install
 	cd benchmarks && ../$(PY) run.py
 
-# Calibrate on <= 10 profiled architectures + ORT kernels, predict >= 15 held-out ones (~30 min on 2 cores;
+# Calibrate on <= 10 profiled architectures + ORT kernels, predict >= 15 held-out ones (~30 min per engine on 2 cores;
 # resumes after an interruption; rm benchmarks/out/accuracy.db to start afresh).
+# ACCURACY_BACKENDS: one section per engine (ort-genai: ONNX Runtime GenAI, ~30 min more).
+ACCURACY_BACKENDS ?= ort ort-genai
 bench-accuracy: install
-	cd benchmarks && ../$(PY) accuracy.py $(foreach f,$(ACCURACY_ALSO),--also $(abspath $(f)))
+	cd benchmarks && for b in $(ACCURACY_BACKENDS); do \
+		../$(PY) accuracy.py --backend $$b $(foreach f,$(ACCURACY_ALSO),--also $(abspath $(f))) || status=1; \
+	done; exit $${status:-0}
 
 # Short CPU training runs (benchmarks/scaling/queue.yaml) and the three loss laws fitted on most of them,
 # scored on the rest (~20 min on 2 cores; resumable).
