@@ -100,7 +100,7 @@ ModelBackendOpt = Annotated[
     typer.Option(
         "--backend",
         metavar="NAME",
-        help="Predict with this backend's calibration (ort, torch, trt) [default: the newest of any backend].",
+        help="Predict with this backend's calibration (ort, torch, trt, ort-genai) [default: the newest of any backend].",
     ),
 ]
 ArchOpt = Annotated[
