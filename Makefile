@@ -37,8 +37,11 @@ else ifeq ($(HAS_NVIDIA),1)
     GPU_TORCH_INDEX := $(TORCH_INDEX)
   endif
 else
-  EXTRAS := cpu,genai,dev
+  EXTRAS := cpu,genai,llamacpp,dev
 endif
+# llama.cpp (extra llamacpp) is compiled by pip: portable AVX2 kernels, not -march=native (a native build
+# segfaulted in its quantised kernels on an AVX-512/AMX VM); never a wheel cached from another build.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 
 .PHONY: install demo test bench bench-accuracy bench-scaling lint clean device-check
 
@@ -56,6 +59,8 @@ else ifeq ($(HAS_NVIDIA),1)
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]" $(PIN)
 else
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_CPU)"
+	$(PY) -c "import llama_cpp" 2>/dev/null || CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install -q --no-cache-dir \
+		"llama-cpp-python>=0.3.36,<0.4"
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
 endif
 	touch $@

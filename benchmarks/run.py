@@ -10,6 +10,7 @@ import export_speed
 import generation_truth
 import harness_honesty
 import kernel_ceilings
+import llama_truth
 import sweep_throughput
 import train_throughput
 
@@ -20,6 +21,7 @@ if __name__ == "__main__":
         ("harness honesty", harness_honesty),
         ("generation truth", generation_truth),
         ("engine truth (ort-genai)", engine_truth),
+        ("engine truth (llama.cpp)", llama_truth),
         ("export speed", export_speed),
         ("kernel ceilings", kernel_ceilings),
         ("training throughput", train_throughput),

@@ -100,7 +100,8 @@ ModelBackendOpt = Annotated[
     typer.Option(
         "--backend",
         metavar="NAME",
-        help="Predict with this backend's calibration (ort, torch, trt, ort-genai) [default: the newest of any backend].",
+        help="Predict with this backend's calibration (ort, torch, trt, ort-genai, llama.cpp) "
+        "[default: the newest of any backend].",
     ),
 ]
 ArchOpt = Annotated[

@@ -86,6 +86,16 @@ def python_checks() -> list[Check]:
             "pip install 'cobench[genai]' (on a GPU: pip install onnxruntime-genai-cuda transformers safetensors)",
         )
     )
+    llama, gguf = _version("llama-cpp-python"), _version("gguf")
+    checks.append(
+        Check(
+            "llama.cpp",
+            "ok" if llama and gguf else "missing",
+            f"llama-cpp-python {llama}{'' if gguf else ' (gguf missing)'}" if llama else "not installed",
+            "profile --backend llama.cpp (GGUF, llama.cpp's quantisation and decode)",
+            "pip install 'cobench[llamacpp]' (compiles llama.cpp; CUDA: CMAKE_ARGS=\"-DGGML_CUDA=on\")",
+        )
+    )
     ray = _version("ray")  # not imported: that takes seconds, and only `--ray` needs it
     spec = importlib.util.find_spec("ray") if ray else None  # a top-level spec does not import the package
     train = spec is not None and spec.origin is not None and (Path(spec.origin).parent / "train").is_dir()

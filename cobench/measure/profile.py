@@ -446,6 +446,7 @@ PRECISIONS_OF = {
     "torch": ("fp32", "fp16", "bf16"),
     "trt": ("fp32", "fp16"),
     "ort-genai": ("fp32", "fp16", "int4"),
+    "llama.cpp": ("fp32", "fp16", "q8_0", "q4_0", "q4_k_m"),
 }
 
 
@@ -497,7 +498,7 @@ def profile_backends(
         check_available(b, settings.runner_device)
         for p in precisions:
             check_precision(b, p, settings.runner_device)
-        if b == "ort-genai":  # its builder starts from a Hugging Face layout: say which candidates have none
+        if b in ("ort-genai", "llama.cpp"):  # dense Llama/Qwen2 layouts only: say which candidates have none
             from cobench.measure.hf_layout import hf_type
 
             for a in archs:

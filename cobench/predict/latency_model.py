@@ -29,6 +29,7 @@ BACKEND_COUNTING = {
     "torch": Counting(moe_loop=True),
     "trt": Counting(causal=False, kv_update="concat", kv_expand=True, moe_loop=True),
     "ort-genai": Counting(causal=False, logits="all"),  # the same GQA kernel; logits of every prompt position
+    "llama.cpp": Counting(),  # its own kernels and KV cache, causal attention, the last logits
 }
 
 

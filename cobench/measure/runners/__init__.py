@@ -16,7 +16,7 @@ import numpy as np
 from cobench.arch.architecture import Architecture
 from cobench.errors import InputError
 
-BACKENDS = ("ort", "torch", "trt", "ort-genai")
+BACKENDS = ("ort", "torch", "trt", "ort-genai", "llama.cpp")
 
 
 class Runner(Protocol):
@@ -69,6 +69,10 @@ def check_available(backend: str, device: str) -> None:
         from cobench.measure.runners.ort_genai import check_available as genai_available
 
         genai_available(device)
+    if backend == "llama.cpp":
+        from cobench.measure.runners.llama_cpp import check_available as llama_available
+
+        llama_available(device)
     if device == "cuda" and backend in ("torch", "trt"):
         import torch
 
@@ -102,4 +106,8 @@ def open_runner(
         from cobench.measure.runners.ort_genai import OrtGenAIRunner
 
         return OrtGenAIRunner.open(arch, precision, device, cache_dir, options)
+    if backend == "llama.cpp":
+        from cobench.measure.runners.llama_cpp import LlamaCppRunner
+
+        return LlamaCppRunner.open(arch, precision, device, cache_dir, options)
     raise InputError("backend", f"unknown backend {backend!r} (one of {', '.join(BACKENDS)})")

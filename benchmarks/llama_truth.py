@@ -1,0 +1,121 @@
+"""llama.cpp truth: cobench's TTFT and per-step TPOT on llama.cpp (`--backend llama.cpp`) against a bare loop
+over llama.cpp's own C API (`llama_memory_clear`, `llama_decode` of the prompt as one batch, then of each
+greedy token; `llama_get_logits_ith`) on the same GGUF file, for three candidates, in ABBA-interleaved
+blocks (cobench's block is a real `cobench profile` worker process).
+
+Target (issue 12): |cobench / bare − 1| < 2 % for TTFT and TPOT.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from generation_truth import BLOCK_S, PAIRS, cobench_block
+from harness_honesty import verdict
+
+from cobench.arch.spec import presets
+from cobench.arch.workload import Workload
+from cobench.hardware.devices import get_device
+from cobench.measure.profile import ProfileSettings, task_for
+from cobench.measure.runners.llama_cpp import build
+from cobench.measure.timing import HarnessConfig
+
+CANDIDATES = ("tiny-gqa-4l", "tiny-mqa-4l", "tiny-qwenlike-4l")
+PRECISION = "q8_0"
+WORKLOAD = Workload(prompt=256, generate=16, precision=PRECISION)
+
+
+def bare_block(path: Path, vocab: int, ids: np.ndarray, seconds: float) -> tuple[float, float]:
+    """A hand-written llama.cpp loop: one context, the cache cleared per generation, greedy."""
+    import llama_cpp
+
+    llama_cpp.llama_backend_init()
+    mp = llama_cpp.llama_model_default_params()
+    model = llama_cpp.llama_model_load_from_file(str(path).encode(), mp)
+    cp = llama_cpp.llama_context_default_params()
+    capacity = WORKLOAD.prompt + WORKLOAD.generate
+    cp.n_ctx = cp.n_batch = cp.n_ubatch = capacity
+    cp.n_threads = cp.n_threads_batch = os.cpu_count() or 1
+    ctx = llama_cpp.llama_init_from_model(model, cp)
+    prompt = (llama_cpp.llama_token * len(ids))(*ids.tolist())
+    one = (llama_cpp.llama_token * 1)()
+
+    def pick() -> int:
+        return int(np.argmax(np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, -1), shape=(vocab,))))
+
+    def generation() -> tuple[float, list[float]]:
+        t0 = time.perf_counter()
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
+        llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(prompt, len(ids)))
+        token = pick()
+        ttft = time.perf_counter() - t0
+        steps = []
+        for _ in range(WORKLOAD.generate - 1):
+            t0 = time.perf_counter()
+            one[0] = token
+            llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(one, 1))
+            token = pick()
+            steps.append(time.perf_counter() - t0)
+        return ttft, steps
+
+    try:
+        for _ in range(2):
+            generation()
+        found = []
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end or len(found) < 3:
+            found.append(generation())
+    finally:
+        llama_cpp.llama_free(ctx)
+        llama_cpp.llama_model_free(model)
+    return float(np.median([f[0] for f in found])), float(np.median(np.array([f[1] for f in found]), axis=0).mean())
+
+
+def main() -> int:
+    try:
+        import llama_cpp
+    except ImportError:
+        print("llama-cpp-python is not installed (pip install '.[llamacpp]'): FAIL")
+        return 1
+    device = get_device("cpu")
+    block = HarnessConfig(warmup_s=0.2, min_iters=5, min_time_s=BLOCK_S / 2, max_time_s=BLOCK_S / 2, target_rel_ci=0)
+    settings = ProfileSettings(workload=WORKLOAD, harness=block, telemetry="off", idle_s=0, e2e_min_iters=3)
+    ok = True
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = replace(settings, cache_dir=Path(tmp), backend="llama.cpp")
+        w = WORKLOAD
+        print(f"B=1, P={w.prompt}, G={w.generate}, llama.cpp (llama-cpp-python {llama_cpp.__version__}) CPU "
+              f"{PRECISION}; {PAIRS} ABBA pairs")  # fmt: skip
+        for name in CANDIDATES:
+            arch = presets()[name].arch
+            path = build(arch, PRECISION, Path(tmp)).directory / "model.gguf"  # what cobench's runner loads
+            ids = np.random.default_rng(0).integers(0, arch.vocab_size, WORKLOAD.prompt)
+            task = task_for(arch, PRECISION, device, settings)
+            ttft, tpot, gaps = [], [], []
+            for i in range(PAIRS):
+                order = ("cobench", "bare") if i % 2 == 0 else ("bare", "cobench")
+                out = {
+                    k: cobench_block(task) if k == "cobench" else bare_block(path, arch.vocab_size, ids, BLOCK_S)
+                    for k in order
+                }
+                (c_ttft, c_tpot, gap), (b_ttft, b_tpot) = out["cobench"], out["bare"]
+                ttft.append(c_ttft / b_ttft)
+                tpot.append(c_tpot / b_tpot)
+                gaps.append(gap)
+            print(f"{name}: TTFT {b_ttft * 1e3:.3g} ms, TPOT {b_tpot * 1e3:.3g} ms (bare, last block)")
+            ok &= verdict("  TTFT cobench vs bare llama_decode loop", ttft, 0.02)
+            ok &= verdict("  TPOT (mean per-step median inside generation) cobench vs bare", tpot, 0.02)
+            worst = max(gaps, key=abs)
+            print(f"  e2e vs TTFT + Σ steps (same generations): worst block {worst:+.2%} (target within ±3%)")
+            ok &= abs(worst) < 0.03
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""A candidate as a GGUF file for llama.cpp, from cobench's own torch module, written with `gguf`.
+
+llama.cpp's `llama` architecture: the names of its converter (token_embd, blk.N.attn_q, …, output), q and
+k rows permuted from rotate-half RoPE (cobench, Hugging Face) to llama.cpp's interleaved pairs as its
+converter does, the output matrix left out when tied. The vocabulary is 256 byte tokens `<0xNN>` and
+`t256 …` (llama.cpp's SentencePiece loader wants the bytes; nothing reads text). F32 or F16; llama.cpp
+quantises from F32 (runners/llama_cpp.py). Dense SwiGLU/RMSNorm only, as for ORT GenAI (hf_layout.hf_type).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cobench.arch.architecture import Architecture
+from cobench.measure.hf_layout import RMS_EPS, ROPE_THETA, hf_type
+
+_LAYER = {  # cobench module name inside layers.N → llama.cpp tensor name inside blk.N
+    "attn_norm.weight": "attn_norm.weight",
+    "attn.q_proj.weight": "attn_q.weight",
+    "attn.k_proj.weight": "attn_k.weight",
+    "attn.v_proj.weight": "attn_v.weight",
+    "attn.o_proj.weight": "attn_output.weight",
+    "attn.q_proj.bias": "attn_q.bias",
+    "attn.k_proj.bias": "attn_k.bias",
+    "attn.v_proj.bias": "attn_v.bias",
+    "ffn_norm.weight": "ffn_norm.weight",
+    "ffn.gate_proj.weight": "ffn_gate.weight",
+    "ffn.up_proj.weight": "ffn_up.weight",
+    "ffn.down_proj.weight": "ffn_down.weight",
+}
+_TOP = {"embed.weight": "token_embd.weight", "norm.weight": "output_norm.weight", "lm_head.weight": "output.weight"}
+
+
+def interleave_rope(w: np.ndarray, heads: int) -> np.ndarray:
+    """Rows of a q/k projection (or bias) from rotate-half halves to llama.cpp's interleaved pairs, per head."""
+    return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def gguf_tensors(a: Architecture, state: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The module's state dict as llama.cpp's tensors (numpy, float32)."""
+    found = {}
+    for name, t in state.items():
+        w = t.detach().float().numpy()
+        if name in _TOP:
+            if name == "lm_head.weight" and a.tie_embeddings:
+                continue
+            found[_TOP[name]] = w
+            continue
+        _, i, rest = name.split(".", 2)
+        if rest.startswith("attn.q_proj"):
+            w = interleave_rope(w, a.n_heads)
+        elif rest.startswith("attn.k_proj"):
+            w = interleave_rope(w, a.n_kv_heads)
+        found[f"blk.{i}.{_LAYER[rest]}"] = w
+    return found
+
+
+def write_gguf(a: Architecture, path: Path, seed: int = 0, f16: bool = False) -> Any:
+    """Write `a` (weights from `build_model(a, seed)`) as GGUF; return the module."""
+    import gguf
+
+    from cobench.arch.model import build_model
+
+    hf_type(a)  # the same layouts as ORT GenAI's: a clear error for the others
+    model = build_model(a, seed)
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_name(a.name)
+    w.add_block_count(a.n_layers)
+    w.add_context_length(a.max_seq_len)
+    w.add_embedding_length(a.d_model)
+    w.add_feed_forward_length(a.d_ff)
+    w.add_head_count(a.n_heads)
+    w.add_head_count_kv(a.n_kv_heads)
+    w.add_key_length(a.head_dim)
+    w.add_value_length(a.head_dim)
+    w.add_rope_dimension_count(a.head_dim)
+    w.add_rope_freq_base(ROPE_THETA)
+    w.add_layer_norm_rms_eps(RMS_EPS)
+    w.add_vocab_size(a.vocab_size)
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if f16 else gguf.LlamaFileType.ALL_F32)
+    w.add_tokenizer_model("llama")
+    w.add_token_list([f"<0x{i:02X}>" if i < 256 else f"t{i}" for i in range(a.vocab_size)])
+    w.add_token_scores([0.0] * a.vocab_size)
+    w.add_token_types([gguf.TokenType.BYTE] * 256 + [gguf.TokenType.NORMAL] * (a.vocab_size - 256))
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    for name, t in gguf_tensors(a, model.state_dict()).items():
+        w.add_tensor(name, t.astype(np.float16) if f16 and t.ndim == 2 else t)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return model

@@ -1,0 +1,100 @@
+"""llama.cpp as a backend, on the real engine: GGUF of cobench's weights, llama.cpp's own quantisation, its
+greedy tokens against cobench's torch module, and a profile through it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_ort_genai import QWEN, SMALL, _greedy
+
+from cobench.arch.architecture import Architecture
+from cobench.arch.spec import presets
+from cobench.errors import MissingDependency
+
+pytest.importorskip("llama_cpp")
+pytest.importorskip("gguf")
+from test_cli import run  # noqa: E402
+
+from cobench.measure.gguf_layout import interleave_rope  # noqa: E402
+from cobench.measure.runners import llama_cpp as runner_module  # noqa: E402
+from cobench.measure.runners.llama_cpp import LlamaCppRunner, build  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("llama-cache")
+
+
+def test_rope_rows_go_from_halves_to_pairs() -> None:
+    w = np.arange(8.0).reshape(8, 1)  # one head of 8 rows: halves (0 1 2 3 | 4 5 6 7)
+    assert interleave_rope(w, 1).ravel().tolist() == [0, 4, 1, 5, 2, 6, 3, 7]
+
+
+@pytest.mark.parametrize("arch", [SMALL, QWEN], ids=["llama", "qwen2-biases"])
+def test_llama_cpp_generates_what_the_torch_module_generates(arch: Architecture, cache: Path) -> None:
+    built = build(arch, "fp32", cache)
+    assert built.meta["validation"]["last_logits"] < runner_module.TOLERANCE["fp32"]
+    assert built.meta["tensor_bytes"]["by_type"] == {"F32": built.meta["tensor_bytes"]["total"]}
+    runner = LlamaCppRunner.open(arch, "fp32", "cpu", cache, {"capacity": 40, "threads": 1})
+    ids = np.random.default_rng(3).integers(0, arch.vocab_size, (1, 24))
+    tokens = [runner.prefill(ids)]
+    for _ in range(7):
+        tokens.append(runner.decode(ids[:, -1:], tokens[-1]))
+    assert tokens == _greedy(arch, ids, 8)
+
+
+@pytest.mark.parametrize("precision", ["fp16", "q8_0", "q4_0", "q4_k_m"])
+def test_quantised_models_are_llama_cpps_own_and_their_bytes_are_counted(precision: str, cache: Path) -> None:
+    built = build(SMALL, precision, cache)
+    error, found = built.meta["validation"]["last_logits"], built.meta["tensor_bytes"]
+    assert 0 < error <= runner_module.TOLERANCE[precision]
+    f32 = build(SMALL, "fp32", cache).meta["tensor_bytes"]["total"]
+    assert found["total"] < f32 * (0.55 if precision != "q4_k_m" else 0.6)
+    if precision != "q4_k_m":
+        assert {"fp16": "F16", "q8_0": "Q8_0", "q4_0": "Q4_0"}[precision] in found["by_type"]
+        return
+    # 64-wide rows do not split into 256-value super-blocks: llama.cpp falls back, and the bytes say so
+    assert len(set(found["by_type"]) - {"F32"}) >= 2 and "Q4_K" not in found["by_type"]
+    wide = build(presets()["tiny-gqa-4l"].arch, "q4_k_m", cache).meta["tensor_bytes"]["by_type"]
+    assert {"Q4_K", "Q6_K"} <= set(wide)  # 256-wide: Q4_K, with Q6_K for the half it keeps finer
+
+
+def test_profile_through_llama_cpp_adds_up_and_fixed_steps_keep_their_context(tmp_path: Path, cache: Path) -> None:
+    spec = tmp_path / "small.json"
+    spec.write_text(json.dumps(SMALL.to_dict()))
+    quick = ["--prompt", "32", "--generate", "6", "--rounds", "2", "--min-iters", "5", "--min-time-s", "0.05",
+             "--warmup-s", "0.02", "--idle-s", "0", "--cooldown-s", "0", "--cache-dir", str(cache)]  # fmt: skip
+    quick += ["--context", "20"]
+    out = run("profile", "-a", str(spec), "--backend", "llama.cpp", "--precision", "q8_0", *quick, "--store",
+              str(tmp_path / "p.db"), "--json")  # fmt: skip
+    [r] = json.loads(out.stdout)
+    assert r["status"] == "ok" and r["backend"] == "llama.cpp"
+    m, env = r["measured"], r["environment"]["runner"]
+    assert env["quantisation"] == "q8_0" and env["threads"] >= 1 and "AVX" in env["system_info"]
+    assert abs(m["e2e_gap"]) < 0.03 and m["fixed_decode_s"]["20"] > 0
+    runner = LlamaCppRunner.open(SMALL, "q8_0", "cpu", cache, {"capacity": 64})
+    step = runner.fixed_decode(np.array([[7]]), runner.make_cache(1, 20))
+    import llama_cpp
+
+    memory = llama_cpp.llama_get_memory(runner.engine.ctx)
+    for _ in range(3):
+        step()
+        assert llama_cpp.llama_memory_seq_pos_max(memory, 0) == 20  # positions 0..19, and the step's at 20
+
+
+def test_what_llama_cpp_cannot_run_is_said_before_any_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = str(tmp_path / "p.db")
+    err = run("profile", "-a", "tiny-moe-4l", "--backend", "llama.cpp", "--store", store, code=2).stderr
+    assert "routed experts" in err and len(err.strip().splitlines()) == 1
+    err = run("profile", "-a", "tiny-gqa-4l", "--backend", "llama.cpp", "--precision", "int8", "--store", store,
+              code=2).stderr  # fmt: skip
+    assert "llama.cpp runs fp32, fp16, q8_0, q4_0, q4_k_m, not 'int8'" in err
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "llama_cpp" else real(n, *a))
+    with pytest.raises(MissingDependency, match=r"pip install 'cobench\[llamacpp\]'"):
+        runner_module.check_available("cpu")
