@@ -15,8 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from generation_truth import BLOCK_S, PAIRS, cobench_block
-from harness_honesty import verdict
+from generation_truth import BLOCK_S, PAIRS, compare, median_generation
 
 from cobench.arch.spec import presets
 from cobench.arch.workload import Workload
@@ -49,13 +48,7 @@ def bare_block(model: object, ids: np.ndarray, seconds: float) -> tuple[float, f
             steps.append(time.perf_counter() - t0)
         return ttft, steps
 
-    for _ in range(2):
-        generation()
-    found = []
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end or len(found) < 3:
-        found.append(generation())
-    return float(np.median([f[0] for f in found])), float(np.median(np.array([f[1] for f in found]), axis=0).mean())
+    return median_generation(generation, seconds)
 
 
 def main() -> int:
@@ -78,20 +71,8 @@ def main() -> int:
             model = og.Model(str(built.directory / "model"))
             ids = np.random.default_rng(0).integers(0, arch.vocab_size, (1, WORKLOAD.prompt)).astype(np.int32)
             task = task_for(arch, "fp32", device, settings)
-            ttft, tpot, gaps = [], [], []
-            for i in range(PAIRS):
-                order = ("cobench", "bare") if i % 2 == 0 else ("bare", "cobench")
-                out = {k: cobench_block(task) if k == "cobench" else bare_block(model, ids, BLOCK_S) for k in order}
-                (c_ttft, c_tpot, gap), (b_ttft, b_tpot) = out["cobench"], out["bare"]
-                ttft.append(c_ttft / b_ttft)
-                tpot.append(c_tpot / b_tpot)
-                gaps.append(gap)
-            print(f"{name}: TTFT {b_ttft * 1e3:.3g} ms, TPOT {b_tpot * 1e3:.3g} ms (bare, last block)")
-            ok &= verdict("  TTFT cobench vs bare og.Generator loop", ttft, 0.02)
-            ok &= verdict("  TPOT (mean per-step median inside generation) cobench vs bare", tpot, 0.02)
-            worst = max(gaps, key=abs)
-            print(f"  e2e vs TTFT + Σ steps (same generations): worst block {worst:+.2%} (target within ±3%)")
-            ok &= abs(worst) < 0.03
+            bare = lambda m=model, x=ids: bare_block(m, x, BLOCK_S)  # noqa: E731
+            ok &= compare(name, task, bare, "og.Generator loop")
     return 0 if ok else 1
 
 

@@ -16,8 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from generation_truth import BLOCK_S, PAIRS, cobench_block
-from harness_honesty import verdict
+from generation_truth import BLOCK_S, PAIRS, compare, median_generation
 
 from cobench.arch.spec import presets
 from cobench.arch.workload import Workload
@@ -65,16 +64,10 @@ def bare_block(path: Path, vocab: int, ids: np.ndarray, seconds: float) -> tuple
         return ttft, steps
 
     try:
-        for _ in range(2):
-            generation()
-        found = []
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end or len(found) < 3:
-            found.append(generation())
+        return median_generation(generation, seconds)
     finally:
         llama_cpp.llama_free(ctx)
         llama_cpp.llama_model_free(model)
-    return float(np.median([f[0] for f in found])), float(np.median(np.array([f[1] for f in found]), axis=0).mean())
 
 
 def main() -> int:
@@ -97,23 +90,8 @@ def main() -> int:
             path = build(arch, PRECISION, Path(tmp)).directory / "model.gguf"  # what cobench's runner loads
             ids = np.random.default_rng(0).integers(0, arch.vocab_size, WORKLOAD.prompt)
             task = task_for(arch, PRECISION, device, settings)
-            ttft, tpot, gaps = [], [], []
-            for i in range(PAIRS):
-                order = ("cobench", "bare") if i % 2 == 0 else ("bare", "cobench")
-                out = {
-                    k: cobench_block(task) if k == "cobench" else bare_block(path, arch.vocab_size, ids, BLOCK_S)
-                    for k in order
-                }
-                (c_ttft, c_tpot, gap), (b_ttft, b_tpot) = out["cobench"], out["bare"]
-                ttft.append(c_ttft / b_ttft)
-                tpot.append(c_tpot / b_tpot)
-                gaps.append(gap)
-            print(f"{name}: TTFT {b_ttft * 1e3:.3g} ms, TPOT {b_tpot * 1e3:.3g} ms (bare, last block)")
-            ok &= verdict("  TTFT cobench vs bare llama_decode loop", ttft, 0.02)
-            ok &= verdict("  TPOT (mean per-step median inside generation) cobench vs bare", tpot, 0.02)
-            worst = max(gaps, key=abs)
-            print(f"  e2e vs TTFT + Σ steps (same generations): worst block {worst:+.2%} (target within ±3%)")
-            ok &= abs(worst) < 0.03
+            bare = lambda p=path, v=arch.vocab_size, x=ids: bare_block(p, v, x, BLOCK_S)  # noqa: E731
+            ok &= compare(name, task, bare, "llama_decode loop")
     return 0 if ok else 1
 
 
