@@ -145,7 +145,8 @@ def test_train_queue_as_two_process_ddp_groups_gives_the_one_process_curves(clus
     assert here.exit_code == 0 and there.exit_code == 0, there.output
     for a, b in zip(json.loads(here.stdout), json.loads(there.stdout), strict=True):
         assert a["arch_name"] == b["arch_name"] and b["environment"]["world"] == 2
-        assert b["environment"]["node"]["ip"] == "127.0.0.1" and 0 < b["environment"]["mfu"] < 1
+        assert b["environment"]["node"]["ip"] == "127.0.0.1" and b["environment"]["mfu"] > 0
+        assert b["environment"]["peak_uncertain"] is True  # the generic CPU's peak is a placeholder
         assert [c["step"] for c in a["curve"]] == [c["step"] for c in b["curve"]] == [2, 4, 6]
         for x, y in zip(a["curve"], b["curve"], strict=True):
             assert y["train_loss"] == pytest.approx(x["train_loss"], rel=1e-4)

@@ -66,6 +66,12 @@ class Bars:
                       f"{(env.get('node') or {}).get('ip', 'this machine')}")  # fmt: skip
 
 
+def _mfu(env: dict) -> str:  # type: ignore[type-arg]
+    if env.get("mfu") is None:
+        return "—"
+    return f"{'~' if env.get('peak_uncertain') else ''}{env['mfu']:.1%}"
+
+
 @app.command("train")
 @handles_errors
 def train_cmd(
@@ -177,10 +183,14 @@ def train_cmd(
             f"{r.final_loss:.4f}",
             f"{r.final_bpb:.3f}" if r.final_bpb else "—",
             f"{r.tokens_per_s:,.0f}",
-            f"{mfu:.1%}" if (mfu := (r.environment or {}).get("mfu")) is not None else "—",
+            _mfu(r.environment or {}),
         ]
         for r in runs
     ]
     columns = ["arch", "N (non-emb.)", "tokens", "steps", "final val loss", "bits/byte", "tok/s", "MFU"]
     out.print(table(f"training runs ({corpus.source})", columns, rows, right={1, 2, 3, 4, 5, 6, 7}))
+    shaky = {(r.environment or {}).get("peak_device") for r in runs if (r.environment or {}).get("peak_uncertain")}
+    for name in sorted(n for n in shaky if n):
+        err.print(f"MFU ~: the catalogue's peak of {name} is a placeholder (uncertain); an MFU over 100 % means it is "
+                  "too low: measure it (`cobench kernels run`) or give --peak-device")  # fmt: skip
     return None

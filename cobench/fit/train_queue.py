@@ -37,18 +37,26 @@ class Reporter(Protocol):
     def ran(self, index: int, total: int, run: TrainingRun) -> None: ...  # a run that finished on a cluster
 
 
-def throughput(r: TrainResult, cfg: TrainConfig, peak: DeviceSpec | None) -> dict[str, float | str]:
+def throughput(r: TrainResult, cfg: TrainConfig, peak: DeviceSpec | None) -> dict[str, float | str | bool]:
     """Achieved training FLOP/s and, given the device trained on, model FLOPs utilisation: against the
     device's matmul peak (bf16 on a GPU, fp32 on a CPU) times the GPUs of the run, or on a CPU the share of
-    its cores the run's threads had."""
+    its cores the run's threads had. A peak the catalogue marks uncertain (the generic CPU's is a
+    placeholder) is said so beside the MFU; an MFU over 1 shows that peak is too low."""
     achieved = r.tokens_per_s * r.flops_per_token
     if peak is None:
         return {"flops_per_s": achieved}
     env = r.environment
     share = 1.0 if cfg.device == "cuda" else min(1.0, env["threads"] / (env["cpu_count"] or env["threads"]))
     chain = precision("bf16" if cfg.device == "cuda" else "fp32").matmul_peaks
+    key = next(k for k in (*chain, "fp32") if k in peak.peak_tflops)
     ceiling = peak.peak_flops(chain) * share * env.get("world", 1)
-    return {"flops_per_s": achieved, "mfu": achieved / ceiling, "peak_flops_per_s": ceiling, "peak_device": peak.name}
+    return {
+        "flops_per_s": achieved,
+        "mfu": achieved / ceiling,
+        "peak_flops_per_s": ceiling,
+        "peak_device": peak.name,
+        "peak_uncertain": peak.peak_tflops[key].uncertain,
+    }
 
 
 def train_jobs(
