@@ -177,8 +177,8 @@ bench: install
 
 # Calibrate on <= 10 profiled architectures + ORT kernels, predict >= 15 held-out ones (~30 min per engine on 2 cores;
 # resumes after an interruption; rm benchmarks/out/accuracy.db to start afresh).
-# ACCURACY_BACKENDS: one section per engine (ort-genai: ONNX Runtime GenAI, ~30 min more).
-ACCURACY_BACKENDS ?= ort ort-genai
+# ACCURACY_BACKENDS: one section per engine (ort-genai: ONNX Runtime GenAI, llama.cpp; ~20 min each).
+ACCURACY_BACKENDS ?= ort ort-genai llama.cpp
 bench-accuracy: install
 	cd benchmarks && for b in $(ACCURACY_BACKENDS); do \
 		../$(PY) accuracy.py --backend $$b $(foreach f,$(ACCURACY_ALSO),--also $(abspath $(f))) || status=1; \
