@@ -11,18 +11,16 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from generation_truth import BLOCK_S, PAIRS, compare, median_generation
+from generation_truth import BLOCK_S, PAIRS, block_settings, compare, median_generation
 
 from cobench.arch.spec import presets
 from cobench.arch.workload import Workload
 from cobench.hardware.devices import get_device
-from cobench.measure.profile import ProfileSettings, task_for
+from cobench.measure.profile import task_for
 from cobench.measure.runners.ort_genai import build
-from cobench.measure.timing import HarnessConfig
 
 CANDIDATES = ("tiny-gqa-4l", "tiny-mqa-4l", "tiny-qwenlike-4l")
 WORKLOAD = Workload(prompt=256, generate=16, precision="fp32")
@@ -58,11 +56,9 @@ def main() -> int:
         print("ONNX Runtime GenAI is not installed (pip install '.[genai]'): FAIL")
         return 1
     device = get_device("cpu")
-    block = HarnessConfig(warmup_s=0.2, min_iters=5, min_time_s=BLOCK_S / 2, max_time_s=BLOCK_S / 2, target_rel_ci=0)
-    settings = ProfileSettings(workload=WORKLOAD, harness=block, telemetry="off", idle_s=0, e2e_min_iters=3)
     ok = True
     with tempfile.TemporaryDirectory() as tmp:
-        settings = replace(settings, cache_dir=Path(tmp), backend="ort-genai")
+        settings = block_settings(WORKLOAD, Path(tmp), "ort-genai")
         w = WORKLOAD
         print(f"B=1, P={w.prompt}, G={w.generate}, ORT GenAI {og.__version__} CPU fp32; {PAIRS} ABBA pairs")
         for name in CANDIDATES:

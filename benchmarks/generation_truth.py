@@ -12,7 +12,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -110,13 +109,18 @@ def compare(name: str, task: dict, bare: Callable[[], tuple[float, float]], loop
     return ok and abs(worst) < 0.03
 
 
+def block_settings(workload: Workload, cache_dir: Path, backend: str = "ort") -> ProfileSettings:
+    """A cobench block as these benches time it: one short window per phase, no telemetry, no idle wait."""
+    block = HarnessConfig(warmup_s=0.2, min_iters=5, min_time_s=BLOCK_S / 2, max_time_s=BLOCK_S / 2, target_rel_ci=0)
+    return ProfileSettings(workload=workload, harness=block, telemetry="off", idle_s=0, e2e_min_iters=3,
+                           cache_dir=cache_dir, backend=backend)  # fmt: skip
+
+
 def main() -> int:
     device = get_device("cpu")
-    block = HarnessConfig(warmup_s=0.2, min_iters=5, min_time_s=BLOCK_S / 2, max_time_s=BLOCK_S / 2, target_rel_ci=0)
-    settings = ProfileSettings(workload=WORKLOAD, harness=block, telemetry="off", idle_s=0, e2e_min_iters=3)
     ok = True
     with tempfile.TemporaryDirectory() as tmp:
-        settings = replace(settings, cache_dir=Path(tmp))
+        settings = block_settings(WORKLOAD, Path(tmp))
         print(f"B=1, P={WORKLOAD.prompt}, G={WORKLOAD.generate}, ORT CPU fp32; {PAIRS} ABBA pairs per candidate")
         for name in CANDIDATES:
             arch = presets()[name].arch

@@ -12,18 +12,16 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from generation_truth import BLOCK_S, PAIRS, compare, median_generation
+from generation_truth import BLOCK_S, PAIRS, block_settings, compare, median_generation
 
 from cobench.arch.spec import presets
 from cobench.arch.workload import Workload
 from cobench.hardware.devices import get_device
-from cobench.measure.profile import ProfileSettings, task_for
+from cobench.measure.profile import task_for
 from cobench.measure.runners.llama_cpp import build
-from cobench.measure.timing import HarnessConfig
 
 CANDIDATES = ("tiny-gqa-4l", "tiny-mqa-4l", "tiny-qwenlike-4l")
 PRECISION = "q8_0"
@@ -77,11 +75,9 @@ def main() -> int:
         print("llama-cpp-python is not installed (pip install '.[llamacpp]'): FAIL")
         return 1
     device = get_device("cpu")
-    block = HarnessConfig(warmup_s=0.2, min_iters=5, min_time_s=BLOCK_S / 2, max_time_s=BLOCK_S / 2, target_rel_ci=0)
-    settings = ProfileSettings(workload=WORKLOAD, harness=block, telemetry="off", idle_s=0, e2e_min_iters=3)
     ok = True
     with tempfile.TemporaryDirectory() as tmp:
-        settings = replace(settings, cache_dir=Path(tmp), backend="llama.cpp")
+        settings = block_settings(WORKLOAD, Path(tmp), "llama.cpp")
         w = WORKLOAD
         print(f"B=1, P={w.prompt}, G={w.generate}, llama.cpp (llama-cpp-python {llama_cpp.__version__}) CPU "
               f"{PRECISION}; {PAIRS} ABBA pairs")  # fmt: skip
