@@ -28,7 +28,8 @@ import numpy as np
 from cobench.arch.architecture import Architecture
 from cobench.errors import InputError, MissingDependency
 from cobench.measure.clocks import time_host
-from cobench.measure.export import Exported, ExportError, cached_build, export_key, file_sha256, rel_error
+from cobench.measure.export import Exported, ExportError, cached_build, export_key, file_sha256
+from cobench.measure.runners.engines import built_record, check_last_logits
 
 INSTALL = "the llama.cpp backend needs llama-cpp-python and gguf: pip install 'cobench[llamacpp]' (builds llama.cpp)"
 QUANTISED = {"q8_0": 7, "q4_0": 2, "q4_k_m": 15}  # llama_ftype values (llama.h)
@@ -155,23 +156,16 @@ class Engine:
 
 
 def validate(path: Path, module: Any, arch: Architecture, precision: str) -> float:
-    """llama.cpp's logits after a random prompt against the torch module's, relative to their spread."""
-    import torch
+    def logits_after(ids: np.ndarray) -> np.ndarray:
+        engine = Engine.load(path, 32, 1)
+        try:
+            engine.decode(ids[0].tolist())
+            return engine.logits().copy()
+        finally:
+            engine.close()
 
-    ids = np.random.default_rng(1).integers(0, arch.vocab_size, (1, 16))
-    engine = Engine.load(path, 32, 1)
-    try:
-        engine.decode(ids[0].tolist())
-        got = engine.logits().copy()
-    finally:
-        engine.close()
-    with torch.no_grad():
-        want = module(torch.from_numpy(ids))[0].numpy().reshape(-1)
-    error = rel_error(got, want, "max" if precision in ("fp32", "fp16") else "rms")
-    if not error <= TOLERANCE[precision]:
-        raise ExportError(f"llama.cpp model of {arch.name} ({precision}) differs from torch by {error:.3g} "
-                          f"(tolerance {TOLERANCE[precision]})")  # fmt: skip
-    return error
+    norm = "max" if precision in ("fp32", "fp16") else "rms"
+    return check_last_logits("llama.cpp", arch, precision, module, logits_after, TOLERANCE[precision], norm)
 
 
 @dataclass
@@ -208,16 +202,8 @@ class LlamaCppRunner:
             "device": "cpu",
             "quantisation": meta["precision"],
             "tensor_bytes": meta["tensor_bytes"],
-            "export_key": self.built.key,
-            "export_cache_hit": meta.get("cache_hit"),
-            "export_sha256": meta["sha256"],
-            "export_validation": meta["validation"],
-            "export_s": meta["build_s"],
-            "session_create_s": self.load_s,
-            "kv_capacity": self.capacity,
             "threads": self.threads,
-            "search": "greedy",
-        }
+        } | built_record(self.built, self.load_s, self.capacity)
 
     def prefill(self, ids: np.ndarray) -> Any:
         if ids.shape[0] != 1:

@@ -32,7 +32,8 @@ import numpy as np
 from cobench.arch.architecture import Architecture
 from cobench.errors import InputError, MissingDependency
 from cobench.measure.clocks import time_host
-from cobench.measure.export import Exported, ExportError, cached_build, export_key, file_sha256, rel_error
+from cobench.measure.export import Exported, ExportError, cached_build, export_key, file_sha256
+from cobench.measure.runners.engines import built_record, check_last_logits
 
 INSTALL = "the ort-genai backend needs ONNX Runtime GenAI: pip install 'cobench[genai]'"
 PRECISIONS = {"cpu": ("fp32", "int4"), "cuda": ("fp32", "fp16", "int4")}
@@ -95,22 +96,16 @@ def _build_into(work: Path, arch: Architecture, precision: str, device: str, see
 
 
 def validate(folder: Path, module: Any, arch: Architecture, precision: str, device: str) -> float:
-    """The engine's logits after a random prompt against the torch module's, relative to their spread."""
     import onnxruntime_genai as og
-    import torch
 
-    ids = np.random.default_rng(1).integers(0, arch.vocab_size, (1, 16))
-    model = og.Model(str(folder))
-    generator = og.Generator(model, _params(model, 1, 17))
-    generator.append_tokens(ids.astype(np.int32))
-    got = np.asarray(generator.get_logits(), dtype=np.float32).reshape(-1)
-    with torch.no_grad():
-        want = module(torch.from_numpy(ids))[0].numpy().reshape(-1)
-    error = rel_error(got, want, "rms" if precision == "int4" else "max")
-    if not error <= TOLERANCE[precision]:
-        raise ExportError(f"ort-genai model of {arch.name} ({precision}, {device}) differs from torch by {error:.3g} "
-                          f"(tolerance {TOLERANCE[precision]})")  # fmt: skip
-    return error
+    def logits_after(ids: np.ndarray) -> np.ndarray:
+        model = og.Model(str(folder))
+        generator = og.Generator(model, _params(model, 1, ids.shape[1] + 1))
+        generator.append_tokens(ids.astype(np.int32))
+        return np.asarray(generator.get_logits())
+
+    norm = "rms" if precision == "int4" else "max"
+    return check_last_logits(f"ort-genai ({device})", arch, precision, module, logits_after, TOLERANCE[precision], norm)
 
 
 def _params(model: Any, batch: int, max_length: int) -> Any:
@@ -157,16 +152,8 @@ class OrtGenAIRunner:
             "onnxruntime": md.version("onnxruntime") if importlib.util.find_spec("onnxruntime") else None,
             "device": self.device,
             "hf_type": meta["hf_type"],
-            "export_key": self.built.key,
-            "export_cache_hit": meta.get("cache_hit"),
-            "export_sha256": meta["sha256"],
-            "export_validation": meta["validation"],
-            "export_s": meta["build_s"],
-            "session_create_s": self.load_s,
-            "kv_capacity": self.capacity,
-            "search": "greedy",
             "intra_op_threads": self.threads or os.cpu_count(),
-        }
+        } | built_record(self.built, self.load_s, self.capacity)
 
     def prefill(self, ids: np.ndarray) -> Any:
         import onnxruntime_genai as og
