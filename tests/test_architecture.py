@@ -71,7 +71,7 @@ def test_explicit_head_dim_is_respected() -> None:
         ({"n_experts": 4, "top_k": 5}, "architecture.top_k", "between 1 and n_experts"),
         ({"d_model": 0}, "architecture.d_model", "positive"),
         ({"n_layers": -2}, "architecture.n_layers", "positive"),
-        ({"ffn": "relu"}, "architecture.ffn", "unknown FFN kind"),
+        ({"ffn": "relu"}, "architecture.ffn", "unknown ffn kind"),
         ({"top_k": 2}, "architecture.n_experts", "MoE fields are set"),
     ],
 )
