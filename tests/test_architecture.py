@@ -101,11 +101,6 @@ def test_unknown_model_type_lists_supported() -> None:
         assert supported in e.value.problem
 
 
-def test_qwen2_moe_with_dense_layers_is_refused() -> None:
-    data = json.loads((HF / "qwen1.5-moe-a2.7b.json").read_text()) | {"mlp_only_layers": [0, 1]}
-    with pytest.raises(InputError, match="decoder_sparse_step"):
-        from_hf_config(data, name="x")
-
 
 def test_cobench_yaml_file_and_missing_file(tmp_path) -> None:
     f = tmp_path / "mine.yaml"

@@ -202,7 +202,9 @@ def _validate(a: Architecture) -> None:
             raise InputError(f"architecture.{key}", f"must be a positive integer, got {getattr(a, key)}")
     for key, kinds in [("ffn", FFN_KINDS), ("norm", NORM_KINDS), ("norm_layout", NORM_LAYOUTS), ("qk_norm", QK_NORMS)]:
         if getattr(a, key) not in kinds:
-            raise InputError(f"architecture.{key}", f"unknown {key} kind {getattr(a, key)!r} (one of {', '.join(kinds)})")
+            raise InputError(
+                f"architecture.{key}", f"unknown {key} kind {getattr(a, key)!r} (one of {', '.join(kinds)})"
+            )
     if not 0 < a.rope_fraction <= 1:
         raise InputError("architecture.rope_fraction", f"must be in (0, 1], got {a.rope_fraction}")
     for key in ["rope_theta", "embedding_multiplier", "residual_multiplier", "logits_scaling"]:
@@ -294,7 +296,8 @@ class ArchLike(Protocol):
     norm_layout: Any
     attn_output_gate: Any
     router_bias: Any
-    softcap: Any
+    attn_softcap: Any
+    final_softcap: Any
     q_lora_rank: Any
     kv_lora_rank: Any
     qk_nope_head_dim: Any
@@ -313,7 +316,7 @@ class ArchLike(Protocol):
 VARIANT_COLUMNS = {
     "geglu": 0, "n_sliding": 0, "n_mla": 0, "n_linear": 0, "n_conv": 0, "n_dense_layers": 0, "n_nope": 0,
     "sliding_window": 0, "attention_sinks": 0, "qk_norm": 0, "norm_layout": 0, "attn_output_gate": 0,
-    "router_bias": 0, "softcap": 0, "q_lora_rank": 0, "kv_lora_rank": 0, "qk_nope_head_dim": 0,
+    "router_bias": 0, "attn_softcap": 0, "final_softcap": 0, "q_lora_rank": 0, "kv_lora_rank": 0, "qk_nope_head_dim": 0,
     "qk_rope_head_dim": 0, "v_head_dim": 0, "linear_key_heads": 0, "linear_value_heads": 0, "linear_key_dim": 0,
     "linear_value_dim": 0, "linear_conv_kernel": 4, "conv_kernel": 3, "conv_bias": 0,
 }  # fmt: skip
@@ -361,7 +364,8 @@ class ArchBatch:
     norm_layout: Any = None
     attn_output_gate: Any = None
     router_bias: Any = None
-    softcap: Any = None
+    attn_softcap: Any = None  # the cap, rounded (at least 1 where there is one): cost needs only whether
+    final_softcap: Any = None
     q_lora_rank: Any = None
     kv_lora_rank: Any = None
     qk_nope_head_dim: Any = None
@@ -431,7 +435,8 @@ class ArchBatch:
             n_dense_layers=v["n_dense_layers"],
             router_bias=bool(v["router_bias"]),
             no_rope_layers=v["n_nope"],
-            attn_softcap=50.0 if v["softcap"] else 0.0,
+            attn_softcap=float(v["attn_softcap"]),
+            final_softcap=float(v["final_softcap"]),
             **{k: v[k] for k in ("q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim")},
             **{k: v[k] for k in VARIANT_COLUMNS if k.startswith("linear_")},
             conv_kernel=v["conv_kernel"],
@@ -463,10 +468,15 @@ def _row(a: Architecture) -> dict[str, Any]:
         qk_norm=QK_NORMS.index(a.qk_norm),
         norm_layout=NORM_LAYOUTS.index(a.norm_layout),
         n_nope=a.no_rope_layers,
-        softcap=a.attn_softcap > 0,
+        attn_softcap=_cap(a.attn_softcap),
+        final_softcap=_cap(a.final_softcap),
         **{column: counts[kind] for kind, column in KIND_COLUMNS.items()},
     )
     return row
+
+
+def _cap(value: float) -> int:
+    return max(1, round(value)) if value > 0 else 0
 
 
 def as_arch_like(a: Architecture | ArchBatch) -> ArchLike:

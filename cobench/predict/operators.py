@@ -30,7 +30,15 @@ from typing import Any
 
 import numpy as np
 
-from cobench.arch.architecture import ArchLike, dense_ffn_width, norm_params, qkv_width
+from cobench.arch.architecture import (
+    ArchLike,
+    layers_of,
+    linear_widths,
+    mla_q_width,
+    moe_layers,
+    norm_params,
+    qkv_width,
+)
 from cobench.errors import InputError
 
 OP_CLASSES = ("matmul", "attention", "elementwise", "gather", "kv")
@@ -113,67 +121,202 @@ def attention_pairs(tokens: Any, past: Any, causal: bool) -> Any:
     return tokens * past + (tokens * (tokens + 1) / 2 if causal else tokens * tokens)
 
 
+def window_pairs(tokens: Any, past: Any, window: Any) -> Any:
+    """Causal (query, key) pairs of T new tokens after `past` cached ones when each query sees at most
+    `window` keys: Σ over new positions i of min(i + 1, W), in closed form (S(n) = Σ_{j ≤ n} min(j, W))."""
+    w = np.maximum(window, 1)
+
+    def upto(n: Any) -> Any:
+        inside = np.minimum(n, w)
+        return inside * (inside + 1) / 2 + np.maximum(n - w, 0) * w
+
+    return upto(past + tokens) - upto(past)
+
+
+DELTA_CHUNK = 64  # the chunked gated delta rule's block (flash-linear-attention, transformers' torch path)
+DELTA_STATE_FLOPS = 7  # per key × value element and token: decay, Sᵀk, the rank-1 update, Sᵀq
+
+
+def mixer_ops(
+    a: ArchLike, batch: Any, tokens: Any, past: Any, wb: float, ab: float, kvb: float, counting: Counting
+) -> list[Op]:
+    """The token mixers of every layer kind: each op counted over the layers of its kind (0 where absent)."""
+    d, n = a.d_model, batch * tokens
+    layers = layers_of(a)
+    gqa = layers["full"] + layers["sliding"]
+    q_width, kv_width = a.n_heads * a.head_dim, a.n_kv_heads * a.head_dim
+    materialised = 0 if counting.fused_attention else 1
+    copied = batch * past * 2 if counting.kv_update == "concat" else 0  # read + write of the old positions
+    # K/V bytes per cached position that attention reads: compact, or (expanded) compact read + wide write + wide read
+    grouped = (a.n_kv_heads < a.n_heads) & counting.kv_expand
+    attended_width = np.where(grouped, kv_width + 2 * q_width, kv_width)
+    full_pairs = batch * a.n_heads * attention_pairs(tokens, past, counting.causal)
+    local_pairs = batch * a.n_heads * window_pairs(tokens, past, a.sliding_window)
+    local_seen = np.minimum(past + tokens, np.maximum(a.sliding_window, 1))
+    softmax_flops = 5 + 2 * (a.attn_softcap > 0)  # a soft-cap adds tanh and a scale per score
+    ops = [
+        linear("qkv_proj", n, d, qkv_width(a), a.qkv_bias, gqa, wb, ab),
+        elementwise("qk_norm", n * (q_width + kv_width), n * (q_width + kv_width), 4, gqa * (a.qk_norm > 0), ab),
+        elementwise("rope", n * (q_width + kv_width), n * (q_width + kv_width), 3, gqa - a.n_nope, ab),
+        Op("kv_write", "kv", gqa, 0, 0, n * 2 * kv_width * ab, (n + copied) * 2 * kv_width * kvb),
+    ]
+    for name, count, pairs, seen in [
+        ("attention", layers["full"], full_pairs, past + tokens),
+        ("attention_local", layers["sliding"], local_pairs, local_seen),
+    ]:
+        ops += [
+            Op(
+                name,
+                "attention",
+                count,
+                flops=4 * a.head_dim * pairs,  # QKᵀ and AV
+                weight_bytes=a.attention_sinks * a.n_heads * wb,
+                act_bytes=2 * n * q_width * ab + materialised * 4 * pairs * ab,
+                kv_bytes=batch * seen * 2 * attended_width * kvb,
+            ),
+            Op(f"{name}_softmax", "elementwise", count, softmax_flops * pairs, 0, materialised * 2 * pairs * ab),
+        ]
+    ops += [
+        elementwise("output_gate", 2 * n * q_width, n * q_width, 4, gqa * a.attn_output_gate, ab),
+        linear("o_proj", n, q_width, d, a.o_bias, gqa, wb, ab),
+    ]
+    return ops + mla_ops(a, batch, tokens, past, wb, ab, kvb, counting) + recurrent_ops(a, batch, tokens, wb, ab, kvb)
+
+
+def mla_ops(
+    a: ArchLike, batch: Any, tokens: Any, past: Any, wb: float, ab: float, kvb: float, counting: Counting
+) -> list[Op]:
+    """MLA layers as serving engines run them (vLLM, FlashMLA): the cache holds the latent and the shared RoPE
+    key; a prompt (no cache yet) decompresses keys and values per head, a step against a cache absorbs the
+    up-projection into the query and the output, attending over the latent itself (MQA-like, one KV head)."""
+    d, n, count = a.d_model, batch * tokens, a.n_mla
+    qk = a.qk_nope_head_dim + a.qk_rope_head_dim
+    latent = a.kv_lora_rank + a.qk_rope_head_dim
+    pairs = batch * a.n_heads * attention_pairs(tokens, past, counting.causal)
+    per_pair = np.where(past > 0, 2 * latent + 2 * a.kv_lora_rank, 2 * qk + 2 * a.v_head_dim)
+    low = a.q_lora_rank > 0
+    return [
+        linear("mla_q_down", n * low, d, a.q_lora_rank, a.qkv_bias, count, wb, ab, copies=low),
+        linear("mla_q_up", n, np.where(low, a.q_lora_rank, d), mla_q_width(a), 0, count, wb, ab),
+        linear("mla_kv_down", n, d, latent, a.qkv_bias, count, wb, ab),
+        elementwise(
+            "mla_norms", n * (a.q_lora_rank + a.kv_lora_rank), n * (a.q_lora_rank + a.kv_lora_rank), 4, count, ab
+        ),
+        elementwise(
+            "mla_rope", n * (a.n_heads + 1) * a.qk_rope_head_dim, n * (a.n_heads + 1) * a.qk_rope_head_dim, 3, count, ab
+        ),
+        linear("mla_kv_up", n, a.kv_lora_rank, a.n_heads * (a.qk_nope_head_dim + a.v_head_dim), 0, count, wb, ab),
+        Op("mla_latent_write", "kv", count, 0, 0, n * latent * ab, n * latent * kvb),
+        Op(
+            "mla_attention",
+            "attention",
+            count,
+            flops=per_pair * pairs,
+            weight_bytes=0,
+            act_bytes=n * a.n_heads * (qk + a.v_head_dim) * ab,
+            kv_bytes=batch * (past + tokens) * latent * kvb,
+        ),
+        Op("mla_softmax", "elementwise", count, 5 * pairs, 0, 0),
+        linear("mla_o_proj", n, a.n_heads * a.v_head_dim, d, a.o_bias, count, wb, ab),
+    ]
+
+
+def recurrent_ops(a: ArchLike, batch: Any, tokens: Any, wb: float, ab: float, kvb: float) -> list[Op]:
+    """Layers whose state does not grow with the context: gated delta-net linear attention (a key × value
+    state per value head, updated per token; a prompt runs the chunked scan, whose intra-chunk part is
+    attention within blocks of DELTA_CHUNK) and short convolutions (the last kernel − 1 inputs). Each
+    forward reads and writes its state once."""
+    d, n = a.d_model, batch * tokens
+    key, value = linear_widths(a)
+    conv_dim = 2 * key + value
+    heads, dk, dv = a.linear_value_heads, a.linear_key_dim, a.linear_value_dim
+    state = batch * (heads * dk * dv + conv_dim * (a.linear_conv_kernel - 1))
+    chunk = np.minimum(tokens, DELTA_CHUNK)
+    lin, conv = a.n_linear, a.n_conv
+    conv_state = batch * d * (a.conv_kernel - 1)
+    return [
+        linear("delta_in_proj", n, d, 2 * key + 2 * value + 2 * heads, 0, lin, wb, ab),
+        Op(
+            "delta_conv",
+            "elementwise",
+            lin,
+            2 * n * conv_dim * a.linear_conv_kernel,
+            conv_dim * a.linear_conv_kernel * wb,
+            2 * n * conv_dim * ab,
+        ),  # fmt: skip
+        Op(
+            "delta_rule",
+            "attention",
+            lin,
+            flops=n * heads * (DELTA_STATE_FLOPS * dk * dv + 2 * chunk * (dk + dv)),
+            weight_bytes=2 * heads * wb,
+            act_bytes=n * (conv_dim + value + 2 * heads) * ab,
+            kv_bytes=2 * state * kvb,
+        ),
+        elementwise("delta_gated_norm", 2 * n * value, n * value, 6, lin, ab),
+        linear("delta_out_proj", n, value, d, 0, lin, wb, ab),
+        linear("conv_in_proj", n, d, 3 * d, a.conv_bias, conv, wb, ab),
+        Op(
+            "short_conv",
+            "elementwise",
+            conv,
+            n * d * (2 * a.conv_kernel + 2),
+            d * a.conv_kernel * wb,
+            4 * n * d * ab,
+            kv_bytes=2 * conv_state * kvb,
+        ),  # fmt: skip
+        linear("conv_out_proj", n, d, d, a.conv_bias, conv, wb, ab),
+    ]
+
+
 def forward_ops(
     a: ArchLike, batch: Any, tokens: Any, past: Any, wb: float, ab: float, kvb: float, counting: Counting
 ) -> list[Op]:
     """All operators of one forward pass of `batch` sequences × `tokens` new tokens after `past` cached."""
     d, layers = a.d_model, a.n_layers
     n = batch * tokens
-    q_width = a.n_heads * a.head_dim
-    kv_width = a.n_kv_heads * a.head_dim
-    pairs = batch * a.n_heads * attention_pairs(tokens, past, counting.causal)
-    materialised = 0 if counting.fused_attention else 1
-    moe = (a.n_experts > 0).astype(np.int64)
+    moe_count = moe_layers(a)
+    dense_count = layers - moe_count
     gated_in = np.where(a.gated, 2, 1)  # gate and up projections read the same input: one fused matmul
-    dense_w = dense_ffn_width(a)
-    gate = np.where(a.shared_expert_gate > 0, 1, 0) * moe
+    shared_w = a.n_shared_experts * a.d_ff_shared
+    has_shared = shared_w > 0
+    gate = np.where(a.shared_expert_gate > 0, 1, 0)
     routed = n * a.top_k
     touched = expected_experts(a.n_experts, a.top_k, n)
     logit_rows = batch if counting.logits == "last" else n
-    copied = batch * past * 2 if counting.kv_update == "concat" else 0  # read + write of the old positions
-    kv_written = n + copied
     norm = norm_params(a)
-    # K/V bytes per cached position that attention reads: compact, or (expanded) compact read + wide write + wide read
-    grouped = (a.n_kv_heads < a.n_heads) & counting.kv_expand
-    attended_width = np.where(grouped, kv_width + 2 * q_width, kv_width)
     expert_launches = np.maximum(a.n_experts, 1) if counting.moe_loop else 1
     return [
         Op("embed", "gather", 1, 0, np.minimum(n, a.vocab_size) * d * wb, n * d * ab),
         Op("attn_norm", "elementwise", layers, 4 * n * d, norm * ab, 2 * n * d * ab),
-        linear("qkv_proj", n, d, qkv_width(a), a.qkv_bias, layers, wb, ab),
-        elementwise("rope", n * (q_width + kv_width), n * (q_width + kv_width), 3, layers, ab),
-        Op("kv_write", "kv", layers, 0, 0, n * 2 * kv_width * ab, kv_written * 2 * kv_width * kvb),
-        Op(
-            "attention",
-            "attention",
-            layers,
-            flops=4 * a.head_dim * pairs,  # QK^T and AV
-            weight_bytes=0,
-            act_bytes=2 * n * q_width * ab + materialised * 4 * pairs * ab,
-            kv_bytes=batch * (past + tokens) * 2 * attended_width * kvb,
-        ),
-        Op("softmax", "elementwise", layers, 5 * pairs, 0, materialised * 2 * pairs * ab),
-        linear("o_proj", n, q_width, d, a.o_bias, layers, wb, ab),
+        *mixer_ops(a, batch, tokens, past, wb, ab, kvb, counting),
+        Op("post_norms", "elementwise", 2 * layers * (a.norm_layout == 1), 4 * n * d, norm * ab, 2 * n * d * ab),
         elementwise("residual_add", 2 * n * d, n * d, 1, 2 * layers, ab),
         Op("ffn_norm", "elementwise", layers, 4 * n * d, norm * ab, 2 * n * d * ab),
-        linear("router", n * moe, d, a.n_experts + gate, 0, layers, wb, ab),
-        linear("ffn_up", n * (dense_w > 0), d, gated_in * dense_w, a.mlp_bias, layers, wb, ab, copies=dense_w > 0),
-        elementwise("ffn_act", gated_in * n * dense_w, n * dense_w, 5, layers, ab),
-        linear("ffn_down", n * (dense_w > 0), dense_w, d, a.mlp_bias, layers, wb, ab, copies=dense_w > 0),
+        linear("ffn_up", n, d, gated_in * a.d_ff, a.mlp_bias, dense_count, wb, ab),
+        elementwise("ffn_act", gated_in * n * a.d_ff, n * a.d_ff, 5, dense_count, ab),
+        linear("ffn_down", n, a.d_ff, d, a.mlp_bias, dense_count, wb, ab),
+        linear("router", n, d, a.n_experts + gate, a.router_bias, moe_count, wb, ab),
+        linear("shared_up", n * has_shared, d, gated_in * shared_w, a.mlp_bias, moe_count, wb, ab, copies=has_shared),
+        elementwise("shared_act", gated_in * n * shared_w, n * shared_w, 5, moe_count, ab),
+        linear("shared_down", n * has_shared, shared_w, d, a.mlp_bias, moe_count, wb, ab, copies=has_shared),
         replace(
-            linear("experts_up", routed, d, gated_in * a.d_ff_expert, a.mlp_bias, layers, wb, ab, copies=touched),
+            linear("experts_up", routed, d, gated_in * a.d_ff_expert, a.mlp_bias, moe_count, wb, ab, copies=touched),
             launches=expert_launches,
         ),
         replace(
-            elementwise("experts_act", gated_in * routed * a.d_ff_expert, routed * a.d_ff_expert, 5, layers, ab),
+            elementwise("experts_act", gated_in * routed * a.d_ff_expert, routed * a.d_ff_expert, 5, moe_count, ab),
             launches=expert_launches,
         ),
         replace(
-            linear("experts_down", routed, a.d_ff_expert, d, a.mlp_bias, layers, wb, ab, copies=touched),
+            linear("experts_down", routed, a.d_ff_expert, d, a.mlp_bias, moe_count, wb, ab, copies=touched),
             launches=expert_launches,
         ),
         Op("final_norm", "elementwise", 1, 4 * logit_rows * d, norm * ab, 2 * logit_rows * d * ab),
         linear("lm_head", logit_rows, d, a.vocab_size, 0, 1, wb, ab),
+        elementwise(
+            "logit_softcap", logit_rows * a.vocab_size, logit_rows * a.vocab_size, 3, 1 * (a.final_softcap > 0), 4
+        ),
     ]
 
 

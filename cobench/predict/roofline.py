@@ -23,7 +23,9 @@ from cobench.arch.architecture import (
     ArchBatch,
     Architecture,
     as_arch_like,
+    cache_bytes,
     dense_ffn_width,
+    linear_widths,
     param_counts,
     qkv_width,
 )
@@ -230,12 +232,25 @@ class Prediction:
 
 
 def memory_footprint(a: ArchBatch, w: Workload, counting: Counting) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Resident weights (all experts), the KV cache at full context, and the largest prefill transient."""
+    """Resident weights (all experts), the cache and recurrent state at full context (by layer kind: a
+    window caps what a sliding layer keeps, MLA keeps the latent, linear and convolution layers a fixed
+    state), and the largest prefill transient."""
     t = w.types
     weights = param_counts(a).total * t.weight_bytes
-    kv = w.batch * w.context * 2 * a.n_layers * a.n_kv_heads * a.head_dim * w.kv_bytes
+    kv = w.batch * cache_bytes(a, w.context, w.kv_bytes)
     gated = np.where(a.gated, 2, 1)
-    widest = np.maximum.reduce([qkv_width(a), gated * dense_ffn_width(a), a.top_k * gated * a.d_ff_expert])
+    key, value = linear_widths(a)
+    widest = np.maximum.reduce(
+        [
+            qkv_width(a),
+            gated * a.d_ff,
+            gated * dense_ffn_width(a),
+            a.top_k * gated * a.d_ff_expert,
+            a.n_heads * (a.qk_nope_head_dim + a.v_head_dim) * (a.n_mla > 0),
+            (2 * key + 2 * value) * (a.n_linear > 0),
+            3 * a.d_model * (a.n_conv > 0),
+        ]
+    )
     rows = w.batch * w.prompt
     scores = 0 if counting.fused_attention else w.batch * a.n_heads * w.prompt**2 * t.act_bytes
     logits = w.batch * a.vocab_size * LOGITS_BYTES * (w.prompt if counting.logits == "all" else 1)
