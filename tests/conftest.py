@@ -59,3 +59,55 @@ def architectures(draw: st.DrawFn, max_layers: int = 3, moe: bool | None = None)
         d_ff_shared=draw(st.integers(8, 64)) if shared else None,
         shared_expert_gate=draw(st.booleans()) if shared else False,
     )
+
+
+@st.composite
+def variant_architectures(draw: st.DrawFn, kinds: tuple[str, ...] = ("full", "sliding", "mla", "linear", "conv")) -> Architecture:
+    """Small architectures with a random pattern of every layer kind and the variants families add
+    (QK-norm, norm layouts, sinks, soft-caps, output gates, leading dense layers, partial and no RoPE)."""
+    base = draw(architectures(max_layers=1))
+    n_layers = draw(st.integers(1, 5))
+    layer_types = tuple(draw(st.lists(st.sampled_from(kinds), min_size=n_layers, max_size=n_layers)))
+    used = set(layer_types)
+    attention = sum(k in ("full", "sliding") for k in layer_types)
+    fields = base.to_dict() | {
+        "n_layers": n_layers,
+        "layer_types": list(layer_types),
+        "ffn": draw(st.sampled_from(["swiglu", "gelu", "geglu"])),
+        "qk_norm": draw(st.sampled_from(["none", "head", "proj"])),
+        "norm_layout": draw(st.sampled_from(["pre", "sandwich", "post"])),
+        "attention_sinks": draw(st.booleans()),
+        "attn_output_gate": draw(st.booleans()),
+        "attn_softcap": draw(st.sampled_from([0.0, 30.0])),
+        "final_softcap": draw(st.sampled_from([0.0, 15.0])),
+        "rope_fraction": draw(st.sampled_from([1.0, 0.5])),
+        "no_rope_layers": draw(st.integers(0, attention)),
+        "residual_multiplier": draw(st.sampled_from([1.0, 0.5])),
+        "embedding_multiplier": draw(st.sampled_from([1.0, 2.0])),
+        "logits_scaling": draw(st.sampled_from([1.0, 4.0])),
+        "max_seq_len": 64,
+    }
+    if base.n_experts:
+        fields |= {"n_dense_layers": draw(st.integers(0, n_layers)), "router_bias": draw(st.booleans())}
+    if "sliding" in used:
+        fields["sliding_window"] = draw(st.integers(1, 6))
+    if "mla" in used:
+        fields |= {
+            "q_lora_rank": draw(st.sampled_from([0, 12])),
+            "kv_lora_rank": draw(st.sampled_from([8, 16])),
+            "qk_nope_head_dim": draw(st.sampled_from([8, 16])),
+            "qk_rope_head_dim": draw(st.sampled_from([4, 8])),
+            "v_head_dim": draw(st.sampled_from([8, 12])),
+        }
+    if "linear" in used:
+        key_heads = draw(st.sampled_from([1, 2]))
+        fields |= {
+            "linear_key_heads": key_heads,
+            "linear_value_heads": key_heads * draw(st.sampled_from([1, 2])),
+            "linear_key_dim": draw(st.sampled_from([4, 8])),
+            "linear_value_dim": draw(st.sampled_from([4, 8])),
+            "linear_conv_kernel": draw(st.integers(1, 4)),
+        }
+    if "conv" in used:
+        fields |= {"conv_kernel": draw(st.integers(1, 4)), "conv_bias": draw(st.booleans())}
+    return Architecture.from_dict(fields)

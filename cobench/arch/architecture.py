@@ -426,7 +426,7 @@ class ArchBatch:
             n_shared_experts=v["n_shared_experts"],
             d_ff_shared=v["d_ff_shared"] or None,
             shared_expert_gate=bool(v["shared_expert_gate"]),
-            layer_types=spread_layers(v["n_layers"], counts, "mla" if v["kv_lora_rank"] else "full"),
+            layer_types=spread_layers(v["n_layers"], counts),
             sliding_window=v["sliding_window"] or None,
             attention_sinks=bool(v["attention_sinks"]),
             qk_norm=QK_NORMS[v["qk_norm"]],
@@ -444,13 +444,13 @@ class ArchBatch:
         )
 
 
-def spread_layers(n_layers: int, counts: dict[str, int], default: str = "full") -> tuple[str, ...]:
-    """A layer pattern with these counts: the `default` layers spread evenly, each closing its group
-    (k local : 1 global is k locals then the global, as Gemma and Qwen3-Next order them)."""
-    n_default = n_layers - sum(counts.values())
-    kinds = [None] * n_layers
-    for j in range(n_default):
-        kinds[(j + 1) * n_layers // n_default - 1] = default
+def spread_layers(n_layers: int, counts: dict[str, int]) -> tuple[str, ...]:
+    """A layer pattern with these counts of the other kinds: the full-attention layers spread evenly, each
+    closing its group (k local : 1 global is k locals then the global, as Gemma and Qwen3-Next order them)."""
+    n_full = n_layers - sum(counts.values())
+    kinds: list[str | None] = [None] * n_layers
+    for j in range(n_full):
+        kinds[(j + 1) * n_layers // n_full - 1] = "full"
     others = iter(k for k, c in counts.items() for _ in range(c))
     return tuple(k if k is not None else next(others) for k in kinds)
 

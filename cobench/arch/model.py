@@ -1,15 +1,21 @@
 """The real torch module for any Architecture: the one model that export, profiling and training use.
 
-Layout follows Llama/Qwen2/Mixtral (pre-norm, RoPE, q/k/v/o projections, gated or plain MLP, top-k
-routed experts plus optional gated shared experts), so parameter counts match `param_counts` exactly
-and matmul FLOPs match `operators`. The KV cache is passed in and returned as stacked tensors
-(layers, batch, kv_heads, context, head_dim) so that a decode step exports as a plain ONNX graph.
+Layout follows Llama/Qwen2/Mixtral (RoPE, q/k/v/o projections, gated or plain MLP, top-k routed experts
+plus optional gated shared experts), so parameter counts match `param_counts` exactly and matmul FLOPs
+match `operators`. Every layer kind has a reference implementation: full and sliding-window attention
+(QK-norm, sinks, soft-capping, output gate, partial or no RoPE), MLA (keys and values decompressed from
+the latent), a recurrent gated delta-net and LFM2's short convolution; norms before, around or after each
+sub-layer. The KV cache of the attention layers is passed in and returned as stacked tensors (layers,
+batch, kv_heads, context, head_dim) so that a decode step exports as a plain ONNX graph; MLA, linear and
+convolution layers keep other state, which only a prompt-only forward (training, prefill) runs here —
+`uncached_kinds` says which layers a cached step cannot run.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -17,9 +23,29 @@ from torch.nn import functional as F
 
 from cobench.arch.architecture import Architecture
 
+CACHED_KINDS = ("full", "sliding")  # the layers whose cache is K and V per position
+
 
 def _norm(a: Architecture) -> nn.Module:
     return nn.LayerNorm(a.d_model) if a.norm == "layernorm" else nn.RMSNorm(a.d_model, eps=1e-6)
+
+
+def _rms(width: int) -> nn.Module:
+    """QK-norm and MLA's latent norms are RMSNorm in every family that has them, whatever the layers' norm."""
+    return nn.RMSNorm(width, eps=1e-6)
+
+
+def rotary_dim(a: Architecture) -> int:
+    """Dims of each attention head that RoPE rotates (even; all of them unless partial_rotary_factor < 1)."""
+    return max(2, int(a.head_dim * a.rope_fraction) // 2 * 2)
+
+
+def rope_layers(a: Architecture) -> list[bool]:
+    """Which layers apply RoPE: all attention layers but `no_rope_layers` of them, spread evenly (SmolLM3's
+    every fourth)."""
+    attention = [i for i, k in enumerate(a.kinds) if k in CACHED_KINDS]
+    skip = {attention[(j + 1) * len(attention) // a.no_rope_layers - 1] for j in range(a.no_rope_layers)}
+    return [i not in skip for i in range(a.n_layers)]
 
 
 def rope_tables(head_dim: int, max_len: int, theta: float = 10000.0) -> tuple[Tensor, Tensor]:
@@ -31,48 +57,109 @@ def rope_tables(head_dim: int, max_len: int, theta: float = 10000.0) -> tuple[Te
 
 
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """x: (B, heads, T, hd); cos/sin: (T, hd)."""
+    """x: (B, heads, T, hd); cos/sin: (T, rotated dims). Partial RoPE rotates the first dims only."""
+    rot = cos.shape[-1]
+    if rot < x.shape[-1]:
+        return torch.cat([apply_rope(x[..., :rot], cos, sin), x[..., rot:]], dim=-1)
     half = x.shape[-1] // 2
     rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
     return x * cos + rotated * sin
 
 
+def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, scale: float, softcap: float, sinks: Tensor | None) -> Tensor:
+    """Attention written out, for what scaled_dot_product_attention has no argument for: soft-capped logits
+    (Gemma 2) and a learned sink logit per head that takes probability mass but has no value (gpt-oss)."""
+    group = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+    scores = (q @ k.transpose(-1, -2)) * scale
+    if softcap:
+        scores = softcap * torch.tanh(scores / softcap)
+    scores = scores.masked_fill(~mask, float("-inf"))
+    if sinks is not None:
+        sink = sinks.view(1, -1, 1, 1).expand(scores.shape[0], -1, scores.shape[2], 1)
+        probs = torch.cat([scores, sink], dim=-1).softmax(dim=-1)[..., :-1]
+    else:
+        probs = scores.softmax(dim=-1)
+    return probs @ v
+
+
 class Attention(nn.Module):
-    def __init__(self, a: Architecture) -> None:
+    """Full or sliding-window attention (GQA/MQA), with the variants families add."""
+
+    def __init__(self, a: Architecture, kind: str = "full", rope: bool = True) -> None:
         super().__init__()
         self.n_heads, self.n_kv, self.hd = a.n_heads, a.n_kv_heads, a.head_dim
-        self.q_proj = nn.Linear(a.d_model, a.n_heads * a.head_dim, bias=a.qkv_bias)
+        self.gated = a.attn_output_gate
+        self.q_proj = nn.Linear(a.d_model, a.n_heads * a.head_dim * (1 + self.gated), bias=a.qkv_bias)
         self.k_proj = nn.Linear(a.d_model, a.n_kv_heads * a.head_dim, bias=a.qkv_bias)
         self.v_proj = nn.Linear(a.d_model, a.n_kv_heads * a.head_dim, bias=a.qkv_bias)
         self.o_proj = nn.Linear(a.n_heads * a.head_dim, a.d_model, bias=a.o_bias)
+        self.qk_norm = a.qk_norm
+        if a.qk_norm != "none":
+            per_head = a.qk_norm == "head"
+            self.q_norm = _rms(a.head_dim if per_head else a.n_heads * a.head_dim)
+            self.k_norm = _rms(a.head_dim if per_head else a.n_kv_heads * a.head_dim)
+        self.sinks = nn.Parameter(torch.zeros(a.n_heads)) if a.attention_sinks else None
+        self.window = a.sliding_window if kind == "sliding" else None
+        self.rope = rope
+        self.softcap = a.attn_softcap
+        self.scale = a.attention_multiplier or 1.0 / math.sqrt(a.head_dim)
+        # written out (mask by positions) where scaled_dot_product_attention's causal flag cannot say it
+        self.explicit = self.window is not None or self.sinks is not None or bool(self.softcap)
 
-    def _qkv(self, x: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _qkv(self, x: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         b, t, _ = x.shape
-        q = self.q_proj(x).view(b, t, self.n_heads, self.hd).transpose(1, 2)  # (B, h, T, hd)
-        k = self.k_proj(x).view(b, t, self.n_kv, self.hd).transpose(1, 2)  # (B, kv, T, hd)
-        v = self.v_proj(x).view(b, t, self.n_kv, self.hd).transpose(1, 2)
-        return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
+        q, gate = self.q_proj(x), None
+        if self.gated:  # per head: the query, then its gate
+            q, gate = q.view(b, t, self.n_heads, 2 * self.hd).chunk(2, dim=-1)
+        k, v = self.k_proj(x), self.v_proj(x)
+        if self.qk_norm == "proj":
+            q, k = self.q_norm(q.reshape(b, t, -1)), self.k_norm(k)
+        q = q.reshape(b, t, self.n_heads, self.hd)
+        k = k.view(b, t, self.n_kv, self.hd)
+        if self.qk_norm == "head":
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = q.transpose(1, 2), k.transpose(1, 2)  # (B, h, T, hd), (B, kv, T, hd)
+        v = v.view(b, t, self.n_kv, self.hd).transpose(1, 2)
+        if self.rope:
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        return q, k, v, gate
 
-    def _out(self, y: Tensor) -> Tensor:
+    def _out(self, y: Tensor, gate: Tensor | None) -> Tensor:
         b, _, t, _ = y.shape
-        return self.o_proj(y.transpose(1, 2).reshape(b, t, self.n_heads * self.hd))
+        y = y.transpose(1, 2)
+        if gate is not None:
+            y = y * torch.sigmoid(gate)
+        return self.o_proj(y.reshape(b, t, self.n_heads * self.hd))
+
+    def _mask(self, q_pos: Tensor, k_pos: Tensor) -> Tensor:
+        """Which keys each query sees: causal, and within the window for a sliding layer."""
+        seen = q_pos[:, None] >= k_pos[None, :]
+        if self.window is not None:
+            seen &= q_pos[:, None] - k_pos[None, :] < self.window
+        return seen
 
     def forward(
         self, x: Tensor, cos: Tensor, sin: Tensor, past_k: Tensor | None, past_v: Tensor | None
     ) -> tuple[Tensor, Tensor, Tensor]:
         t = x.shape[1]
-        q, k, v = self._qkv(x, cos, sin)
+        q, k, v, gate = self._qkv(x, cos, sin)
         mask = None
+        past = 0
         if past_k is not None and past_v is not None:  # new tokens see the whole cache and, causally, each other
             past = past_k.shape[2]
             k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)  # (B, kv, C+T, hd)
             mask = torch.ones(t, past + t, dtype=torch.bool, device=x.device).tril(diagonal=past)
+        if self.explicit:
+            positions = torch.arange(past + t, device=x.device)
+            y = attend(q, k, v, self._mask(positions[past:], positions), self.scale, self.softcap, self.sinks)
+            return self._out(y, gate), k, v
         group = self.n_heads // self.n_kv
         k_all = k.repeat_interleave(group, dim=1) if group > 1 else k
         v_all = v.repeat_interleave(group, dim=1) if group > 1 else v
         # (shape-independent branches, so that torch.export sees one graph per phase)
-        y = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask, is_causal=mask is None)
-        return self._out(y), k, v
+        y = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask, is_causal=mask is None, scale=self.scale)
+        return self._out(y, gate), k, v
 
     def cached(
         self, x: Tensor, cos: Tensor, sin: Tensor, keys: Tensor, values: Tensor, positions: Tensor, visible: int | None
@@ -80,33 +167,150 @@ class Attention(nn.Module):
         """Attention against a preallocated cache (B, kv, capacity, hd): the new keys and values are written
         at `positions` in place, then attention reads the first `visible` positions (a view, no copy), or,
         with visible None (CUDA graphs: one shape for every step), the whole capacity under a mask."""
-        q, k, v = self._qkv(x, cos, sin)
+        q, k, v, gate = self._qkv(x, cos, sin)
         keys.index_copy_(2, positions, k)
         values.index_copy_(2, positions, v)
-        if visible is not None:
-            keys, values = keys[:, :, :visible], values[:, :, :visible]
+        start = 0
+        if visible is not None:  # a sliding layer reads only what its first new query's window reaches
+            start = max(0, visible - x.shape[1] - self.window + 1) if self.window is not None else 0
+            keys, values = keys[:, :, start:visible], values[:, :, start:visible]
         t, seen = x.shape[1], keys.shape[2]
+        if self.explicit:
+            k_pos = torch.arange(start, start + seen, device=x.device)
+            y = attend(q, keys, values, self._mask(positions, k_pos), self.scale, self.softcap, self.sinks)
+            return self._out(y, gate)
         causal = visible is not None and visible == t  # a prompt into an empty cache
         mask = None
         if not causal and (t > 1 or visible is None):
             mask = positions[:, None] >= torch.arange(seen, device=x.device)[None, :]
-        y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, is_causal=causal, enable_gqa=True)
-        return self._out(y)
+        y = F.scaled_dot_product_attention(
+            q, keys, values, attn_mask=mask, is_causal=causal, enable_gqa=True, scale=self.scale
+        )
+        return self._out(y, gate)
+
+
+class LatentAttention(nn.Module):
+    """MLA (DeepSeek-V2/V3), the reference way: the query through its low-rank pair (or one projection),
+    a shared down-projection to the latent and one RoPE key, keys and values decompressed per head."""
+
+    def __init__(self, a: Architecture) -> None:
+        super().__init__()
+        self.h, self.nope, self.rope_dim, self.v_dim = a.n_heads, a.qk_nope_head_dim, a.qk_rope_head_dim, a.v_head_dim
+        self.rank = a.kv_lora_rank
+        qk = a.qk_nope_head_dim + a.qk_rope_head_dim
+        if a.q_lora_rank:
+            self.q_a_proj = nn.Linear(a.d_model, a.q_lora_rank, bias=a.qkv_bias)
+            self.q_a_norm = _rms(a.q_lora_rank)
+            self.q_b_proj = nn.Linear(a.q_lora_rank, a.n_heads * qk, bias=False)
+        else:
+            self.q_proj = nn.Linear(a.d_model, a.n_heads * qk, bias=False)
+        self.kv_a_proj = nn.Linear(a.d_model, a.kv_lora_rank + a.qk_rope_head_dim, bias=a.qkv_bias)
+        self.kv_a_norm = _rms(a.kv_lora_rank)
+        self.kv_b_proj = nn.Linear(a.kv_lora_rank, a.n_heads * (a.qk_nope_head_dim + a.v_head_dim), bias=False)
+        self.o_proj = nn.Linear(a.n_heads * a.v_head_dim, a.d_model, bias=a.o_bias)
+        self.scale = a.attention_multiplier or 1.0 / math.sqrt(qk)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        b, t, _ = x.shape
+        q = self.q_b_proj(self.q_a_norm(self.q_a_proj(x))) if hasattr(self, "q_b_proj") else self.q_proj(x)
+        q = q.view(b, t, self.h, -1).transpose(1, 2)
+        q_nope, q_rope = q.split([self.nope, self.rope_dim], dim=-1)
+        latent, k_rope = self.kv_a_proj(x).split([self.rank, self.rope_dim], dim=-1)
+        kv = self.kv_b_proj(self.kv_a_norm(latent)).view(b, t, self.h, -1).transpose(1, 2)
+        k_nope, v = kv.split([self.nope, self.v_dim], dim=-1)
+        k_rope = apply_rope(k_rope[:, None], cos, sin).expand(-1, self.h, -1, -1)
+        q = torch.cat([q_nope, apply_rope(q_rope, cos, sin)], dim=-1)
+        k = torch.cat([k_nope, k_rope], dim=-1)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)
+        return self.o_proj(y.transpose(1, 2).reshape(b, t, self.h * self.v_dim))
+
+
+def causal_conv(x: Tensor, conv: nn.Conv1d) -> Tensor:
+    """Depthwise causal convolution over time: x (B, channels, T), padded on the left only."""
+    return conv(F.pad(x, (conv.kernel_size[0] - 1, 0)))
+
+
+class GatedDeltaNet(nn.Module):
+    """Gated delta-net linear attention (Qwen3-Next), recurrent reference form: per value head a key × value
+    state, decayed by exp(g) and corrected by the delta rule with strength β each token; a causal conv over
+    q, k and v first, a norm gated by z last. Its state does not grow with the context."""
+
+    def __init__(self, a: Architecture) -> None:
+        super().__init__()
+        self.hk, self.hv, self.dk, self.dv = (
+            a.linear_key_heads,
+            a.linear_value_heads,
+            a.linear_key_dim,
+            a.linear_value_dim,
+        )
+        key, value = self.hk * self.dk, self.hv * self.dv
+        self.widths = [key, key, value, value]
+        self.in_proj_qkvz = nn.Linear(a.d_model, 2 * key + 2 * value, bias=False)
+        self.in_proj_ba = nn.Linear(a.d_model, 2 * self.hv, bias=False)
+        self.conv1d = nn.Conv1d(
+            2 * key + value, 2 * key + value, a.linear_conv_kernel, groups=2 * key + value, bias=False
+        )
+        self.dt_bias = nn.Parameter(torch.ones(self.hv))
+        self.A_log = nn.Parameter(torch.zeros(self.hv))
+        self.norm = _rms(self.dv)
+        self.out_proj = nn.Linear(value, a.d_model, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, t, _ = x.shape
+        q, k, v, z = self.in_proj_qkvz(x).split(self.widths, dim=-1)
+        beta, alpha = self.in_proj_ba(x).chunk(2, dim=-1)
+        mixed = F.silu(causal_conv(torch.cat([q, k, v], dim=-1).transpose(1, 2), self.conv1d)).transpose(1, 2)
+        q, k, v = mixed.split(self.widths[:3], dim=-1)
+        group = self.hv // self.hk
+        q = F.normalize(q.view(b, t, self.hk, self.dk), dim=-1).repeat_interleave(group, dim=2) / math.sqrt(self.dk)
+        k = F.normalize(k.view(b, t, self.hk, self.dk), dim=-1).repeat_interleave(group, dim=2)
+        v = v.view(b, t, self.hv, self.dv)
+        beta = torch.sigmoid(beta)
+        decay = torch.exp(-self.A_log.exp() * F.softplus(alpha + self.dt_bias))  # (B, T, Hv)
+        state = x.new_zeros(b, self.hv, self.dk, self.dv)
+        outs = []
+        for i in range(t):
+            state = state * decay[:, i, :, None, None]
+            delta = (v[:, i] - torch.einsum("bhk,bhkv->bhv", k[:, i], state)) * beta[:, i, :, None]
+            state = state + torch.einsum("bhk,bhv->bhkv", k[:, i], delta)
+            outs.append(torch.einsum("bhk,bhkv->bhv", q[:, i], state))
+        y = self.norm(torch.stack(outs, dim=1)) * F.silu(z.view(b, t, self.hv, self.dv))
+        return self.out_proj(y.reshape(b, t, -1))
+
+
+class ShortConv(nn.Module):
+    """LFM2's gated short convolution: in_proj to (B, C, x), B·x through a depthwise causal conv, gated by C."""
+
+    def __init__(self, a: Architecture) -> None:
+        super().__init__()
+        d = a.d_model
+        self.in_proj = nn.Linear(d, 3 * d, bias=a.conv_bias)
+        self.conv = nn.Conv1d(d, d, a.conv_kernel, groups=d, bias=a.conv_bias)
+        self.out_proj = nn.Linear(d, d, bias=a.conv_bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate_b, gate_c, h = self.in_proj(x).transpose(1, 2).chunk(3, dim=1)
+        y = gate_c * causal_conv(gate_b * h, self.conv)
+        return self.out_proj(y.transpose(1, 2))
 
 
 class FeedForward(nn.Module):
-    """SwiGLU (gate, up, down) or GELU MLP (up, down) of a given width: dense FFN, expert or shared expert."""
+    """SwiGLU or GeGLU (gate, up, down) or GELU MLP (up, down) of a given width: dense FFN, expert or shared expert."""
 
     def __init__(self, a: Architecture, width: int) -> None:
         super().__init__()
-        self.gated = a.ffn == "swiglu"
+        self.gated = a.ffn in ("swiglu", "geglu")
+        self.geglu = a.ffn == "geglu"
         self.gate_proj = nn.Linear(a.d_model, width, bias=a.mlp_bias) if self.gated else None
         self.up_proj = nn.Linear(a.d_model, width, bias=a.mlp_bias)
         self.down_proj = nn.Linear(width, a.d_model, bias=a.mlp_bias)
 
+    def act(self, h: Tensor) -> Tensor:
+        return F.gelu(h, approximate="tanh") if self.geglu else F.silu(h)
+
     def forward(self, x: Tensor) -> Tensor:
         if self.gate_proj is not None:
-            return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+            return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
         return self.down_proj(F.gelu(self.up_proj(x), approximate="tanh"))
 
 
@@ -120,7 +324,7 @@ class MoE(nn.Module):
         super().__init__()
         assert a.d_ff_expert is not None
         self.top_k = a.top_k
-        self.router = nn.Linear(a.d_model, a.n_experts, bias=False)
+        self.router = nn.Linear(a.d_model, a.n_experts, bias=a.router_bias)
         self.experts = nn.ModuleList(FeedForward(a, a.d_ff_expert) for _ in range(a.n_experts))
         width = a.d_ff_shared or 0
         self.shared = nn.ModuleList(FeedForward(a, width) for _ in range(a.n_shared_experts))
@@ -171,54 +375,116 @@ class MoE(nn.Module):
 
         h = flat[:, None, :].expand(-1, self.top_k, -1)
         if "gate_proj" in stack:
-            inner = F.silu(project("gate_proj", h)) * project("up_proj", h)
+            inner = self.experts[0].act(project("gate_proj", h)) * project("up_proj", h)
         else:
             inner = F.gelu(project("up_proj", h), approximate="tanh")
         return (project("down_proj", inner) * weights[..., None]).sum(dim=1)
 
 
 class Block(nn.Module):
-    def __init__(self, a: Architecture) -> None:
+    """One decoder layer: its token mixer and FFN, normed before (Llama), before and after (Gemma) or after
+    (OLMo 2) each, each output scaled by the residual multiplier (Granite) before the residual add."""
+
+    def __init__(self, a: Architecture, i: int = 0) -> None:
         super().__init__()
+        self.kind, self.layout, self.scale = a.kinds[i], a.norm_layout, a.residual_multiplier
         self.attn_norm, self.ffn_norm = _norm(a), _norm(a)
-        self.attn = Attention(a)
-        self.ffn: nn.Module = MoE(a) if a.is_moe else FeedForward(a, a.d_ff)
+        if self.layout == "sandwich":
+            self.attn_post_norm, self.ffn_post_norm = _norm(a), _norm(a)
+        mixers = {"mla": LatentAttention, "linear": GatedDeltaNet, "conv": ShortConv}
+        self.attn: nn.Module = (
+            Attention(a, self.kind, rope_layers(a)[i]) if self.kind in CACHED_KINDS else mixers[self.kind](a)
+        )
+        self.ffn: nn.Module = FeedForward(a, a.d_ff) if a.dense_layer(i) else MoE(a)
+
+    def _residual(self, x: Tensor, sublayer: Any, pre: nn.Module, post: nn.Module | None) -> Tensor:
+        if self.layout == "post":
+            return x + self.scale * pre(sublayer(x))
+        h = sublayer(pre(x))
+        return x + self.scale * (post(h) if post is not None else h)
+
+    def _post(self, which: str) -> nn.Module | None:
+        return getattr(self, which) if self.layout == "sandwich" else None
+
+    def mix(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        """The token mixer without a cache (a prompt, training)."""
+        if self.kind in CACHED_KINDS:
+            return self.attn(x, cos, sin, None, None)[0]
+        return self.attn(x, cos, sin) if self.kind == "mla" else self.attn(x)
 
     def forward(
         self, x: Tensor, cos: Tensor, sin: Tensor, past_k: Tensor | None, past_v: Tensor | None
     ) -> tuple[Tensor, Tensor, Tensor]:
-        h, k, v = self.attn(self.attn_norm(x), cos, sin, past_k, past_v)
-        x = x + h
-        return x + self.ffn(self.ffn_norm(x)), k, v
+        kv: list[Tensor] = []
+
+        def attention(h: Tensor) -> Tensor:
+            y, k, v = self.attn(h, cos, sin, past_k, past_v)
+            kv.extend([k, v])
+            return y
+
+        x = self._residual(x, attention, self.attn_norm, self._post("attn_post_norm"))
+        return self._ffn(x, False), kv[0], kv[1]
+
+    def _ffn(self, x: Tensor, capturable: bool) -> Tensor:
+        if isinstance(self.ffn, MoE):  # the capturable step (visible=None) must not sync with the host
+            return self._residual(x, lambda h: self.ffn(h, capturable=capturable), self.ffn_norm,
+                                  self._post("ffn_post_norm"))  # fmt: skip
+        return self._residual(x, self.ffn, self.ffn_norm, self._post("ffn_post_norm"))
+
+    def plain(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        x = self._residual(x, lambda h: self.mix(h, cos, sin), self.attn_norm, self._post("attn_post_norm"))
+        return self._ffn(x, False)
 
     def cached(
         self, x: Tensor, cos: Tensor, sin: Tensor, keys: Tensor, values: Tensor, positions: Tensor, visible: int | None
     ) -> Tensor:
-        x = x + self.attn.cached(self.attn_norm(x), cos, sin, keys, values, positions, visible)
-        if isinstance(self.ffn, MoE):  # the capturable step (visible=None) must not sync with the host
-            return x + self.ffn(self.ffn_norm(x), capturable=visible is None)
-        return x + self.ffn(self.ffn_norm(x))
+        attention = lambda h: self.attn.cached(h, cos, sin, keys, values, positions, visible)  # noqa: E731
+        x = self._residual(x, attention, self.attn_norm, self._post("attn_post_norm"))
+        return self._ffn(x, visible is None)
 
 
 class Transformer(nn.Module):
     """Decoder-only LM. forward(ids, past_k, past_v) → (logits, k_cache, v_cache).
 
     Logits convention: only the last position unless `all_logits` (training) — a generation engine
-    needs only the last, and the roofline counts the LM head the same way.
+    needs only the last, and the roofline counts the LM head the same way. The caches stack the K and V
+    of the attention layers; MLA, linear and convolution layers run only without a cache (`past_k` None).
     """
 
     def __init__(self, a: Architecture) -> None:
         super().__init__()
         self.arch = a
         self.embed = nn.Embedding(a.vocab_size, a.d_model)
-        self.layers = nn.ModuleList(Block(a) for _ in range(a.n_layers))
+        self.layers = nn.ModuleList(Block(a, i) for i in range(a.n_layers))
         self.norm = _norm(a)
         self.lm_head = nn.Linear(a.d_model, a.vocab_size, bias=False)
         if a.tie_embeddings:
             self.lm_head.weight = self.embed.weight
-        cos, sin = rope_tables(a.head_dim, a.max_seq_len)
+        self.reset_rope()
+
+    def reset_rope(self) -> None:
+        """(Re)compute the RoPE tables: buffers, not parameters, so build_model's to_empty leaves them empty."""
+        a = self.arch
+        cos, sin = rope_tables(rotary_dim(a), a.max_seq_len, a.rope_theta)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
+        if a.qk_rope_head_dim:
+            cos, sin = rope_tables(a.qk_rope_head_dim, a.max_seq_len, a.rope_theta)
+            self.register_buffer("mla_cos", cos, persistent=False)
+            self.register_buffer("mla_sin", sin, persistent=False)
+
+    def _embed(self, ids: Tensor) -> Tensor:
+        x = self.embed(ids)
+        return x * self.arch.embedding_multiplier if self.arch.embedding_multiplier != 1.0 else x
+
+    def _logits(self, x: Tensor) -> Tensor:
+        a = self.arch
+        logits = self.lm_head(self.norm(x))
+        if a.logits_scaling != 1.0:
+            logits = logits / a.logits_scaling
+        if a.final_softcap:
+            logits = a.final_softcap * torch.tanh(logits / a.final_softcap)
+        return logits
 
     def forward(
         self,
@@ -230,16 +496,26 @@ class Transformer(nn.Module):
         t = ids.shape[1]
         start = 0 if past_k is None else past_k.shape[3]
         cos, sin = self.rope_cos[start : start + t], self.rope_sin[start : start + t]
-        x = self.embed(ids)
+        x = self._embed(ids)
         ks, vs = [], []
-        for i, layer in enumerate(self.layers):
-            pk = None if past_k is None else past_k[i]
-            pv = None if past_v is None else past_v[i]
+        for layer in self.layers:
+            if layer.kind not in CACHED_KINDS:
+                if past_k is not None:
+                    raise ValueError(f"a {layer.kind} layer keeps no K/V cache: run it without one")
+                x = (
+                    layer.plain(x, self.mla_cos[:t], self.mla_sin[:t])
+                    if layer.kind == "mla"
+                    else layer.plain(x, cos, sin)
+                )
+                continue
+            pk = None if past_k is None else past_k[len(ks)]
+            pv = None if past_v is None else past_v[len(vs)]
             x, k, v = layer(x, cos, sin, pk, pv)
             ks.append(k)
             vs.append(v)
-        x = self.norm(x if all_logits else x[:, -1:, :])
-        return self.lm_head(x), torch.stack(ks), torch.stack(vs)
+        empty = x.new_zeros(0)
+        logits = self._logits(x if all_logits else x[:, -1:, :])
+        return logits, torch.stack(ks) if ks else empty, torch.stack(vs) if vs else empty
 
     def step(self, ids: Tensor, cache: StaticCache, positions: Tensor, visible: int | None) -> Tensor:
         """One engine step: ids (B, T) at `positions` (T,), written into the cache in place; last logits.
@@ -248,10 +524,15 @@ class Transformer(nn.Module):
         so that every step has the same shapes and a CUDA graph can replay it (positions updated in place).
         """
         cos, sin = self.rope_cos[positions], self.rope_sin[positions]
-        x = self.embed(ids)
+        x = self._embed(ids)
         for i, layer in enumerate(self.layers):
             x = layer.cached(x, cos, sin, cache.keys[i], cache.values[i], positions, visible)
-        return self.lm_head(self.norm(x[:, -1:, :]))
+        return self._logits(x[:, -1:, :])
+
+
+def uncached_kinds(a: Architecture) -> list[str]:
+    """The layer kinds of `a` that a cached step (StaticCache, the exported decode graph) cannot run."""
+    return sorted({k for k in a.kinds if k not in CACHED_KINDS})
 
 
 @dataclass
@@ -265,6 +546,8 @@ class StaticCache:
 
     @classmethod
     def allocate(cls, a: Architecture, batch: int, capacity: int, dtype: torch.dtype, device: str) -> StaticCache:
+        if uncached_kinds(a):
+            raise ValueError(f"{a.name}: {', '.join(uncached_kinds(a))} layers keep state a K/V cache cannot hold")
         shape = (a.n_layers, batch, a.n_kv_heads, capacity, a.head_dim)
         return cls(torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device))
 
@@ -284,12 +567,11 @@ def build_model(a: Architecture, seed: int = 0, dtype: torch.dtype = torch.float
     model.to_empty(device="cpu")
     if a.tie_embeddings:  # to_empty gives every parameter its own storage
         model.lm_head.weight = model.embed.weight
-    cos, sin = rope_tables(a.head_dim, a.max_seq_len)  # buffers are not parameters: to_empty left them empty
-    model.rope_cos, model.rope_sin = cos, sin
+    model.reset_rope()
     with torch.no_grad():
         for name, p in model.named_parameters():
             if p.dim() == 1:
-                p.fill_(1.0 if name.endswith("weight") else 0.0)
+                p.fill_(1.0 if name.endswith(("weight", "dt_bias")) else 0.0)
             else:
                 std = 0.02 / math.sqrt(2 * a.n_layers) if name.endswith(("o_proj.weight", "down_proj.weight")) else 0.02
                 p.normal_(0.0, std, generator=generator)
