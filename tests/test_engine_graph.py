@@ -31,6 +31,20 @@ VARIANTS = {
     "moe-top2-gated-shared": replace(
         TINY, n_experts=4, top_k=2, d_ff_expert=48, n_shared_experts=1, d_ff_shared=32, shared_expert_gate=True
     ),
+    # the 2026 families' attention and layout variants, through GroupQueryAttention's own attributes
+    "gemma-like": replace(
+        TINY, ffn="geglu", norm_layout="sandwich", qk_norm="head", layer_types=("sliding", "full"), sliding_window=4,
+        attn_softcap=20.0, final_softcap=10.0, attention_multiplier=0.2, embedding_multiplier=8.0, tie_embeddings=True,
+    ),
+    "olmo-granite-like": replace(
+        TINY, norm_layout="post", qk_norm="proj", residual_multiplier=0.5, logits_scaling=4.0, rope_theta=5e5
+    ),
+    "gpt-oss-like": replace(
+        TINY, attention_sinks=True, layer_types=("sliding", "full"), sliding_window=3, qkv_bias=True, o_bias=True,
+        mlp_bias=True, n_experts=4, top_k=2, router_bias=True, n_layers=2, n_dense_layers=1,
+    ),
+    "qwen3-next-attention": replace(TINY, attn_output_gate=True, qk_norm="head", head_dim=64, rope_fraction=0.25),
+    "smollm3-like": replace(TINY, no_rope_layers=1),
 }
 
 

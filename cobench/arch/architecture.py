@@ -124,6 +124,11 @@ class Architecture:
         """Whether layer i has the dense FFN: every layer of a dense model, the first n_dense_layers of an MoE."""
         return not self.is_moe or i < self.n_dense_layers
 
+    @property
+    def variants(self) -> list[str]:
+        """The variant fields (those only some families set) this architecture sets away from their defaults."""
+        return [f.name for f in fields(self) if f.metadata.get("variant") and getattr(self, f.name) != f.default]
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         for f in fields(self):

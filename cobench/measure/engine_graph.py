@@ -10,8 +10,14 @@ parameter counts are the ones cobench checks; building takes seconds where torch
 Inputs: input_ids (B, S) int64; seqlens_k (B,) int32 = total length − 1; total_sequence_length () int32;
 cos_cache / sin_cache (capacity, head_dim / 2); past_key_i / past_value_i (B, kv_heads, capacity,
 head_dim). Outputs: logits (B, 1, vocab) of the last position; present_key_i / present_value_i.
-SwiGLU or GELU, RMSNorm or LayerNorm, q/k/v/o/MLP biases, tied or untied; MoE with top-k routing, each
-expert run on the tokens routed to it (as cobench's torch module loops over them) and shared experts.
+SwiGLU, GeGLU or GELU, RMSNorm or LayerNorm before, around or after each sub-layer, q/k/v/o/MLP biases,
+tied or untied; MoE with top-k routing (router bias, leading dense layers), each expert run on the tokens
+routed to it (as cobench's torch module loops over them) and shared experts. Attention variants go to
+GroupQueryAttention's own attributes where it has them — sliding windows (`local_window_size`), soft-caps
+(`softcap`), the score scale (`scale`), per-head sinks (`head_sink`), layers without RoPE (`do_rotary`),
+partial RoPE (narrower cos/sin tables) — and around it where it has not (QK-norm before it, the output
+gate after it). MLA, linear-attention and convolution layers keep state GroupQueryAttention has no
+place for: `unsupported` names them and the runner refuses such candidates before building anything.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from cobench.arch.architecture import Architecture
+from cobench.arch.model import rotary_dim
 
 OPSET = 23  # RMSNormalization is in the standard domain from opset 23
 ENGINE_PRECISIONS = ("fp32", "fp16", "int8")
@@ -90,11 +97,22 @@ class _Graph:
         return self.node("RMSNormalization", [x, scale], name, axis=-1, epsilon=RMS_EPS)
 
 
+def unsupported(a: Architecture) -> list[str]:
+    """What of `a` the engine graph has no fused operator for, one phrase each (empty: it builds)."""
+    why = [f"{k} layers" for k in sorted({k for k in a.kinds if k not in ("full", "sliding")})]
+    if (rotary_dim(a) // 2) % 8:  # GroupQueryAttention's rotary kernels work in blocks of 8
+        why.append(f"RoPE over {rotary_dim(a)} dims of each head (GroupQueryAttention needs a multiple of 16)")
+    return why
+
+
 def _ffn(g: _Graph, x: str, ffn: Any, name: str) -> str:
-    if ffn.gate_proj is not None:  # SwiGLU: silu(gate) * up
+    if ffn.gate_proj is not None:  # SwiGLU: silu(gate) * up; GeGLU: gelu_tanh(gate) * up
         gate = g.linear(x, ffn.gate_proj, f"{name}.gate")
-        silu = g.node("Mul", [gate, g.node("Sigmoid", [gate], f"{name}.sigmoid")], f"{name}.silu")
-        hidden = g.node("Mul", [silu, g.linear(x, ffn.up_proj, f"{name}.up")], f"{name}.act")
+        if ffn.geglu:
+            act = g.node("Gelu", [gate], f"{name}.gelu", approximate="tanh")
+        else:
+            act = g.node("Mul", [gate, g.node("Sigmoid", [gate], f"{name}.sigmoid")], f"{name}.silu")
+        hidden = g.node("Mul", [act, g.linear(x, ffn.up_proj, f"{name}.up")], f"{name}.act")
     else:
         hidden = g.node("Gelu", [g.linear(x, ffn.up_proj, f"{name}.up")], f"{name}.act", approximate="tanh")
     return g.linear(hidden, ffn.down_proj, f"{name}.down")
@@ -134,6 +152,77 @@ def _moe(g: _Graph, x: str, moe: Any, a: Architecture, name: str) -> str:
     return g.node("Reshape", [out, g.node("Shape", [x], f"{name}.shape")], f"{name}.moe")
 
 
+def _sublayer(g: _Graph, x: str, layer: Any, which: str, run: Any, n: str, layernorm: bool) -> str:
+    """x + r · sub-layer, normed before it (pre), before and after it (sandwich) or after it (post)."""
+    norm = getattr(layer, f"{which}_norm")
+    if layer.layout == "post":
+        y = g.norm(run(x), norm, f"{n}.{which}_norm", layernorm)
+    else:
+        y = run(g.norm(x, norm, f"{n}.{which}_norm", layernorm))
+        if layer.layout == "sandwich":
+            y = g.norm(y, getattr(layer, f"{which}_post_norm"), f"{n}.{which}_post_norm", layernorm)
+    if layer.scale != 1.0:
+        y = g.node("Mul", [y, g.weight(f"{n}.{which}_scale", np.array(layer.scale, g.dtype))], f"{n}.{which}_scaled")
+    return g.node("Add", [x, y], f"{n}.{which}_residual")
+
+
+def _heads_norm(g: _Graph, x: str, norm: Any, heads: int, hd: int, name: str) -> str:
+    """RMSNorm over each head's dims: (B, S, heads · hd) → (B, S, heads, hd), normed, back."""
+    i64 = np.int64
+    split = g.node("Reshape", [x, g.weight(f"{name}.split", np.array([0, 0, heads, hd]), i64)], f"{name}.heads")
+    normed = g.norm(split, norm, name, layernorm=False)
+    return g.node("Reshape", [normed, g.weight(f"{name}.join", np.array([0, 0, heads * hd]), i64)], f"{name}.joined")
+
+
+def _attention(g: _Graph, h: str, layer: Any, a: Architecture, i: int, n: str) -> str:
+    """q/k/v, QK-norm, GroupQueryAttention on the layer's cache buffers, the output gate and o_proj."""
+    from onnx import helper
+
+    att = layer.attn
+    q, k, v = (g.linear(h, p, f"{n}.{name}") for name, p in (("q", att.q_proj), ("k", att.k_proj), ("v", att.v_proj)))
+    gate = None
+    if att.gated:  # per head [query | gate]: split them
+        i64, hd = np.int64, a.head_dim
+        both = g.node("Reshape", [q, g.weight(f"{n}.qg_split", np.array([0, 0, a.n_heads, 2 * hd]), i64)], f"{n}.qg")
+        sizes = g.weight(f"{n}.qg_sizes", np.array([hd, hd]), i64)
+        g.node("Split", [both, sizes], f"{n}.qg_parts", outputs=2, axis=-1)
+        flat = g.weight(f"{n}.q_flat", np.array([0, 0, a.n_heads * a.head_dim]), np.int64)
+        q = g.node("Reshape", [f"{n}.qg_parts:0", flat], f"{n}.q_only")
+        gate = g.node("Reshape", [f"{n}.qg_parts:1", flat], f"{n}.gate")
+    if att.qk_norm == "head":
+        q = _heads_norm(g, q, att.q_norm, a.n_heads, a.head_dim, f"{n}.q_norm")
+        k = _heads_norm(g, k, att.k_norm, a.n_kv_heads, a.head_dim, f"{n}.k_norm")
+    elif att.qk_norm == "proj":
+        q, k = g.norm(q, att.q_norm, f"{n}.q_norm", False), g.norm(k, att.k_norm, f"{n}.k_norm", False)
+    extra: dict[str, Any] = {"scale": float(att.scale)}
+    if att.window is not None:  # keys with query − key < window, as the torch module's mask
+        extra["local_window_size"] = int(att.window)
+    if att.softcap:
+        extra["softcap"] = float(att.softcap)
+    gqa_inputs = [q, k, v, f"past_key_{i}", f"past_value_{i}", "seqlens_k", "total_sequence_length", "cos_cache",
+                  "sin_cache"]  # fmt: skip
+    if att.sinks is not None:
+        gqa_inputs += ["", "", g.weight(f"{n}.sinks", att.sinks.detach().numpy())]
+    g.nodes.append(
+        helper.make_node(
+            "GroupQueryAttention",
+            gqa_inputs,
+            [f"{n}.attn", f"present_key_{i}", f"present_value_{i}"],
+            name=f"{n}.gqa",
+            domain="com.microsoft",
+            num_heads=a.n_heads,
+            kv_num_heads=a.n_kv_heads,
+            do_rotary=int(att.rope),
+            rotary_interleaved=0,
+            **extra,
+        )
+    )
+    y = f"{n}.attn"
+    if gate is not None:
+        y = g.node("Mul", [y, g.node("Sigmoid", [gate], f"{n}.gate_sigmoid")], f"{n}.gated")
+    return g.linear(y, att.o_proj, f"{n}.o")
+
+
 def build(model: Any, a: Architecture, precision: str, data: Any = None, location: str = "") -> Any:
     """The engine graph of `model` (cobench's torch Transformer for `a`) at fp32, fp16 or int8 (W8A8
     matmuls, fp32 elsewhere and in the cache); with `data` (a binary file open for writing, named
@@ -144,61 +233,61 @@ def build(model: Any, a: Architecture, precision: str, data: Any = None, locatio
     g = _Graph(dtype, elem, precision == "int8", data, location)
     embed = g.weight("embed", model.embed.weight.detach().numpy())
     x = g.node("Gather", [embed, "input_ids"], "embedded")
+    if a.embedding_multiplier != 1.0:
+        x = g.node("Mul", [x, g.weight("embed_scale", np.array(a.embedding_multiplier, dtype))], "embedded_scaled")
     layernorm = a.norm == "layernorm"
     cache_shape = ["batch", a.n_kv_heads, "capacity", a.head_dim]
+    rope_width = rotary_dim(a) // 2
     inputs = [
         helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"]),
         helper.make_tensor_value_info("seqlens_k", TensorProto.INT32, ["batch"]),
         helper.make_tensor_value_info("total_sequence_length", TensorProto.INT32, []),
-        helper.make_tensor_value_info("cos_cache", elem, ["capacity", a.head_dim // 2]),
-        helper.make_tensor_value_info("sin_cache", elem, ["capacity", a.head_dim // 2]),
+        helper.make_tensor_value_info("cos_cache", elem, ["capacity", rope_width]),
+        helper.make_tensor_value_info("sin_cache", elem, ["capacity", rope_width]),
     ]
     outputs = [helper.make_tensor_value_info("logits", elem, ["batch", 1, a.vocab_size])]
     for i, layer in enumerate(model.layers):
         n = f"l{i}"
-        h = g.norm(x, layer.attn_norm, f"{n}.attn_norm", layernorm)
-        att = layer.attn
-        q, k, v = (
-            g.linear(h, p, f"{n}.{p_name}") for p_name, p in (("q", att.q_proj), ("k", att.k_proj), ("v", att.v_proj))
-        )
         past = [f"past_key_{i}", f"past_value_{i}"]
-        g.nodes.append(
-            helper.make_node(
-                "GroupQueryAttention",
-                [q, k, v, *past, "seqlens_k", "total_sequence_length", "cos_cache", "sin_cache"],
-                [f"{n}.attn", f"present_key_{i}", f"present_value_{i}"],
-                name=f"{n}.gqa",
-                domain="com.microsoft",
-                num_heads=a.n_heads,
-                kv_num_heads=a.n_kv_heads,
-                do_rotary=1,
-                rotary_interleaved=0,
-            )
+        x = _sublayer(
+            g, x, layer, "attn", lambda h, n=n, i=i, layer=layer: _attention(g, h, layer, a, i, n), n, layernorm
         )
         inputs += [helper.make_tensor_value_info(p, elem, cache_shape) for p in past]
         outputs += [
             helper.make_tensor_value_info(f"present_{kind}_{i}", elem, cache_shape) for kind in ("key", "value")
         ]
-        x = g.node("Add", [x, g.linear(f"{n}.attn", att.o_proj, f"{n}.o")], f"{n}.residual1")
-        h = g.norm(x, layer.ffn_norm, f"{n}.ffn_norm", layernorm)
-        ffn = _moe(g, h, layer.ffn, a, f"{n}.moe") if a.is_moe else _ffn(g, h, layer.ffn, f"{n}.ffn")
-        x = g.node("Add", [x, ffn], f"{n}.residual2")
+        moe = not a.dense_layer(i)
+        run_ffn = lambda h, n=n, layer=layer, moe=moe: (  # noqa: E731
+            _moe(g, h, layer.ffn, a, f"{n}.moe") if moe else _ffn(g, h, layer.ffn, f"{n}.ffn")
+        )
+        x = _sublayer(g, x, layer, "ffn", run_ffn, n, layernorm)
     last = g.node(
         "Slice", [x, g.weight("minus_one", np.array([-1]), np.int64), g.weight("end", np.array([2**62]), np.int64),
                   g.weight("axis1", np.array([1]), np.int64)], "last_position",
     )  # fmt: skip
     h = g.norm(last, model.norm, "final_norm", layernorm)
+    head = "logits" if a.logits_scaling == 1.0 and not a.final_softcap else "raw_logits"
     if a.tie_embeddings and not g.int8:  # one table in the file; ORT folds the transpose once at load
-        g.node("MatMul", [h, g.node("Transpose", [embed], "embed_t", perm=[1, 0])], "logits")
+        g.node("MatMul", [h, g.node("Transpose", [embed], "embed_t", perm=[1, 0])], head)
     else:  # (int8: the head quantised, a copy of a tied table)
-        g.matmul(h, model.lm_head.weight.detach().T.contiguous().numpy(), "logits")
+        g.matmul(h, model.lm_head.weight.detach().T.contiguous().numpy(), head)
+    if head != "logits":
+        scaled = g.node("Div", [head, g.weight("logits_scaling", np.array(a.logits_scaling, dtype))], "logits_scaled")
+        if a.final_softcap:
+            cap = g.weight("final_softcap", np.array(a.final_softcap, dtype))
+            tanh = g.node("Tanh", [g.node("Div", [scaled, cap], "logits_over_cap")], "logits_tanh")
+            g.node("Mul", [tanh, cap], "logits")
+        else:
+            g.node("Identity", [scaled], "logits")
     graph = helper.make_graph(g.nodes, f"cobench-engine-{a.name}", inputs, outputs, g.weights)
     opsets = [helper.make_opsetid("", OPSET), helper.make_opsetid("com.microsoft", 1)]
     return helper.make_model(graph, opset_imports=opsets, ir_version=10)
 
 
 def rope_cache(a: Architecture, capacity: int, dtype: Any) -> tuple[np.ndarray, np.ndarray]:
-    """cos/sin (capacity, head_dim / 2) for rotate-half RoPE, θ = 10000 (as arch/model.py rope_tables)."""
-    inv = 1.0 / 10000.0 ** (np.arange(0, a.head_dim, 2, dtype=np.float64) / a.head_dim)
+    """cos/sin (capacity, rotated dims / 2) for rotate-half RoPE at the architecture's base (as arch/model.py
+    rope_tables)."""
+    dim = rotary_dim(a)
+    inv = 1.0 / a.rope_theta ** (np.arange(0, dim, 2, dtype=np.float64) / dim)
     angles = np.outer(np.arange(capacity, dtype=np.float64), inv)
     return np.cos(angles).astype(dtype), np.sin(angles).astype(dtype)

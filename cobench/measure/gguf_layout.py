@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from cobench.arch.architecture import Architecture
-from cobench.measure.hf_layout import RMS_EPS, ROPE_THETA, hf_type
+from cobench.measure.hf_layout import RMS_EPS, hf_type
 
 _LAYER = {  # cobench module name inside layers.N → llama.cpp tensor name inside blk.N
     "attn_norm.weight": "attn_norm.weight",
@@ -77,7 +77,7 @@ def write_gguf(a: Architecture, path: Path, seed: int = 0, f16: bool = False) ->
     w.add_key_length(a.head_dim)
     w.add_value_length(a.head_dim)
     w.add_rope_dimension_count(a.head_dim)
-    w.add_rope_freq_base(ROPE_THETA)
+    w.add_rope_freq_base(a.rope_theta)
     w.add_layer_norm_rms_eps(RMS_EPS)
     w.add_vocab_size(a.vocab_size)
     w.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if f16 else gguf.LlamaFileType.ALL_F32)

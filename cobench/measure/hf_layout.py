@@ -16,7 +16,6 @@ from cobench.arch.architecture import Architecture
 from cobench.errors import InputError
 
 RMS_EPS = 1e-6  # arch/model.py's RMSNorm
-ROPE_THETA = 10000.0  # arch/model.py's rope_tables
 
 _RENAME = (  # cobench module name → Hugging Face (Llama/Qwen2) name, applied in order
     ("layers.", "model.layers."),
@@ -39,11 +38,12 @@ def hf_type(a: Architecture) -> str:
         (a.ffn != "swiglu", f"a {a.ffn} MLP"),
         (a.norm != "rmsnorm", f"{a.norm}"),
         (a.o_bias and not a.qkv_bias, "an output-projection bias without q/k/v biases"),
+        (bool(set(a.variants) - {"rope_theta"}), f"{', '.join(sorted(set(a.variants) - {'rope_theta'}))} set"),
     ]
     for bad, what in unsupported:
         if bad:
-            raise InputError("arch", f"{a.name} has {what}: ort-genai builds the dense Llama/Qwen2 "
-                             "layouts cobench writes (SwiGLU, RMSNorm)")  # fmt: skip
+            raise InputError("arch", f"{a.name} has {what}: ort-genai and llama.cpp get the dense Llama/Qwen2 "
+                             "layouts cobench writes (SwiGLU, RMSNorm, full attention)")  # fmt: skip
     return "qwen2" if a.qkv_bias and not a.o_bias and not a.mlp_bias else "llama"
 
 
@@ -61,7 +61,7 @@ def hf_config(a: Architecture) -> dict[str, Any]:
         "vocab_size": a.vocab_size,
         "max_position_embeddings": a.max_seq_len,
         "rms_norm_eps": RMS_EPS,
-        "rope_theta": ROPE_THETA,
+        "rope_theta": a.rope_theta,
         "tie_word_embeddings": a.tie_embeddings,
         "hidden_act": "silu",
         "torch_dtype": "float32",

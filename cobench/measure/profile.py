@@ -488,7 +488,7 @@ def profile_backends(
     """`cobench profile`: every architecture × precision on every backend, each backend checked before any
     worker starts; `model_for(precision, backend)` is the latency model stored beside each result; `cluster`
     says where candidates run (this machine by default)."""
-    from cobench.measure.runners import BACKENDS, check_available
+    from cobench.measure.runners import BACKENDS, check_available, check_runs
 
     if not archs:
         raise InputError("arch", "give --arch SPEC (repeatable), --from-sweep ID or --queue FILE")
@@ -498,11 +498,9 @@ def profile_backends(
         check_available(b, settings.runner_device)
         for p in precisions:
             check_precision(b, p, settings.runner_device)
-        if b in ("ort-genai", "llama.cpp"):  # dense Llama/Qwen2 layouts only: say which candidates have none
-            from cobench.measure.hf_layout import hf_type
-
-            for a in archs:
-                hf_type(a)
+        for a in archs:  # layers a backend cannot run: said before any candidate is built
+            for p in precisions:
+                check_runs(b, a, p, {})
     results: list[ProfileResult] = []
     for b in backends:
         candidates = [(a, p) for a in archs for p in precisions]

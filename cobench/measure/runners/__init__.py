@@ -80,10 +80,35 @@ def check_available(backend: str, device: str) -> None:
             raise MissingDependency(f"the {backend} backend on cuda needs a CUDA GPU and a CUDA build of torch")
 
 
+def check_runs(backend: str, arch: Architecture, precision: str, options: dict[str, Any]) -> None:
+    """Refuse, before anything is built, a candidate with layers this backend cannot run, naming them: the
+    engine graph (ort) runs full and sliding-window attention with the families' variants; the torch module's
+    K/V cache and the exported graphs (torch, ort with graph=export, trt) hold K and V per position only; the
+    engines' builders (ort-genai, llama.cpp) take the dense Llama/Qwen2 layouts."""
+    from cobench.arch.model import uncached_kinds
+
+    if backend in ("ort-genai", "llama.cpp"):
+        from cobench.measure.hf_layout import hf_type
+
+        hf_type(arch)
+        return
+    from cobench.measure.engine_graph import ENGINE_PRECISIONS, unsupported
+
+    if backend == "ort" and options.get("graph", "engine") == "engine" and precision in ENGINE_PRECISIONS:
+        why = unsupported(arch)
+    else:
+        why = [f"{k} layers" for k in uncached_kinds(arch)]
+    if why:
+        raise InputError(
+            "arch", f"{arch.name} has {' and '.join(why)}: backend {backend} cannot run it (cobench predict still can)"
+        )
+
+
 def open_runner(
     backend: str, arch: Architecture, precision: str, device: str, cache_dir: Path, options: dict[str, Any]
 ) -> Runner:
     """Explicit order, imports only what the chosen backend needs (a missing one says what to install)."""
+    check_runs(backend, arch, precision, options)
     if backend == "ort":
         from cobench.measure.engine_graph import ENGINE_PRECISIONS
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from cobench.arch.architecture import Architecture
+from cobench.arch.model import rotary_dim
 from cobench.errors import MissingDependency
 from cobench.measure.clocks import time_host
 from cobench.measure.engine_graph import rope_cache
@@ -43,7 +44,7 @@ def trt_shapes(arch: Architecture, options: dict[str, Any], capacity: int) -> di
     """The TensorRT provider's profile, for every input with a dynamic axis (it wants all or none): the
     workload's batch and prompt, the cache and the RoPE tables at their fixed capacity."""
     batch, prompt = int(options.get("batch") or 1), int(options.get("prompt") or 1)
-    rope = (capacity, arch.head_dim // 2)
+    rope = (capacity, rotary_dim(arch) // 2)
     shapes: dict[str, tuple[tuple[int, ...], ...]] = {
         "input_ids": ((1, 1), (batch, prompt), (batch, prompt)),
         "seqlens_k": ((1,), (batch,), (batch,)),
