@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_cli import run, run_json
 
-from cobench.fit.loss_law import LAWS, Runs, fit_law, quality, split
+from cobench.fit.loss_law import LAWS, LOG_SCALED, PAPER_PUBLISHED, Runs, fit_law, quality, split
 from cobench.search.pareto import frontier, select
 
 TRUTH = {
@@ -44,10 +44,10 @@ def synthetic(name: str, n: int, noise: float, seed: int) -> Runs:
     n_params = 12 * layers * d_model**2 * rng.uniform(0.8, 1.2, n)
     tokens = n_params * rng.uniform(2, 60, n)
     arch = {"d_model": d_model, "n_layers": layers, "n_heads": heads, "n_kv_heads": kv, "d_ff": d_ff}
-    arch |= {"n_experts": experts, "top_k": top_k}
+    arch |= {"n_experts": experts, "top_k": top_k, "d_ff_expert": np.where(experts > 0, d_model / 2, 0)}
     runs = Runs(n_params, tokens, np.ones(n), arch)
     law = LAWS[name]
-    x = np.array([np.log(v) if p in ("E", "A", "B", "epsilon") else v for p, v in TRUTH[name].items()])
+    x = np.array([np.log(v) if p in LOG_SCALED else v for p, v in TRUTH[name].items()])
     loss = np.exp(law.log_loss(x, n_params, tokens, law.features(runs))) * np.exp(rng.normal(0, noise, n))
     return Runs(n_params, tokens, loss, arch)
 
@@ -61,6 +61,29 @@ def test_fit_recovers_the_law_it_was_generated_from(name: str) -> None:
         low, high = f.intervals[p]
         assert low <= true <= high, (p, true, f.intervals[p], f.params[p])
     assert f.heldout_metrics is not None and f.heldout_metrics["r2"] > 0.98
+
+
+TRUTH["paper"] = PAPER_PUBLISHED | {"L_inf": 2.3, "alpha_l": 1.4, "kappa_d": 300.0}
+TRUTH["paper-transfer"] = {"L_inf": 2.2, "s": 1.3}
+
+
+def test_the_paper_law_is_fitted_from_its_published_coefficients() -> None:
+    """Runs from a law near the paper's: the fit from the published start predicts held-out runs. (L∞ alone is
+    not identified: with α_m = 0.05 the d_m term is nearly a constant beside it.)"""
+    runs = synthetic("paper", 80, noise=0.002, seed=2)
+    fit_runs, held = split(runs, 0.25, seed=0)
+    f = fit_law("paper", fit_runs, held, bootstrap=10, seed=0)
+    assert f.heldout_metrics is not None and f.heldout_metrics["r2"] > 0.98
+    assert f.heldout_metrics["max_abs"] < 0.03
+
+
+def test_paper_transfer_needs_three_runs_and_keeps_the_published_shape() -> None:
+    """A new corpus shifts the floor and scales the rest: four runs recover both, the shape is the paper's."""
+    runs = synthetic("paper-transfer", 4, noise=0.0005, seed=3)
+    f = fit_law("paper-transfer", runs, None, bootstrap=20, seed=0)
+    assert f.params["L_inf"] == pytest.approx(2.2, rel=0.02) and f.params["s"] == pytest.approx(1.3, rel=0.05)
+    with pytest.raises(Exception, match="at least 3 runs"):
+        fit_law("paper-transfer", runs.take(np.arange(2)), None)
 
 
 def test_quality_is_r2_and_rmse_of_the_loss() -> None:

@@ -16,9 +16,19 @@ grid:
   ffn_ratio: [2.0, 2.67, 4.0]          # d_ff = ffn_ratio · d_model rounded up to ffn_multiple
   n_experts: [0, 8]
   top_k: [1, 2]
+  local_global: [0, 5]                 # k sliding-window layers per full-attention one (0: all full)
+  sliding_window: [512, 1024]          # only varies where there are sliding layers
+  linear_fraction: [0.0, 0.75]         # share of layers that are gated delta-net (Qwen3-Next: 0.75)
+  mla_rank: [0, 256]                   # the full-attention layers as MLA with this latent rank (0: GQA)
 constraints: {max_params: 1.0e9, ffn_multiple: 64, fits_memory: true}
 workload: {batch: 1, prompt: 1024, generate: 16, precision: fp16}
 ```
+
+Layer-pattern axes: of the n_layers, round(linear_fraction · n) are gated delta-net and round(conv_fraction · n)
+short convolutions; of the attention layers left, one in local_global + 1 is global (full, or MLA with
+mla_rank > 0) and the rest slide over sliding_window tokens; a candidate needs one global layer. Sizes the
+axes do not set come from `fixed` or default to the attention's: linear-attention heads = n_heads and head
+dims = head_dim; MLA's nope and value head dims = head_dim, its RoPE dims head_dim / 2.
 """
 
 from __future__ import annotations
@@ -33,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from cobench.arch.architecture import FFN_KINDS, MAX_SIZE, NORM_KINDS, ArchBatch, param_counts
+from cobench.arch.architecture import FFN_KINDS, MAX_SIZE, NORM_KINDS, NORM_LAYOUTS, QK_NORMS, ArchBatch, param_counts
 from cobench.arch.workload import Workload
 from cobench.errors import InputError
 from cobench.files import read_mapping
@@ -50,8 +60,12 @@ INT_AXES = (
     "n_experts",
     "top_k",
     "n_shared_experts",
+    "local_global",
+    "sliding_window",
+    "mla_rank",
 )
-RATIO_AXES = ("ffn_ratio", "expert_ratio")
+RATIO_AXES = ("ffn_ratio", "expert_ratio", "linear_fraction", "conv_fraction")
+FRACTION_AXES = ("linear_fraction", "conv_fraction")
 MOE_ONLY_AXES = ("top_k", "expert_ratio", "n_shared_experts")
 FIXED_FIELDS = (
     "vocab_size",
@@ -68,6 +82,25 @@ FIXED_FIELDS = (
     "head_dim",
     "n_kv_heads",
     "d_ff",
+    "qk_norm",
+    "norm_layout",
+    "attention_sinks",
+    "attn_output_gate",
+    "local_global",
+    "sliding_window",
+    "mla_rank",
+    "q_lora_rank",
+    "qk_nope_head_dim",
+    "qk_rope_head_dim",
+    "v_head_dim",
+    "linear_fraction",
+    "conv_fraction",
+    "linear_key_heads",
+    "linear_value_heads",
+    "linear_key_dim",
+    "linear_value_dim",
+    "linear_conv_kernel",
+    "conv_kernel",
 )
 CONSTRAINTS = {
     "max_params": "total parameters at most",
@@ -158,8 +191,12 @@ class SearchSpace:
                     valid &= ~moe | (shared > 0) | first[axis]
         flag = {
             k: np.full(n, bool(self.fixed.get(k, False)), dtype=np.int64)
-            for k in ("qkv_bias", "o_bias", "mlp_bias", "tie_embeddings", "shared_expert_gate")
-        }
+            for k in ("qkv_bias", "o_bias", "mlp_bias", "tie_embeddings", "shared_expert_gate", "attention_sinks",
+                      "attn_output_gate")
+        }  # fmt: skip
+        pattern, pattern_valid = self._pattern(col, first, n_heads, head_dim)
+        valid &= pattern_valid
+        ffn = self.fixed.get("ffn", "swiglu")
         batch = ArchBatch(
             vocab_size=col("vocab_size", 32000),
             d_model=d_model,
@@ -168,17 +205,61 @@ class SearchSpace:
             n_kv_heads=n_kv,
             head_dim=head_dim,
             d_ff=d_ff,
-            gated=np.full(n, self.fixed.get("ffn", "swiglu") == "swiglu", dtype=np.int64),
+            gated=np.full(n, ffn in ("swiglu", "geglu"), dtype=np.int64),
+            geglu=np.full(n, ffn == "geglu", dtype=np.int64),
             layernorm=np.full(n, self.fixed.get("norm", "rmsnorm") == "layernorm", dtype=np.int64),
+            qk_norm=np.full(n, QK_NORMS.index(self.fixed.get("qk_norm", "none")), dtype=np.int64),
+            norm_layout=np.full(n, NORM_LAYOUTS.index(self.fixed.get("norm_layout", "pre")), dtype=np.int64),
             n_experts=experts,
             top_k=np.where(moe, top_k, 0),
             d_ff_expert=d_ff_expert,
             n_shared_experts=shared,
             d_ff_shared=np.where(shared > 0, d_ff_expert, 0),
             shared_expert_gate=flag["shared_expert_gate"] * moe,
-            **{k: flag[k] for k in ("qkv_bias", "o_bias", "mlp_bias", "tie_embeddings")},
+            **{k: flag[k] for k in ("qkv_bias", "o_bias", "mlp_bias", "tie_embeddings", "attention_sinks")},
+            attn_output_gate=flag["attn_output_gate"],
+            **pattern,
         )
         return batch, valid
+
+    def _pattern(
+        self, col: Any, first: dict[str, np.ndarray], n_heads: np.ndarray, head_dim: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Layer counts per kind and the sizes each kind needs, from the layer-pattern axes (module docstring)."""
+        n_layers = col("n_layers", 0)
+        linear = np.rint(col("linear_fraction", 0.0) * n_layers).astype(np.int64)
+        conv = np.rint(col("conv_fraction", 0.0) * n_layers).astype(np.int64)
+        attention = n_layers - linear - conv
+        n_global = attention // (col("local_global", 0) + 1)
+        sliding = attention - n_global
+        rank = col("mla_rank", 0)
+        mla = np.where(rank > 0, n_global, 0)
+        window = np.where(sliding > 0, col("sliding_window", 0), 0)
+        valid = (n_global >= 1) & np.where(sliding > 0, window > 0, True)
+        if "sliding_window" in first:  # without sliding layers the window does not matter: keep one
+            valid &= (sliding > 0) | first["sliding_window"]
+
+        def sized(key: str, default: np.ndarray, used: np.ndarray) -> np.ndarray:
+            return np.where(used > 0, col(key, 0) if key in self.fixed else default, 0)
+
+        return {
+            "n_sliding": sliding,
+            "n_mla": mla,
+            "n_linear": linear,
+            "n_conv": conv,
+            "sliding_window": window,
+            "kv_lora_rank": np.where(mla > 0, rank, 0),
+            "q_lora_rank": sized("q_lora_rank", np.zeros_like(rank), mla),
+            "qk_nope_head_dim": sized("qk_nope_head_dim", head_dim, mla),
+            "qk_rope_head_dim": sized("qk_rope_head_dim", np.maximum(head_dim // 2, 2), mla),
+            "v_head_dim": sized("v_head_dim", head_dim, mla),
+            "linear_key_heads": sized("linear_key_heads", n_heads, linear),
+            "linear_value_heads": sized("linear_value_heads", n_heads, linear),
+            "linear_key_dim": sized("linear_key_dim", head_dim, linear),
+            "linear_value_dim": sized("linear_value_dim", head_dim, linear),
+            "linear_conv_kernel": col("linear_conv_kernel", 4),
+            "conv_kernel": col("conv_kernel", 3),
+        }, valid
 
 
 def _number(value: Any) -> Any:
@@ -202,10 +283,12 @@ MAX_RATIO = 1e3
 def _axis(name: str, spec: Any) -> np.ndarray:
     where = f"space.grid.{name}"
     integer = name in INT_AXES
-    low = 0 if name in ("n_experts", "n_shared_experts", "top_k") else 1
+    low = 0 if name in ("n_experts", "n_shared_experts", "top_k", "local_global", "mla_rank") else 1
     bounds: dict[str, Any] = (
         {"integer": True, "low": low, "high": MAX_SIZE} if integer else {"low": 0, "open_low": True, "high": MAX_RATIO}
     )
+    if name in FRACTION_AXES:  # a share of the layers: 0 allowed, all of them not (one global layer is kept)
+        bounds = {"low": 0, "high": 1}
     if isinstance(spec, dict):
         if set(spec) != {"range"} or not isinstance(spec["range"], list) or len(spec["range"]) != 3:
             raise InputError(where, "expected a list of values or {range: [start, stop, step]}")
@@ -245,6 +328,13 @@ def parse_space(data: dict[str, Any], name: str = "space") -> SearchSpace:
     if "d_ff" in grid and "ffn_ratio" in grid:
         raise InputError("space.grid.ffn_ratio", "give either d_ff or ffn_ratio, not both")
     axes = {k: _axis(k, v) for k, v in grid.items()}
+    local = (
+        axes["local_global"]
+        if "local_global" in axes
+        else np.asarray([(data.get("fixed") or {}).get("local_global", 0)])
+    )
+    if np.any(local > 0) and "sliding_window" not in grid and "sliding_window" not in (data.get("fixed") or {}):
+        raise InputError("space.grid.sliding_window", "required where local_global > 0 (the sliding layers' window)")
     fixed = data.get("fixed") or {}
     if not isinstance(fixed, dict):
         raise InputError("space.fixed", "expected a mapping")
@@ -260,8 +350,12 @@ def parse_space(data: dict[str, Any], name: str = "space") -> SearchSpace:
             number(value, f"space.fixed.{key}", low=0, high=MAX_SIZE)
     if fixed.get("ffn", "swiglu") not in FFN_KINDS:
         raise InputError("space.fixed.ffn", f"one of {', '.join(FFN_KINDS)}")
-    if fixed.get("norm", "rmsnorm") not in NORM_KINDS:
-        raise InputError("space.fixed.norm", f"one of {', '.join(NORM_KINDS)}")
+    for key, kinds in (("norm", NORM_KINDS), ("qk_norm", QK_NORMS), ("norm_layout", NORM_LAYOUTS)):
+        if key in fixed and fixed[key] not in kinds:
+            raise InputError(f"space.fixed.{key}", f"one of {', '.join(kinds)}")
+    for key in FRACTION_AXES:
+        if key in fixed and not 0 <= fixed[key] < 1:
+            raise InputError(f"space.fixed.{key}", f"a share of the layers in [0, 1), got {fixed[key]!r}")
     constraints = data.get("constraints") or {}
     if not isinstance(constraints, dict):
         raise InputError("space.constraints", "expected a mapping")

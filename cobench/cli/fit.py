@@ -19,7 +19,10 @@ def fit_cmd(
     law_names: Annotated[
         list[str] | None,
         typer.Option(
-            "--law", metavar="LAW", help="chinchilla, shape or codesign; repeatable to compare [default: chinchilla]."
+            "--law",
+            metavar="LAW",
+            help="chinchilla, shape, codesign, paper or paper-transfer (the co-design paper's law, from its "
+            "published coefficients); repeatable to compare [default: chinchilla].",
         ),
     ] = None,
     csv_path: Annotated[

@@ -7,6 +7,12 @@ Three forms, each a superset of the one before:
   (KV sharing), f = d_ff/d_model against f₀ = 8/3 (FFN ratio), ρ = top_k/n_experts (MoE sparsity; 1 for
   dense, with N the active parameters, so μ = 1 means total parameters count and μ = 0 active ones).
 
+- paper: the co-design paper's own law (arXiv 2602.10377) at its one training budget (no D term):
+  L = κ_l/l^α_l + κ_ρ·ρ^α_ρ/(r^α_r·d^β1) + κ_d/(r^α_r·d^β2) + κ_m/d_m^α_m + L∞, with l layers, ρ = K/E, r the
+  total FFN expansion K·d_ff/d, d = d_model, d_m = d·n_kv/n_heads; fitted from its published coefficients.
+- paper-transfer: the paper's law with its published shape, only L∞ and a scale s of the reducible part
+  fitted (L = L∞ + s·reducible): for the few runs a new corpus or tokenizer gets, 3 runs suffice.
+
 Fit (as Hoffmann et al.): Huber loss (δ = 1e-3) on log-loss residuals, summed, minimised by L-BFGS-B
 from a grid of initialisations; scale parameters live in log space. Uncertainty: bootstrap over runs.
 Quality: R² and RMSE of the loss itself on the fitting runs and on held-out runs.
@@ -26,7 +32,14 @@ from cobench.errors import InputError
 
 HUBER_DELTA = 1e-3
 FFN_REFERENCE = 8 / 3
-ARCH_COLUMNS = ("d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff", "n_experts", "top_k")
+ARCH_COLUMNS = ("d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff", "n_experts", "top_k", "d_ff_expert")
+# the co-design paper's fitted law (arXiv 2602.10377 v1): 9.96/l^1.63 + 0.031·ρ^1.09/(r^0.17·d^−0.33)
+# + 500/(r^0.17·d^0.97) + 0.20/d_m^0.05 + 2.53
+PAPER_PUBLISHED = {
+    "L_inf": 2.53, "kappa_l": 9.96, "alpha_l": 1.63, "kappa_rho": 0.031, "alpha_rho": 1.09, "alpha_r": 0.17,
+    "beta1": -0.33, "kappa_d": 500.0, "beta2": 0.97, "kappa_m": 0.20, "alpha_m": 0.05,
+}  # fmt: skip
+LOG_SCALED = ("E", "A", "B", "epsilon", "L_inf", "kappa_l", "kappa_rho", "kappa_d", "kappa_m", "s")
 
 
 @dataclass(frozen=True)
@@ -85,6 +98,8 @@ class Law:
     def features(self, runs: Runs) -> dict[str, np.ndarray]:
         """What the form needs beyond N and D (validated up front, so a missing column is one clear error)."""
         f: dict[str, np.ndarray] = {}
+        if self.name.startswith("paper"):
+            return paper_features(runs, self.name)
         if self.name in ("shape", "codesign"):
             f["R"] = runs.column("d_model", self.name) / runs.column("n_layers", self.name)
         if self.name == "codesign":
@@ -104,6 +119,14 @@ class Law:
     ) -> tuple[np.ndarray, np.ndarray]:
         """log L and its Jacobian (runs × parameters), analytically: L-BFGS needs exact gradients to
         converge on the tiny Huber objective, and finite differences would cost a pass per parameter."""
+        if self.name == "paper":
+            value, jac, _ = _paper_terms(x, f)
+            return value, jac
+        if self.name == "paper-transfer":
+            reducible = np.logaddexp.reduce(_paper_terms(_PAPER_X, f)[2][1:], axis=0)
+            terms = np.stack(np.broadcast_arrays(x[0], x[1] + reducible))
+            value = np.logaddexp.reduce(terms, axis=0)
+            return value, np.exp(terms - value).T
         log_e, log_a, log_b, alpha, beta = x[:5]
         log_n = np.log(n)
         if self.name == "codesign":
@@ -131,11 +154,64 @@ class Law:
         """Parameters by their published names (E, A, B, ε in natural units)."""
         out = {}
         for name, value in zip(self.params, x, strict=True):
-            if name in ("E", "A", "B", "epsilon"):
+            if name in LOG_SCALED:
                 out[name] = float(np.exp(value))
             else:
                 out[name] = float(value)
         return out
+
+
+def paper_features(runs: Runs, name: str) -> dict[str, np.ndarray]:
+    """The paper's variables: layers l, sparsity ρ = K/E (1 dense), total expansion r = K·d_ff(expert)/d,
+    width d and the KV width d_m = d / (n_heads / n_kv)."""
+    d, layers = runs.column("d_model", name), runs.column("n_layers", name)
+    experts = np.nan_to_num(runs.arch.get("n_experts", np.zeros(len(runs))))
+    top_k = np.nan_to_num(runs.arch.get("top_k", np.zeros(len(runs))))
+    moe = experts > 0
+    width = np.where(moe, np.nan_to_num(runs.arch.get("d_ff_expert", np.zeros(len(runs)))), runs.column("d_ff", name))
+    if np.any(moe & (width <= 0)):
+        raise InputError("d_ff_expert", f"the {name} law needs the expert width of every MoE run")
+    return {
+        "l": layers,
+        "rho": np.where(moe, top_k / np.maximum(experts, 1), 1.0),
+        "r": np.where(moe, top_k, 1.0) * width / d,
+        "d": d,
+        "d_m": d * runs.column("n_kv_heads", name) / runs.column("n_heads", name),
+    }
+
+
+def _paper_terms(x: np.ndarray, f: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """log L of the paper's law, its Jacobian and its five log terms (L∞ first), in parameter order
+    (log L∞, log κ_l, α_l, log κ_ρ, α_ρ, α_r, β1, log κ_d, β2, log κ_m, α_m)."""
+    log_inf, log_kl, a_l, log_krho, a_rho, a_r, b1, log_kd, b2, log_km, a_m = x
+    ll, lrho, lr, ld, ldm = (np.log(f[k]) for k in ("l", "rho", "r", "d", "d_m"))
+    terms = np.stack(
+        np.broadcast_arrays(
+            log_inf,
+            log_kl - a_l * ll,
+            log_krho + a_rho * lrho - a_r * lr - b1 * ld,
+            log_kd - a_r * lr - b2 * ld,
+            log_km - a_m * ldm,
+        )
+    )
+    value = np.logaddexp.reduce(terms, axis=0)
+    w = np.exp(terms - value)
+    jac = np.column_stack(
+        [
+            w[0],
+            w[1],
+            -w[1] * ll,
+            w[2],
+            w[2] * lrho,
+            -(w[2] + w[3]) * lr,
+            -w[2] * ld,
+            w[3],
+            -w[3] * ld,
+            w[4],
+            -w[4] * ldm,
+        ]
+    )
+    return value, jac, terms
 
 
 _BASE_BOUNDS = ((-5.0, 3.0), (-5.0, 30.0), (-5.0, 30.0), (0.0, 2.0), (0.0, 2.0))
@@ -155,6 +231,19 @@ LAWS = {
         (*_BASE_GRID, (-6.0, -2.0), (-0.5, 0.5), (0.0,), (0.0,), (0.0, 0.5)),
     ),
 }
+
+
+_PAPER_PARAMS = tuple(PAPER_PUBLISHED)
+_PAPER_X = np.array([np.log(v) if k in LOG_SCALED else v for k, v in PAPER_PUBLISHED.items()])
+LAWS["paper"] = Law(
+    "paper",
+    _PAPER_PARAMS,
+    tuple((-12.0, 12.0) if k in LOG_SCALED else (-3.0, 3.0) for k in _PAPER_PARAMS),
+    tuple((float(v),) for v in _PAPER_X),  # the published fit is the start
+)
+LAWS["paper-transfer"] = Law(
+    "paper-transfer", ("L_inf", "s"), ((-5.0, 3.0), (-8.0, 8.0)), ((float(_PAPER_X[0]),), (0.0,))
+)
 
 
 def law(name: str) -> Law:
@@ -195,6 +284,8 @@ def _minimise(form: Law, runs: Runs, starts: list[np.ndarray], keep: int = 3) ->
 
 def _starts(form: Law, runs: Runs) -> list[np.ndarray]:
     """The Chinchilla grid, then the form's extra parameters from their grid around the best base fit."""
+    if form.name.startswith("paper"):  # from the published coefficients
+        return [np.array(s, dtype=float) for s in itertools.product(*form.grid)]
     base = [np.array(s, dtype=float) for s in itertools.product(*_BASE_GRID)]
     if form.name == "chinchilla":
         return base
