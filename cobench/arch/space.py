@@ -12,7 +12,7 @@ grid:
   d_model: [512, 768, 1024]
   n_layers: {range: [4, 32, 2]}        # start, stop (inclusive), step
   n_heads: [8, 16]
-  n_kv_heads: [1, 2, 4, 8]
+  n_kv_heads: [1, 2, 4, 8]             # 0: as many as the query heads (MHA)
   ffn_ratio: [2.0, 2.67, 4.0]          # d_ff = ffn_ratio · d_model rounded up to ffn_multiple
   n_experts: [0, 8]
   top_k: [1, 2]
@@ -283,7 +283,7 @@ MAX_RATIO = 1e3
 def _axis(name: str, spec: Any) -> np.ndarray:
     where = f"space.grid.{name}"
     integer = name in INT_AXES
-    low = 0 if name in ("n_experts", "n_shared_experts", "top_k", "local_global", "mla_rank") else 1
+    low = 0 if name in ("n_experts", "n_shared_experts", "top_k", "local_global", "mla_rank", "n_kv_heads") else 1
     bounds: dict[str, Any] = (
         {"integer": True, "low": low, "high": MAX_SIZE} if integer else {"low": 0, "open_low": True, "high": MAX_RATIO}
     )

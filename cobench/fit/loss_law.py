@@ -246,6 +246,12 @@ LAWS["paper-transfer"] = Law(
 )
 
 
+def published_fit() -> LawFit:
+    """The paper's law at its published coefficients, unfitted: a loss for every candidate before any run
+    of one's own (`--law paper-published`); it describes the paper's corpus, tokenizer and 10B-token budget."""
+    return LawFit("paper", _PAPER_X.copy(), dict(PAPER_PUBLISHED), {}, {}, None, 0, 0)
+
+
 def law(name: str) -> Law:
     if name not in LAWS:
         raise InputError("law", f"unknown law {name!r} (one of {', '.join(LAWS)})")

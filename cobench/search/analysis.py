@@ -15,7 +15,7 @@ from cobench.arch.queue import write_queue
 from cobench.arch.space import load_space
 from cobench.arch.spec import load_architecture
 from cobench.errors import InputError
-from cobench.fit.loss_law import LawFit
+from cobench.fit.loss_law import LawFit, published_fit
 from cobench.predict.roofline import predict
 from cobench.search.pareto import at_reference, frontier, runs_of, select
 from cobench.search.scoring import Scored, Scoring, default_tokens, latency_of, measured_features, score
@@ -23,7 +23,10 @@ from cobench.store import Store
 
 
 def law_fit(store: Store, which: str | None) -> LawFit:
-    """A stored loss-law fit by id or law name (newest), or an error saying to run `cobench fit`."""
+    """A stored loss-law fit by id or law name (newest), the co-design paper's published law
+    (`paper-published`), or an error saying to run `cobench fit`."""
+    if which == "paper-published":
+        return published_fit()
     found = store.fits.get(which)
     if not found:
         raise InputError(
