@@ -148,3 +148,52 @@ def test_linear_and_conv_state_does_not_grow_with_context() -> None:
     # Qwen3-Next: 36 delta-net layers hold 32 heads × 128 × 128 plus the conv's last 3 inputs of q, k, v
     state = cache_elements(as_arch_like(nxt), 10)["linear"]
     assert int(state[0]) == 36 * (32 * 128 * 128 + (2 * 16 * 128 + 32 * 128) * 3)
+
+
+# --- the CLI and the pipeline around the layer kinds ---------------------------------------------------
+
+
+def test_arch_show_reports_the_cache_at_a_context_by_kind() -> None:
+    from test_cli import run, run_json
+
+    s = run_json("arch", "show", str(HF / "gemma-3-1b-it.json"), "--context", "32768")
+    assert s["params"]["total"] == 999_885_952 and s["layer_kinds"] == {"full": 4, "sliding": 22}
+    c = s["cache_at_context"]
+    per_layer = 2 * 1 * 256
+    assert c["elements_by_kind"] == {"full": 4 * 32768 * per_layer, "sliding": 22 * 512 * per_layer}
+    assert c["bytes"]["fp16"] == 2 * (4 * 32768 + 22 * 512) * per_layer
+    assert s["peak_memory_bytes_at_context"]["fp16"] > s["weight_bytes"]["fp16"] + c["bytes"]["fp16"]
+    nxt = run_json("arch", "show", str(HF / "qwen3-next-80b-a3b.json"), "-c", "1000")
+    assert set(nxt["cache_at_context"]["elements_by_kind"]) == {"full", "linear"}
+    assert "22 sliding" in run("arch", "show", str(HF / "gemma-3-1b-it.json")).stdout
+
+
+@pytest.mark.parametrize(
+    ("backend", "words"),
+    [
+        ("ort", "conv layers: backend ort cannot run it"),
+        ("torch", "conv layers: backend torch cannot run it"),
+    ],
+)
+def test_profile_says_which_kinds_a_backend_cannot_run(tmp_path, backend: str, words: str) -> None:
+    from typer.testing import CliRunner
+
+    from cobench.cli import app
+
+    tiny = tmp_path / "hybrid.yaml"
+    tiny.write_text(
+        "architecture: {vocab_size: 64, d_model: 64, n_layers: 2, n_heads: 4, d_ff: 64, layer_types: [conv, full]}\n"
+    )
+    result = CliRunner().invoke(app, ["profile", "-a", str(tiny), "--backend", backend, "--store", str(tmp_path / "s.db")])
+    assert result.exit_code != 0 and words in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_engines_refuse_variants_their_builders_do_not_get() -> None:
+    from cobench.measure.runners import check_runs
+
+    a = from_hf_config(hf("qwen3-0.6b"), "q")
+    with pytest.raises(InputError, match="qk_norm"):
+        check_runs("llama.cpp", a, "fp32", {})
+    check_runs("ort", a, "fp32", {})  # QK-norm runs on the engine graph
+    with pytest.raises(InputError, match="mla layers"):
+        check_runs("ort", from_hf_config(hf("deepseek-v2-lite"), "v2"), "fp32", {})

@@ -109,6 +109,14 @@ def _check_suite(path: Path) -> None:
         _finite_positive(*cost(spec.kind, spec.shape, 4))
 
 
+def _hybrid_space() -> dict[str, Any]:
+    """cpu-tiny with the layer-pattern axes and fixed variants."""
+    space = yaml.safe_load((ROOT / "spaces" / "cpu-tiny.yaml").read_text())
+    space["grid"] |= {"local_global": [0, 1], "sliding_window": [64], "linear_fraction": [0.0, 0.5], "mla_rank": [0, 32]}
+    space["fixed"] = (space.get("fixed") or {}) | {"qk_norm": "head", "norm_layout": "sandwich"}
+    return space
+
+
 def _calibration_doc() -> dict[str, Any]:
     params = RooflineParams.for_device(get_device("cpu"))
     interval = {"level": 0.9, "low": 0.9, "high": 1.1, "n": 10}
@@ -125,7 +133,12 @@ BASES: dict[str, tuple[str, Any, Callable[[Path], None]]] = {
     "jetson": (".yaml", yaml.safe_load((ROOT / "devices" / "jetson-orin-nx-16gb.yaml").read_text()), _check_device),
     "arch": (".yaml", yaml.safe_load((ROOT / "presets" / "tiny-gqa-4l.yaml").read_text()), _check_arch),
     "hf-config": (".json", json.loads((ROOT / "tests/fixtures/hf/qwen2.5-0.5b.json").read_text()), _check_arch),
+    **{  # the 2026 families' readers: nested text_config, layer_types, MLA, linear attention, convolutions
+        f"hf-{name}": (".json", json.loads((ROOT / f"tests/fixtures/hf/{name}.json").read_text()), _check_arch)
+        for name in ("gemma-3-4b-it", "gpt-oss-20b", "deepseek-v3", "lfm2-350m", "qwen3-next-80b-a3b", "smollm3-3b")
+    },
     "space": (".yaml", yaml.safe_load((ROOT / "spaces" / "cpu-tiny.yaml").read_text()), _check_space),
+    "space-hybrid": (".yaml", _hybrid_space(), _check_space),
     "calibration": (".json", _calibration_doc(), _check_calibration),
     "queue": (
         ".yaml",

@@ -227,3 +227,62 @@ def test_latency_budget_constraint(tmp_path: Path) -> None:
     rows = store.sweeps.candidates(budget.sweep_id)
     assert 0 < budget.kept < everything.kept
     assert all(r["tpot_s"] * 1e3 <= 0.35 for r in rows)
+
+
+def test_layer_pattern_axes_give_the_kinds_and_keep_the_plain_candidates_once(tmp_path: Path) -> None:
+    """k local : 1 global, the window (only where there are sliding layers), a linear share and MLA rank."""
+
+    s = parse_space(
+        {
+            "fixed": {"vocab_size": 1000, "head_dim": 64},
+            "grid": {
+                "d_model": [512], "n_layers": [12], "n_heads": [8], "local_global": [0, 5],
+                "sliding_window": [256, 1024], "linear_fraction": [0.0, 0.75], "mla_rank": [0, 128],
+            },
+            "workload": {"prompt": 4096},
+        }
+    )  # fmt: skip
+    index, batch = s.chunk(0)
+    archs = [batch.architecture(i) for i in range(len(batch))]
+    counts = sorted((a.layer_counts["sliding"], a.layer_counts["linear"], a.layer_counts["mla"], a.sliding_window or 0)
+                    for a in archs)  # fmt: skip
+    # 12 layers: 0 or 9 linear; of the attention layers left one in 6 is global (GQA or MLA), the rest slide
+    assert len(archs) == len({json.dumps(a.to_dict(), sort_keys=True) for a in archs})  # no duplicates
+    assert (10, 0, 0, 256) in counts and (10, 0, 2, 1024) in counts  # 5:1 → 2 global, MLA or GQA
+    assert (0, 9, 3, 0) in counts and (0, 0, 0, 0) in counts  # window irrelevant without sliding layers: once
+    assert sum(c == (0, 0, 0, 0) for c in counts) == 1
+    for a in archs:
+        assert a.layer_counts["full"] + a.layer_counts["mla"] >= 1
+        if a.layer_counts["sliding"]:  # the global layer closes each group of six
+            assert a.kinds[5] in ("full", "mla") and a.kinds[0] == "sliding"
+
+
+def test_local_global_without_a_window_is_an_error() -> None:
+
+    with pytest.raises(InputError) as e:
+        parse_space({"grid": {"d_model": [512], "n_layers": [12], "n_heads": [8], "local_global": [3]}})
+    assert e.value.field == "space.grid.sliding_window"
+
+
+def test_sweep_stores_hybrid_candidates_and_profile_gets_them_back(tmp_path: Path) -> None:
+    """The store keeps the variant columns (migration 9): a stored candidate is the architecture it was."""
+    from typer.testing import CliRunner
+
+    from cobench.cli import app
+    from cobench.measure.profile import sweep_architecture
+
+    space = tmp_path / "hybrid.yaml"
+    space.write_text(
+        "fixed: {vocab_size: 1000, qk_norm: head}\n"
+        "grid: {d_model: [256], n_layers: [8], n_heads: [4], local_global: [3], sliding_window: [128],"
+        " linear_fraction: [0.5]}\n"
+        "workload: {prompt: 2048, generate: 8}\n"
+    )
+    store = tmp_path / "s.db"
+    result = CliRunner().invoke(app, ["sweep", "-s", str(space), "-d", "cpu", "--store", str(store), "--json"])
+    assert result.exit_code == 0, result.stderr
+    rows = Store(store).sweeps.candidates(json.loads(result.stdout)["sweep_id"])
+    back = sweep_architecture(rows[0], "hybrid")
+    expected = parse_space(__import__("yaml").safe_load(space.read_text())).chunk(0)[1].architecture(0)
+    assert back.layer_counts == expected.layer_counts == {"full": 1, "sliding": 3, "mla": 0, "linear": 4, "conv": 0}
+    assert back.qk_norm == "head" and back.sliding_window == 128

@@ -450,13 +450,15 @@ class ArchBatch:
 
 
 def spread_layers(n_layers: int, counts: dict[str, int]) -> tuple[str, ...]:
-    """A layer pattern with these counts of the other kinds: the full-attention layers spread evenly, each
-    closing its group (k local : 1 global is k locals then the global, as Gemma and Qwen3-Next order them)."""
-    n_full = n_layers - sum(counts.values())
+    """A layer pattern with these counts of the non-full kinds: the global layers (full, then MLA) spread
+    evenly, each closing its group (k local : 1 global is k locals then the global, as Gemma and Qwen3-Next
+    order them), the sliding, linear and convolution layers in the slots between."""
+    n_global = n_layers - sum(counts.values()) + counts.get("mla", 0)
+    globals_ = iter(["full"] * (n_global - counts.get("mla", 0)) + ["mla"] * counts.get("mla", 0))
     kinds: list[str | None] = [None] * n_layers
-    for j in range(n_full):
-        kinds[(j + 1) * n_layers // n_full - 1] = "full"
-    others = iter(k for k, c in counts.items() for _ in range(c))
+    for j in range(n_global):
+        kinds[(j + 1) * n_layers // n_global - 1] = next(globals_)
+    others = iter(k for k, c in counts.items() if k != "mla" for _ in range(c))
     return tuple(k if k is not None else next(others) for k in kinds)
 
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from cobench.arch.architecture import Architecture
+from cobench.arch.architecture import MAX_SIZE, Architecture
 from cobench.errors import InputError
+from cobench.validate import number
 
 ACTIVATIONS = {
     "silu": "swiglu",
@@ -42,6 +43,23 @@ def _get(c: Config, key: str, where: str, default: Any = ...) -> Any:
     return default
 
 
+def _int(c: Config, key: str, where: str, default: Any = ..., low: int = 0) -> int:
+    """An integer setting a reader computes with (the Architecture validates the fields it ends up in)."""
+    return int(number(_get(c, key, where, default), f"{where}.{key}", integer=True, low=low, high=MAX_SIZE))
+
+
+def _float(c: Config, key: str, where: str, default: Any = ...) -> float:
+    return float(number(_get(c, key, where, default), f"{where}.{key}", low=0, high=1e12))
+
+
+def _indices(c: Config, key: str, where: str) -> set[int]:
+    """A list of layer indices (or 0/1 flags), each an integer."""
+    values = c.get(key) or []
+    if not isinstance(values, list):
+        raise InputError(f"{where}.{key}", f"expected a list of layer indices, got {type(values).__name__}")
+    return {int(number(v, f"{where}.{key}[{i}]", integer=True, low=0, high=MAX_SIZE)) for i, v in enumerate(values)}
+
+
 def _rope(c: Config, where: str, default_theta: float = 10000.0) -> dict[str, Any]:
     """RoPE base and rotated share, from `rope_parameters` (newer; Gemma 3 keeps one per layer type, the
     global layers' is the one read) or from the top-level keys (older)."""
@@ -64,7 +82,7 @@ def _layer_types(c: Config, where: str, n_layers: int, default: Callable[[int], 
     if not isinstance(types, list):
         raise InputError(f"{where}.layer_types", f"expected a list, got {type(types).__name__}")
     for i, t in enumerate(types):
-        if t not in LAYER_TYPES:
+        if not isinstance(t, str) or t not in LAYER_TYPES:
             raise InputError(
                 f"{where}.layer_types[{i}]", f"unsupported layer type {t!r} (one of {', '.join(LAYER_TYPES)})"
             )
@@ -73,6 +91,8 @@ def _layer_types(c: Config, where: str, n_layers: int, default: Callable[[int], 
 
 def _windowed(fields: dict[str, Any], types: list[str] | None, window: Any) -> dict[str, Any]:
     """Layer kinds and window; a window no shorter than the context is no window (Phi-4-mini's 262 144)."""
+    if window is not None:
+        window = int(number(window, "config.json.sliding_window", integer=True, low=1, high=MAX_SIZE))
     if types is not None and window is not None and window < fields["max_seq_len"] and "sliding_attention" in types:
         return {**fields, "layer_types": [LAYER_TYPES[t] for t in types], "sliding_window": window}
     if types is not None:
@@ -90,7 +110,7 @@ def _llama_like(c: Config, where: str, qkv_bias: bool | None = None, tie: bool =
     return {
         "vocab_size": _get(c, "vocab_size", where),
         "d_model": _get(c, "hidden_size", where),
-        "n_layers": _get(c, "num_hidden_layers", where),
+        "n_layers": _int(c, "num_hidden_layers", where, low=1),
         "n_heads": _get(c, "num_attention_heads", where),
         "n_kv_heads": c.get("num_key_value_heads") or _get(c, "num_attention_heads", where),
         "head_dim": c.get("head_dim") or None,
@@ -100,7 +120,7 @@ def _llama_like(c: Config, where: str, qkv_bias: bool | None = None, tie: bool =
         "o_bias": bias if qkv_bias is None else False,
         "mlp_bias": bool(c.get("mlp_bias", False)),
         "tie_embeddings": bool(c.get("tie_word_embeddings", tie) or c.get("share_embedding", False)),
-        "max_seq_len": c.get("max_position_embeddings", 4096),
+        "max_seq_len": _int(c, "max_position_embeddings", where, 4096, low=1),
         **_rope(c, where),
     }
 
@@ -117,7 +137,7 @@ def _qwen(c: Config, where: str, qkv_bias: bool | None = None, tie: bool = False
     """Qwen2/Qwen3 (and SmolLM3): windowed layers only with `use_sliding_window`, from `max_window_layers` on."""
     fields = _llama_like(c, where, qkv_bias, tie)
     window = c.get("sliding_window") if c.get("use_sliding_window") else None
-    start = c.get("max_window_layers", fields["n_layers"])
+    start = _int(c, "max_window_layers", where, fields["n_layers"])
     types = _layer_types(
         c, where, fields["n_layers"], lambda i: "sliding_attention" if i >= start else "full_attention"
     )
@@ -146,10 +166,10 @@ def _granite(c: Config, where: str) -> dict[str, Any]:
 def _smollm3(c: Config, where: str) -> dict[str, Any]:
     """SmolLM3: `no_rope_layers` marks each layer 1 (RoPE) or 0 (none): every fourth by default."""
     fields = _qwen(c, where, tie=True)
-    interval = _get(c, "no_rope_layer_interval", where, 4)
+    interval = _int(c, "no_rope_layer_interval", where, 4, low=1)
     flags = c.get("no_rope_layers") or [int((i + 1) % interval != 0) for i in range(fields["n_layers"])]
-    if not isinstance(flags, list) or len(flags) != fields["n_layers"]:
-        raise InputError(f"{where}.no_rope_layers", f"expected a list of {fields['n_layers']} flags")
+    if not isinstance(flags, list) or len(flags) != fields["n_layers"] or any(f not in (0, 1) for f in flags):
+        raise InputError(f"{where}.no_rope_layers", f"expected a list of {fields['n_layers']} flags (0 or 1)")
     return {**fields, "no_rope_layers": sum(1 for f in flags if not f)}
 
 
@@ -184,8 +204,8 @@ def _gemma(c: Config, where: str, pattern: int) -> dict[str, Any]:
         **_windowed(fields, types, c.get("sliding_window")),
         "ffn": "geglu",
         "norm_layout": "sandwich",
-        "attention_multiplier": float(_get(c, "query_pre_attn_scalar", where, fields["head_dim"] or 256)) ** -0.5,
-        "embedding_multiplier": float(fields["d_model"]) ** 0.5,
+        "attention_multiplier": _float(c, "query_pre_attn_scalar", where, fields["head_dim"] or 256) ** -0.5,
+        "embedding_multiplier": _float(c, "hidden_size", where) ** 0.5,
         "attn_softcap": c.get("attn_logit_softcapping") or 0.0,
         "final_softcap": c.get("final_logit_softcapping") or 0.0,
     }
@@ -193,7 +213,7 @@ def _gemma(c: Config, where: str, pattern: int) -> dict[str, Any]:
 
 def _gemma3_text(c: Config, where: str) -> dict[str, Any]:
     full = {**GEMMA3_DEFAULTS, **{k: v for k, v in c.items() if v is not None}}
-    return {**_gemma(full, where, int(c.get("sliding_window_pattern", 6))), "qk_norm": "head"}
+    return {**_gemma(full, where, _int(c, "sliding_window_pattern", where, 6, low=1)), "qk_norm": "head"}
 
 
 def _gemma3(c: Config, where: str) -> dict[str, Any]:
@@ -211,8 +231,8 @@ def _experts(c: Config, where: str, key: str) -> dict[str, Any]:
 def _dense_layer_count(c: Config, n_layers: int) -> int:
     """Layers transformers builds with the dense MLP in a Qwen MoE: off the `decoder_sparse_step` or listed in
     `mlp_only_layers`."""
-    step = int(c.get("decoder_sparse_step") or 1)
-    only = set(c.get("mlp_only_layers") or [])
+    step = _int(c, "decoder_sparse_step", "config.json", 1, low=1)
+    only = _indices(c, "mlp_only_layers", "config.json")
     return sum(1 for i in range(n_layers) if i in only or (i + 1) % step)
 
 
@@ -256,8 +276,8 @@ def _deepseek(c: Config, where: str) -> dict[str, Any]:
     fields = _llama_like(c, where)
     n = fields["n_layers"]
     experts = c.get("n_routed_experts") or 0
-    first = int(c.get("first_k_dense_replace") or 0)
-    freq = int(c.get("moe_layer_freq") or 1)
+    first = _int(c, "first_k_dense_replace", where, 0)
+    freq = _int(c, "moe_layer_freq", where, 1, low=1)
     dense = sum(1 for i in range(n) if i < first or i % freq) if experts else 0
     moe = (
         {
@@ -289,19 +309,20 @@ def _lfm2(c: Config, where: str) -> dict[str, Any]:
     fields = _llama_like(
         {**c, "tie_word_embeddings": c.get("tie_embedding", c.get("tie_word_embeddings", True))}, where
     )
-    width = int(c.get("block_ff_dim") or fields["d_ff"])
+    width = _int(c, "block_ff_dim", where, fields["d_ff"], low=1)
     if c.get("block_auto_adjust_ff_dim", True):
         width = int(2 * width / 3)
-        multiplier = c.get("block_ffn_dim_multiplier", 1.0)
-        if multiplier is not None:
-            multiple = int(c.get("block_multiple_of", 256))
-            width = multiple * ((int(multiplier * width) + multiple - 1) // multiple)
-    idx = c.get("full_attn_idxs") or list(range(fields["n_layers"]))
+        if c.get("block_ffn_dim_multiplier", 1.0) is not None:
+            multiple = _int(c, "block_multiple_of", where, 256, low=1)
+            width = multiple * (
+                (int(_float(c, "block_ffn_dim_multiplier", where, 1.0) * width) + multiple - 1) // multiple
+            )
+    idx = _indices(c, "full_attn_idxs", where) or set(range(fields["n_layers"]))
     types = _layer_types(c, where, fields["n_layers"], lambda i: "full_attention" if i in idx else "conv")
     return {
         **_windowed({**fields, "d_ff": width, **_rope(c, where, 1_000_000.0)}, types, None),
         "qk_norm": "head",
-        "conv_kernel": int(c.get("conv_L_cache", 3)),
+        "conv_kernel": _int(c, "conv_L_cache", where, 3, low=1),
         "conv_bias": bool(c.get("conv_bias", False)),
     }
 
@@ -309,7 +330,7 @@ def _lfm2(c: Config, where: str) -> dict[str, Any]:
 def _qwen3_next(c: Config, where: str) -> dict[str, Any]:
     """Qwen3-Next: gated delta-net layers with one gated full-attention layer every `full_attention_interval`."""
     fields = _qwen_moe(c, where, "head")
-    interval = int(c.get("full_attention_interval", 4))
+    interval = _int(c, "full_attention_interval", where, 4, low=1)
     types = _layer_types(
         c, where, fields["n_layers"], lambda i: "linear_attention" if (i + 1) % interval else "full_attention"
     )

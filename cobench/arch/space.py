@@ -328,13 +328,6 @@ def parse_space(data: dict[str, Any], name: str = "space") -> SearchSpace:
     if "d_ff" in grid and "ffn_ratio" in grid:
         raise InputError("space.grid.ffn_ratio", "give either d_ff or ffn_ratio, not both")
     axes = {k: _axis(k, v) for k, v in grid.items()}
-    local = (
-        axes["local_global"]
-        if "local_global" in axes
-        else np.asarray([(data.get("fixed") or {}).get("local_global", 0)])
-    )
-    if np.any(local > 0) and "sliding_window" not in grid and "sliding_window" not in (data.get("fixed") or {}):
-        raise InputError("space.grid.sliding_window", "required where local_global > 0 (the sliding layers' window)")
     fixed = data.get("fixed") or {}
     if not isinstance(fixed, dict):
         raise InputError("space.fixed", "expected a mapping")
@@ -346,13 +339,16 @@ def parse_space(data: dict[str, Any], name: str = "space") -> SearchSpace:
     for key, value in fixed.items():
         if isinstance(value, (dict, list)) or value is None:
             raise InputError(f"space.fixed.{key}", f"expected a single value, got {value!r}")
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            number(value, f"space.fixed.{key}", low=0, high=MAX_SIZE)
+        if key in INT_AXES + RATIO_AXES or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+            number(value, f"space.fixed.{key}", integer=key in INT_AXES, low=0, high=MAX_SIZE)
     if fixed.get("ffn", "swiglu") not in FFN_KINDS:
         raise InputError("space.fixed.ffn", f"one of {', '.join(FFN_KINDS)}")
     for key, kinds in (("norm", NORM_KINDS), ("qk_norm", QK_NORMS), ("norm_layout", NORM_LAYOUTS)):
         if key in fixed and fixed[key] not in kinds:
             raise InputError(f"space.fixed.{key}", f"one of {', '.join(kinds)}")
+    local = axes["local_global"] if "local_global" in axes else np.asarray([fixed.get("local_global", 0)])
+    if np.any(local > 0) and "sliding_window" not in grid and "sliding_window" not in fixed:
+        raise InputError("space.grid.sliding_window", "required where local_global > 0 (the sliding layers' window)")
     for key in FRACTION_AXES:
         if key in fixed and not 0 <= fixed[key] < 1:
             raise InputError(f"space.fixed.{key}", f"a share of the layers in [0, 1), got {fixed[key]!r}")

@@ -24,11 +24,17 @@ app.add_typer(arch_app, name="arch")
 def arch_show(
     spec: Annotated[str, typer.Argument(help="Preset name, cobench architecture YAML/JSON, or HF config.json.")],
     prompt: Annotated[int, typer.Option("--prompt", "-p", help="Context (tokens) for the per-token FLOPs.")] = 1024,
+    context: Annotated[
+        int | None,
+        typer.Option(
+            "--context", "-c", min=1, help="Context (tokens) for the cache and peak memory [default: --prompt]."
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Parameters, KV-cache and weight bytes, FLOPs per token and the per-layer operator list."""
+    """Parameters, layer kinds, cache and weight bytes, FLOPs per token and the per-layer operator list."""
     a = load_architecture(spec)
-    s = arch_summary(a, prompt)
+    s = arch_summary(a, prompt, context)
     if json_out:
         return emit_json(s)
     p = s["params"]
@@ -37,7 +43,9 @@ def arch_show(
         mark = "[green]matches[/green]" if s["matches_published"] else "[red]DIFFERS[/red]"
         published = f" — published {s['published_total']:,}: {mark}"
     out.print(f"[bold]{a.name}[/bold]  total {p['total']:,} params{published}")
-    fields_ = [(k, v) for k, v in a.to_dict().items() if k != "name" and v not in (None, 0, False)]
+    fields_ = [(k, v) for k, v in a.to_dict().items() if k not in ("name", "layer_types") and v not in (None, 0, False)]
+    if a.layer_types is not None:
+        fields_.append(("layers", ", ".join(f"{n} {k}" for k, n in s["layer_kinds"].items())))
     out.print(kv_table("architecture", fields_))
     out.print(
         kv_table(
@@ -65,6 +73,20 @@ def arch_show(
             right={1, 2},
         )
     )
+    c = s["cache_at_context"]
+    out.print(
+        table(
+            f"at context {c['context']:,} (one sequence): cache and state by layer kind, peak memory",
+            ["type", "cache + state", "peak memory"],
+            [
+                [k, si(c["bytes"][k], "B") if k in c["bytes"] else "—", si(s["peak_memory_bytes_at_context"][k], "B")]
+                for k in PRECISIONS
+            ],
+            right={1, 2},
+        )
+    )
+    kinds = ", ".join(f"{k} {si(v)} elements" for k, v in c["elements_by_kind"].items())
+    out.print(f"cache at {c['context']:,} tokens by kind: {kinds or 'none'}")
     f = s["flops_per_token"]
     out.print(
         f"FLOPs per token: prefill {si(f['prefill'], 'FLOP')} (mean over {prompt} tokens), "
