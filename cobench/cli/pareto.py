@@ -22,7 +22,7 @@ from cobench.cli.options import (
 )  # fmt: skip
 from cobench.cli.render import emit_json, err, out, table
 from cobench.hardware.devices import get_device
-from cobench.report.format import ms, si
+from cobench.report.format import mixers, ms, si
 from cobench.search.analysis import Frontier, Selection, pareto, select_candidates
 from cobench.search.scoring import Scoring, budgets
 from cobench.store import Store
@@ -55,7 +55,12 @@ PrecisionsOpt = Annotated[
 
 def _arch_cells(r: dict[str, Any]) -> list[Any]:
     a = r["architecture"]
-    return [r["precision"], a["d_model"], a["n_layers"], f"{a['n_heads']}/{a['n_kv_heads']}"]
+    kinds = a.get("layer_types") or []
+    counts = {k: kinds.count(k) for k in ("sliding", "mla", "linear", "conv")}
+    if a.get("kv_lora_rank") and not kinds:
+        counts["mla"] = a["n_layers"]
+    pattern = mixers(a["n_layers"], counts, a.get("sliding_window"), a.get("kv_lora_rank"))
+    return [r["precision"], a["d_model"], a["n_layers"], pattern, f"{a['n_heads']}/{a['n_kv_heads']}"]
 
 
 @app.command("pareto")
@@ -117,8 +122,20 @@ def _print_frontier(f: Frontier, top: int) -> None:
         f"Pareto frontier on {f.device}: {s['feasible']:,} feasible of {s['candidates']:,} candidates "
         f"({s['metric']} latency vs predicted loss, {f.law} law)"
     )
-    columns = ["latency", "loss", "prec", "d_model", "layers", "heads/kv", "d_ff", "experts", "params", "memory"]
-    out.print(table(title, columns, rows, right={0, 1, 3, 4, 6, 8, 9}))
+    columns = [
+        "latency",
+        "loss",
+        "prec",
+        "d_model",
+        "layers",
+        "mixers",
+        "heads/kv",
+        "d_ff",
+        "experts",
+        "params",
+        "memory",
+    ]
+    out.print(table(title, columns, rows, right={0, 1, 3, 4, 7, 9, 10}))
     r = s["reference"]
     if r and r["best"]:
         out.print(
@@ -175,5 +192,5 @@ def _print_selection(s: Selection) -> None:
         for name, r in zip(s.names, s.rows, strict=True)
     ]  # no law yet: the stand-in is not a loss
     title = f"selected {len(s.rows)} of {s.feasible:,} feasible candidates"
-    columns = ["name", "latency", "loss", "prec", "d_model", "layers", "heads/kv", "params"]
-    out.print(table(title, columns, rows, right={1, 2, 4, 5, 7}))
+    columns = ["name", "latency", "loss", "prec", "d_model", "layers", "mixers", "heads/kv", "params"]
+    out.print(table(title, columns, rows, right={1, 2, 4, 5, 8}))

@@ -36,7 +36,7 @@ from cobench.cluster import connect
 from cobench.errors import InputError
 from cobench.hardware.devices import get_device
 from cobench.predict.latency_model import resolve_model
-from cobench.report.format import ms, si
+from cobench.report.format import mixers, ms, si
 from cobench.search.sweep import MAX_CANDIDATES, SweepSummary, sweep
 from cobench.store import Store
 
@@ -136,13 +136,19 @@ def _print(s: SweepSummary) -> None:
         f"(constraints incl. memory fit){stored}; chunks run {r.chunks_run}, resumed/skipped {r.chunks_skipped}; "
         f"{r.seconds:.2f} s{rate}"
     )
-    columns = ["#", "d_model", "layers", "heads/kv", "hd", "d_ff", "vocab", "experts", "params", "active", "TTFT",
-               "TPOT", "e2e", "memory"]  # fmt: skip
+    columns = ["#", "d_model", "layers", "mixers", "heads/kv", "hd", "d_ff", "vocab", "experts", "params", "active",
+               "TTFT", "TPOT", "e2e", "memory"]  # fmt: skip
     rows = [
         [
             i + 1,
             c["d_model"],
             c["n_layers"],
+            mixers(
+                c["n_layers"],
+                {k: c[f"n_{k}"] for k in ("sliding", "mla", "linear", "conv")},
+                c["sliding_window"],
+                c["kv_lora_rank"],
+            ),  # fmt: skip
             f"{c['n_heads']}/{c['n_kv_heads']}",
             c["head_dim"],
             c["d_ff"] if not c["n_experts"] else (c["d_ff_shared"] * c["n_shared_experts"] or "—"),
@@ -161,4 +167,4 @@ def _print(s: SweepSummary) -> None:
         f"top {s.k} by {s.sort} on {d.name}"
         f"{'@' + d.mode if d.mode else ''} (B={w.batch}, P={w.prompt}, G={w.generate}, {w.precision})"
     )
-    out.print(table(title, columns, rows, right={0, 1, 2, 4, 5, 6, 8, 9, 10, 11, 12, 13}))
+    out.print(table(title, columns, rows, right={0, 1, 2, 5, 6, 7, 9, 10, 11, 12, 13, 14}))

@@ -33,3 +33,15 @@ def pct(x: float | None, signed: bool = True) -> str:
     if x is None:
         return "—"
     return f"{x:+.1f}%" if signed else f"{x:.1f}%"
+
+
+def mixers(n_layers: int, counts: dict[str, int], window: int | None, rank: int | None) -> str:
+    """A layer pattern in a table cell: "full", "MLA r256", "22 w512 + 4 full" (sliding and global layers),
+    "36 lin + 12 full", "10 conv + 6 full"."""
+    n = {k: int(counts.get(k) or 0) for k in ("sliding", "linear", "conv")}
+    global_ = n_layers - sum(n.values())
+    kind = f"MLA r{rank}" if counts.get("mla") else "full"
+    if not any(n.values()):
+        return kind
+    labels = {"sliding": f"w{window}", "linear": "lin", "conv": "conv"}
+    return " + ".join([f"{v} {labels[k]}" for k, v in n.items() if v] + [f"{global_} {kind}"])
