@@ -62,7 +62,9 @@ def architectures(draw: st.DrawFn, max_layers: int = 3, moe: bool | None = None)
 
 
 @st.composite
-def variant_architectures(draw: st.DrawFn, kinds: tuple[str, ...] = ("full", "sliding", "mla", "linear", "conv")) -> Architecture:
+def variant_architectures(
+    draw: st.DrawFn, kinds: tuple[str, ...] = ("full", "sliding", "mla", "linear", "conv")
+) -> Architecture:
     """Small architectures with a random pattern of every layer kind and the variants families add
     (QK-norm, norm layouts, sinks, soft-caps, output gates, leading dense layers, partial and no RoPE)."""
     base = draw(architectures(max_layers=1))

@@ -101,7 +101,6 @@ def test_unknown_model_type_lists_supported() -> None:
         assert supported in e.value.problem
 
 
-
 def test_cobench_yaml_file_and_missing_file(tmp_path) -> None:
     f = tmp_path / "mine.yaml"
     f.write_text("architecture:\n  vocab_size: 1000\n  d_model: 128\n  n_layers: 2\n  n_heads: 4\n  d_ff: 256\n")

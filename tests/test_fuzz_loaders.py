@@ -112,7 +112,12 @@ def _check_suite(path: Path) -> None:
 def _hybrid_space() -> dict[str, Any]:
     """cpu-tiny with the layer-pattern axes and fixed variants."""
     space = yaml.safe_load((ROOT / "spaces" / "cpu-tiny.yaml").read_text())
-    space["grid"] |= {"local_global": [0, 1], "sliding_window": [64], "linear_fraction": [0.0, 0.5], "mla_rank": [0, 32]}
+    space["grid"] |= {
+        "local_global": [0, 1],
+        "sliding_window": [64],
+        "linear_fraction": [0.0, 0.5],
+        "mla_rank": [0, 32],
+    }
     space["fixed"] = (space.get("fixed") or {}) | {"qk_norm": "head", "norm_layout": "sandwich"}
     return space
 

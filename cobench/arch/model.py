@@ -224,10 +224,43 @@ class LatentAttention(nn.Module):
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)
         return self.o_proj(y.transpose(1, 2).reshape(b, t, self.h * self.v_dim))
 
+    def cached(
+        self, x: Tensor, cos: Tensor, sin: Tensor, latents: Tensor, positions: Tensor, visible: int | None
+    ) -> Tensor:
+        """Against a preallocated latent cache (B, capacity, kv_lora_rank + rope dims), as serving engines run
+        MLA: the new tokens' normed latent and RoPE key written at `positions`; a prompt into an empty cache
+        then runs as `forward` (keys and values decompressed), a step against a cache absorbs the
+        up-projection into the query and the output and attends over the latent itself."""
+        b, t, _ = x.shape
+        latent, k_rope = self.kv_a_proj(x).split([self.rank, self.rope_dim], dim=-1)
+        written = torch.cat([self.kv_a_norm(latent), apply_rope(k_rope[:, None], cos, sin)[:, 0]], dim=-1)
+        latents.index_copy_(1, positions, written)
+        if visible is not None and visible == t:
+            return self.forward(x, cos, sin)
+        seen = latents[:, :visible] if visible is not None else latents
+        c, k_rope = seen.split([self.rank, self.rope_dim], dim=-1)  # (B, S, rank), (B, S, rope)
+        q = self.q_b_proj(self.q_a_norm(self.q_a_proj(x))) if hasattr(self, "q_b_proj") else self.q_proj(x)
+        q_nope, q_rope = q.view(b, t, self.h, -1).transpose(1, 2).split([self.nope, self.rope_dim], dim=-1)
+        w_uk, w_uv = self.kv_b_proj.weight.view(self.h, self.nope + self.v_dim, self.rank).split(
+            [self.nope, self.v_dim], 1
+        )
+        scores = torch.einsum("bhtn,hnr,bsr->bhts", q_nope, w_uk, c)
+        scores = (scores + torch.einsum("bhtp,bsp->bhts", apply_rope(q_rope, cos, sin), k_rope)) * self.scale
+        mask = positions[:, None] >= torch.arange(seen.shape[1], device=x.device)[None, :]
+        probs = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+        y = torch.einsum("bhts,bsr,hvr->bhtv", probs, c, w_uv)
+        return self.o_proj(y.transpose(1, 2).reshape(b, t, self.h * self.v_dim))
 
-def causal_conv(x: Tensor, conv: nn.Conv1d) -> Tensor:
-    """Depthwise causal convolution over time: x (B, channels, T), padded on the left only."""
-    return conv(F.pad(x, (conv.kernel_size[0] - 1, 0)))
+
+def causal_conv(x: Tensor, conv: nn.Conv1d, state: Tensor | None = None) -> Tensor:
+    """Depthwise causal convolution over time: x (B, channels, T), padded on the left with zeros or, in a
+    generation, with the last kernel − 1 inputs kept in `state` (B, channels, kernel − 1), updated in place."""
+    if state is None:
+        return conv(F.pad(x, (conv.kernel_size[0] - 1, 0)))
+    full = torch.cat([state, x], dim=-1)
+    if state.shape[-1]:
+        state.copy_(full[..., -state.shape[-1] :])
+    return conv(full)
 
 
 class GatedDeltaNet(nn.Module):
@@ -255,11 +288,14 @@ class GatedDeltaNet(nn.Module):
         self.norm = _rms(self.dv)
         self.out_proj = nn.Linear(value, a.d_model, bias=False)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, state: dict[str, Tensor] | None = None) -> Tensor:
+        """A prompt from a zero state, or (with `state`: "state" (B, Hv, dk, dv) and "conv" (B, 2·key + value,
+        kernel − 1)) the next tokens of a generation, the state updated in place."""
         b, t, _ = x.shape
         q, k, v, z = self.in_proj_qkvz(x).split(self.widths, dim=-1)
         beta, alpha = self.in_proj_ba(x).chunk(2, dim=-1)
-        mixed = F.silu(causal_conv(torch.cat([q, k, v], dim=-1).transpose(1, 2), self.conv1d)).transpose(1, 2)
+        mixed = torch.cat([q, k, v], dim=-1).transpose(1, 2)
+        mixed = F.silu(causal_conv(mixed, self.conv1d, None if state is None else state["conv"])).transpose(1, 2)
         q, k, v = mixed.split(self.widths[:3], dim=-1)
         group = self.hv // self.hk
         q = F.normalize(q.view(b, t, self.hk, self.dk), dim=-1).repeat_interleave(group, dim=2) / math.sqrt(self.dk)
@@ -267,15 +303,24 @@ class GatedDeltaNet(nn.Module):
         v = v.view(b, t, self.hv, self.dv)
         beta = torch.sigmoid(beta)
         decay = torch.exp(-self.A_log.exp() * F.softplus(alpha + self.dt_bias))  # (B, T, Hv)
-        state = x.new_zeros(b, self.hv, self.dk, self.dv)
+        s = x.new_zeros(b, self.hv, self.dk, self.dv) if state is None else state["state"]
         outs = []
         for i in range(t):
-            state = state * decay[:, i, :, None, None]
-            delta = (v[:, i] - torch.einsum("bhk,bhkv->bhv", k[:, i], state)) * beta[:, i, :, None]
-            state = state + torch.einsum("bhk,bhv->bhkv", k[:, i], delta)
-            outs.append(torch.einsum("bhk,bhkv->bhv", q[:, i], state))
+            s = s * decay[:, i, :, None, None]
+            delta = (v[:, i] - torch.einsum("bhk,bhkv->bhv", k[:, i], s)) * beta[:, i, :, None]
+            s = s + torch.einsum("bhk,bhv->bhkv", k[:, i], delta)
+            outs.append(torch.einsum("bhk,bhkv->bhv", q[:, i], s))
+        if state is not None:
+            state["state"].copy_(s)
         y = self.norm(torch.stack(outs, dim=1)) * F.silu(z.view(b, t, self.hv, self.dv))
         return self.out_proj(y.reshape(b, t, -1))
+
+    def new_state(self, batch: int, dtype: torch.dtype, device: str) -> dict[str, Tensor]:
+        conv = self.conv1d
+        return {
+            "state": torch.zeros(batch, self.hv, self.dk, self.dv, dtype=dtype, device=device),
+            "conv": torch.zeros(batch, conv.in_channels, conv.kernel_size[0] - 1, dtype=dtype, device=device),
+        }
 
 
 class ShortConv(nn.Module):
@@ -288,10 +333,14 @@ class ShortConv(nn.Module):
         self.conv = nn.Conv1d(d, d, a.conv_kernel, groups=d, bias=a.conv_bias)
         self.out_proj = nn.Linear(d, d, bias=a.conv_bias)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, state: Tensor | None = None) -> Tensor:
+        """A prompt from zeros, or with `state` (B, d, kernel − 1) the next tokens, the state updated in place."""
         gate_b, gate_c, h = self.in_proj(x).transpose(1, 2).chunk(3, dim=1)
-        y = gate_c * causal_conv(gate_b * h, self.conv)
+        y = gate_c * causal_conv(gate_b * h, self.conv, state)
         return self.out_proj(y.transpose(1, 2))
+
+    def new_state(self, batch: int, dtype: torch.dtype, device: str) -> Tensor:
+        return torch.zeros(batch, self.conv.in_channels, self.conv.kernel_size[0] - 1, dtype=dtype, device=device)
 
 
 class FeedForward(nn.Module):
@@ -435,11 +484,16 @@ class Block(nn.Module):
         x = self._residual(x, lambda h: self.mix(h, cos, sin), self.attn_norm, self._post("attn_post_norm"))
         return self._ffn(x, False)
 
-    def cached(
-        self, x: Tensor, cos: Tensor, sin: Tensor, keys: Tensor, values: Tensor, positions: Tensor, visible: int | None
-    ) -> Tensor:
-        attention = lambda h: self.attn.cached(h, cos, sin, keys, values, positions, visible)  # noqa: E731
-        x = self._residual(x, attention, self.attn_norm, self._post("attn_post_norm"))
+    def cached(self, x: Tensor, rope: dict[str, tuple[Tensor, Tensor]], state: Any, positions: Tensor,
+               visible: int | None) -> Tensor:  # fmt: skip
+        """One engine step of this layer on its slice of the StaticCache (StaticCache.layer)."""
+        if self.kind in CACHED_KINDS:
+            mix = lambda h: self.attn.cached(h, *rope["gqa"], *state, positions, visible)  # noqa: E731
+        elif self.kind == "mla":
+            mix = lambda h: self.attn.cached(h, *rope["mla"], state, positions, visible)  # noqa: E731
+        else:
+            mix = lambda h: self.attn(h, state)  # noqa: E731
+        x = self._residual(x, mix, self.attn_norm, self._post("attn_post_norm"))
         return self._ffn(x, visible is None)
 
 
@@ -523,37 +577,71 @@ class Transformer(nn.Module):
         visible = positions[-1] + 1 reads only the filled part; None reads the whole capacity under a mask,
         so that every step has the same shapes and a CUDA graph can replay it (positions updated in place).
         """
-        cos, sin = self.rope_cos[positions], self.rope_sin[positions]
+        rope = {"gqa": (self.rope_cos[positions], self.rope_sin[positions])}
+        if self.arch.qk_rope_head_dim:
+            rope["mla"] = (self.mla_cos[positions], self.mla_sin[positions])
         x = self._embed(ids)
         for i, layer in enumerate(self.layers):
-            x = layer.cached(x, cos, sin, cache.keys[i], cache.values[i], positions, visible)
+            x = layer.cached(x, rope, cache.layer(i), positions, visible)
         return self._logits(x[:, -1:, :])
 
 
 def uncached_kinds(a: Architecture) -> list[str]:
-    """The layer kinds of `a` that a cached step (StaticCache, the exported decode graph) cannot run."""
+    """The layer kinds of `a` whose state the exported graphs' stacked past/present K/V cannot hold (MLA,
+    linear and convolution layers; StaticCache holds every kind)."""
     return sorted({k for k in a.kinds if k not in CACHED_KINDS})
 
 
 @dataclass
 class StaticCache:
-    """A KV cache preallocated for a whole generation, as engines keep it: (layers, B, kv_heads, capacity,
-    head_dim) keys and values, and how many positions are filled. Steps write into it; nothing reallocates."""
+    """What a generation keeps, preallocated for all of it as engines keep it: the K and V of the attention
+    layers, (attention layers, B, kv_heads, capacity, head_dim); per MLA layer its latent cache (B, capacity,
+    kv_lora_rank + rope dims); per linear or convolution layer its fixed-size state; and how many positions
+    are filled. Steps write into it; nothing reallocates."""
 
     keys: Tensor
     values: Tensor
+    states: list[Any]  # per layer: None where its K/V are in keys/values, else its own state
+    slots: list[int]  # per layer: its index into keys/values, or −1
+    capacity: int
     length: int = 0
 
     @classmethod
-    def allocate(cls, a: Architecture, batch: int, capacity: int, dtype: torch.dtype, device: str) -> StaticCache:
-        if uncached_kinds(a):
-            raise ValueError(f"{a.name}: {', '.join(uncached_kinds(a))} layers keep state a K/V cache cannot hold")
-        shape = (a.n_layers, batch, a.n_kv_heads, capacity, a.head_dim)
-        return cls(torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device))
+    def allocate(
+        cls, a: Architecture, batch: int, capacity: int, dtype: torch.dtype, device: str, model: Any = None
+    ) -> StaticCache:
+        """`model` (the Transformer) sizes the linear and convolution states; without it a model of `a` is laid
+        out on the meta device for them."""
+        slots, states = [], []
+        mixers = None
+        for i, kind in enumerate(a.kinds):
+            slots.append(sum(s >= 0 for s in slots) if kind in CACHED_KINDS else -1)
+            if kind in CACHED_KINDS:
+                states.append(None)
+            elif kind == "mla":
+                width = a.kv_lora_rank + a.qk_rope_head_dim
+                states.append(torch.zeros(batch, capacity, width, dtype=dtype, device=device))
+            else:
+                if mixers is None:
+                    if model is None:
+                        with torch.device("meta"):
+                            model = Transformer(a)
+                    mixers = [layer.attn for layer in model.layers]
+                states.append(mixers[i].new_state(batch, dtype, device))
+        shape = (sum(s >= 0 for s in slots), batch, a.n_kv_heads, capacity, a.head_dim)
+        keys, values = (torch.zeros(shape, dtype=dtype, device=device) for _ in range(2))
+        return cls(keys, values, states, slots, capacity)
 
-    @property
-    def capacity(self) -> int:
-        return int(self.keys.shape[3])
+    def layer(self, i: int) -> Any:
+        """Layer i's part: (keys, values) of an attention layer, else its own state."""
+        return (self.keys[self.slots[i]], self.values[self.slots[i]]) if self.slots[i] >= 0 else self.states[i]
+
+    def tensors(self) -> list[Tensor]:
+        """Every buffer of the cache (to fill a fixed-context cache with data)."""
+        found = [self.keys, self.values]
+        for s in self.states:
+            found += [] if s is None else list(s.values()) if isinstance(s, dict) else [s]
+        return found
 
 
 def build_model(a: Architecture, seed: int = 0, dtype: torch.dtype = torch.float32) -> Transformer:

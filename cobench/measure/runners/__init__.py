@@ -81,10 +81,10 @@ def check_available(backend: str, device: str) -> None:
 
 
 def check_runs(backend: str, arch: Architecture, precision: str, options: dict[str, Any]) -> None:
-    """Refuse, before anything is built, a candidate with layers this backend cannot run, naming them: the
-    engine graph (ort) runs full and sliding-window attention with the families' variants; the torch module's
-    K/V cache and the exported graphs (torch, ort with graph=export, trt) hold K and V per position only; the
-    engines' builders (ort-genai, llama.cpp) take the dense Llama/Qwen2 layouts."""
+    """Refuse, before anything is built, a candidate with layers this backend cannot run, naming them: torch
+    runs every kind; the engine graph (ort) full and sliding-window attention with the families' variants;
+    the exported graphs (ort with graph=export, trt) hold K and V per position only; the engines' builders
+    (ort-genai, llama.cpp) take the dense Llama/Qwen2 layouts."""
     from cobench.arch.model import uncached_kinds
 
     if backend in ("ort-genai", "llama.cpp"):
@@ -94,6 +94,8 @@ def check_runs(backend: str, arch: Architecture, precision: str, options: dict[s
         return
     from cobench.measure.engine_graph import ENGINE_PRECISIONS, unsupported
 
+    if backend == "torch":
+        return
     if backend == "ort" and options.get("graph", "engine") == "engine" and precision in ENGINE_PRECISIONS:
         why = unsupported(arch)
     else:

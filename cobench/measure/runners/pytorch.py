@@ -1,7 +1,8 @@
 """PyTorch eager runner (CPU or CUDA), optionally replaying the decode step as a CUDA graph.
 
 The KV cache is static, as engines keep it (arch/model.py StaticCache): allocated for the whole
-generation, each step writing its position in place; attention is SDPA with GQA handled inside it.
+generation, each step writing its position in place; attention is SDPA with GQA handled inside it. Every
+layer kind runs: MLA on its latent cache (absorbed in decode), linear and convolution layers on their state.
 On CUDA, calls are timed with CUDA events on the current stream; on CPU with the host clock.
 """
 
@@ -103,7 +104,7 @@ class TorchRunner:
             cache = self._graph_caches[batch]
             cache.length = 0
             return cache
-        cache = StaticCache.allocate(self.model.arch, batch, self.capacity, self.dtype, self.device)
+        cache = StaticCache.allocate(self.model.arch, batch, self.capacity, self.dtype, self.device, self.model)
         self.allocations += 1
         if self.cuda_graphs:
             self._graph_caches[batch] = cache
@@ -166,7 +167,7 @@ class TorchRunner:
 
         cache = self.new_cache(batch)
         g = torch.Generator(device=self.device).manual_seed(0)
-        for buffer in (cache.keys, cache.values):
+        for buffer in cache.tensors():
             buffer.copy_(torch.randn(buffer.shape, generator=g, device=self.device, dtype=self.dtype))
         cache.length = context
         return cache
