@@ -170,13 +170,11 @@ class Attention(nn.Module):
         q, k, v, gate = self._qkv(x, cos, sin)
         keys.index_copy_(2, positions, k)
         values.index_copy_(2, positions, v)
-        start = 0
-        if visible is not None:  # a sliding layer reads only what its first new query's window reaches
-            start = max(0, visible - x.shape[1] - self.window + 1) if self.window is not None else 0
-            keys, values = keys[:, :, start:visible], values[:, :, start:visible]
+        if visible is not None:
+            keys, values = keys[:, :, :visible], values[:, :, :visible]
         t, seen = x.shape[1], keys.shape[2]
-        if self.explicit:
-            k_pos = torch.arange(start, start + seen, device=x.device)
+        if self.explicit:  # a window is a mask here, as in ORT's GroupQueryAttention (Counting.window_skip)
+            k_pos = torch.arange(seen, device=x.device)
             y = attend(q, keys, values, self._mask(positions, k_pos), self.scale, self.softcap, self.sinks)
             return self._out(y, gate)
         causal = visible is not None and visible == t  # a prompt into an empty cache

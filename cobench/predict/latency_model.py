@@ -25,10 +25,10 @@ if TYPE_CHECKING:
 # TensorRT's engines run the exported graphs, which return past ++ new (the KV cache copied every step). ORT
 # GenAI's builder graph runs the same GQA kernel on one shared buffer and computes every prompt position's logits.
 BACKEND_COUNTING = {
-    "ort": Counting(causal=False, moe_loop=True),
-    "torch": Counting(moe_loop=True),
-    "trt": Counting(causal=False, kv_update="concat", kv_expand=True, moe_loop=True),
-    "ort-genai": Counting(causal=False, logits="all"),  # the same GQA kernel; logits of every prompt position
+    "ort": Counting(causal=False, moe_loop=True, window_skip=False),
+    "torch": Counting(moe_loop=True, window_skip=False),
+    "trt": Counting(causal=False, kv_update="concat", kv_expand=True, moe_loop=True, window_skip=False),
+    "ort-genai": Counting(causal=False, logits="all", window_skip=False),  # ORT's GQA kernel; every position's logits
     "llama.cpp": Counting(),  # its own kernels and KV cache, causal attention, the last logits
 }
 

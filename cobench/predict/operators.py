@@ -15,6 +15,10 @@ Counting conventions (the FLOP-counter test and the exported graphs follow the s
   the exported graphs and the eager module do) also copies the cached ones into a new tensor every step.
 - GQA/MQA K/V expansion: with `kv_expand` the graph repeats K and V to all query heads before attention
   (the eager module's repeat_interleave, hence the exported graphs), writing and reading the wide copy.
+- Sliding-window layers: with `window_skip` (the default) a query attends at most `window` keys and the
+  cache read per step is capped at the window; without it the window is a mask over the whole context.
+- MLA: a prompt decompresses keys and values per head; a step against a cache attends over the latent
+  (the up-projection absorbed). Linear-attention and convolution layers read and write a fixed state.
 - MoE: each token runs top_k experts; the weights read are those of the expected number of distinct
   experts that n routed tokens touch, E·(1 − (1 − k/E)^n) — k for batch-1 decode, up to E in prefill.
   With `moe_loop` (the eager module and its exported graphs) every expert's kernels are launched each
@@ -74,6 +78,9 @@ class Counting:
     # exported ONNX graphs and the eager torch module do this)
     kv_expand: bool = False  # K/V repeated to n_heads before attention (cobench's graphs), not shared
     moe_loop: bool = False  # experts run one after another, each its own kernels (cobench's graphs), not grouped
+    window_skip: bool = True  # a sliding layer's kernel skips keys outside its window (FlashAttention's local
+    # window, llama.cpp's SWA cache); False: masked but computed and read, as ORT's CPU GroupQueryAttention
+    # and the torch module do (measured: a 5 : 1 model at P = 4096 prefilled no faster than full attention)
 
     @classmethod
     def from_json(cls, data: Any, where: str = "counting") -> Counting:
@@ -151,8 +158,10 @@ def mixer_ops(
     grouped = (a.n_kv_heads < a.n_heads) & counting.kv_expand
     attended_width = np.where(grouped, kv_width + 2 * q_width, kv_width)
     full_pairs = batch * a.n_heads * attention_pairs(tokens, past, counting.causal)
-    local_pairs = batch * a.n_heads * window_pairs(tokens, past, a.sliding_window)
-    local_seen = np.minimum(past + tokens, np.maximum(a.sliding_window, 1))
+    local_pairs = (
+        batch * a.n_heads * window_pairs(tokens, past, a.sliding_window) if counting.window_skip else full_pairs
+    )
+    local_seen = np.minimum(past + tokens, np.maximum(a.sliding_window, 1)) if counting.window_skip else past + tokens
     softmax_flops = 5 + 2 * (a.attn_softcap > 0)  # a soft-cap adds tanh and a scale per score
     ops = [
         linear("qkv_proj", n, d, qkv_width(a), a.qkv_bias, gqa, wb, ab),
