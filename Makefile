@@ -43,7 +43,7 @@ endif
 # segfaulted in its quantised kernels on an AVX-512/AMX VM); never a wheel cached from another build.
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 
-.PHONY: install demo test bench bench-accuracy bench-scaling lint clean device-check
+.PHONY: install demo test bench bench-accuracy bench-scaling paper-study lint clean device-check
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
@@ -188,6 +188,11 @@ bench-accuracy: install
 # scored on the rest (~20 min on 2 cores; resumable).
 bench-scaling: install
 	cd benchmarks && ../$(PY) scaling.py
+
+# The co-design paper's study with cobench (docs/families.md): its space on the AGX Orin entry with its published
+# loss law, then windowed, hybrid linear and latent attention as axes at P = 8k and 32k (~1 min; predictions only).
+paper-study: install
+	$(PY) benchmarks/paper_study.py
 
 lint: install
 	$(VENV)/bin/ruff check cobench tests benchmarks
