@@ -16,8 +16,10 @@ routed to it (as cobench's torch module loops over them) and shared experts. Att
 GroupQueryAttention's own attributes where it has them — sliding windows (`local_window_size`), soft-caps
 (`softcap`), the score scale (`scale`), per-head sinks (`head_sink`), layers without RoPE (`do_rotary`),
 partial RoPE (narrower cos/sin tables) — and around it where it has not (QK-norm before it, the output
-gate after it). MLA, linear-attention and convolution layers keep state GroupQueryAttention has no
-place for: `unsupported` names them and the runner refuses such candidates before building anything.
+gate after it). Short-convolution layers (LFM2) are plain ops on a state input and output per layer
+(`conv_state_i` → `conv_state_out_i`, B × d_model × kernel − 1), which the runner reads and writes in
+turn. MLA and linear-attention layers keep state this graph has no place for: `unsupported` names them
+and the runner refuses such candidates before building anything.
 """
 
 from __future__ import annotations
@@ -98,8 +100,10 @@ class _Graph:
 
 
 def unsupported(a: Architecture) -> list[str]:
-    """What of `a` the engine graph has no fused operator for, one phrase each (empty: it builds)."""
-    why = [f"{k} layers" for k in sorted({k for k in a.kinds if k not in ("full", "sliding")})]
+    """What of `a` the engine graph cannot express, one phrase each (empty: it builds)."""
+    why = [f"{k} layers" for k in sorted({k for k in a.kinds if k not in ("full", "sliding", "conv")})]
+    if "conv" in a.kinds and a.conv_kernel < 2:
+        why.append("a convolution of width 1 (no state to carry)")
     if (rotary_dim(a) // 2) % 8:  # GroupQueryAttention's rotary kernels work in blocks of 8
         why.append(f"RoPE over {rotary_dim(a)} dims of each head (GroupQueryAttention needs a multiple of 16)")
     return why
@@ -223,6 +227,25 @@ def _attention(g: _Graph, h: str, layer: Any, a: Architecture, i: int, n: str) -
     return g.linear(y, att.o_proj, f"{n}.o")
 
 
+def _short_conv(g: _Graph, h: str, conv: Any, a: Architecture, i: int, n: str) -> str:
+    """LFM2's gated short convolution on the layer's state: in_proj to (B, C, x); B·x after the kept
+    kernel − 1 inputs through the depthwise Conv; the last kernel − 1 inputs out as the next state."""
+    i64, d = np.int64, a.d_model
+    bcx = g.node("Transpose", [g.linear(h, conv.in_proj, f"{n}.in_proj")], f"{n}.bcx", perm=[0, 2, 1])  # (B, 3d, S)
+    g.node("Split", [bcx, g.weight(f"{n}.thirds", np.array([d, d, d]), i64)], f"{n}.parts", outputs=3, axis=1)
+    bx = g.node("Mul", [f"{n}.parts:0", f"{n}.parts:2"], f"{n}.bx")
+    full = g.node("Concat", [f"conv_state_{i}", bx], f"{n}.with_state", axis=2)  # (B, d, kernel − 1 + S)
+    weights = [g.weight(f"{n}.conv_w", conv.conv.weight.detach().numpy())]
+    if conv.conv.bias is not None:
+        weights.append(g.weight(f"{n}.conv_b", conv.conv.bias.detach().numpy()))
+    mixed = g.node("Conv", [full, *weights], f"{n}.conv", group=d, kernel_shape=[a.conv_kernel])  # (B, d, S)
+    starts, ends, axes = (g.weight(f"{n}.keep_{k}", np.array([v]), i64) for k, v in (("from", 1 - a.conv_kernel),
+                          ("to", 2**62), ("axis", 2)))  # fmt: skip
+    g.node("Slice", [full, starts, ends, axes], f"conv_state_out_{i}")
+    y = g.node("Transpose", [g.node("Mul", [f"{n}.parts:1", mixed], f"{n}.gated")], f"{n}.y", perm=[0, 2, 1])
+    return g.linear(y, conv.out_proj, f"{n}.out_proj")
+
+
 def build(model: Any, a: Architecture, precision: str, data: Any = None, location: str = "") -> Any:
     """The engine graph of `model` (cobench's torch Transformer for `a`) at fp32, fp16 or int8 (W8A8
     matmuls, fp32 elsewhere and in the cache); with `data` (a binary file open for writing, named
@@ -248,14 +271,20 @@ def build(model: Any, a: Architecture, precision: str, data: Any = None, locatio
     outputs = [helper.make_tensor_value_info("logits", elem, ["batch", 1, a.vocab_size])]
     for i, layer in enumerate(model.layers):
         n = f"l{i}"
-        past = [f"past_key_{i}", f"past_value_{i}"]
-        x = _sublayer(
-            g, x, layer, "attn", lambda h, n=n, i=i, layer=layer: _attention(g, h, layer, a, i, n), n, layernorm
-        )
-        inputs += [helper.make_tensor_value_info(p, elem, cache_shape) for p in past]
-        outputs += [
-            helper.make_tensor_value_info(f"present_{kind}_{i}", elem, cache_shape) for kind in ("key", "value")
-        ]
+        if layer.kind == "conv":
+            state_shape = ["batch", a.d_model, a.conv_kernel - 1]
+            run_conv = lambda h, n=n, i=i, layer=layer: _short_conv(g, h, layer.attn, a, i, n)  # noqa: E731
+            x = _sublayer(g, x, layer, "attn", run_conv, n, layernorm)
+            inputs.append(helper.make_tensor_value_info(f"conv_state_{i}", elem, state_shape))
+            outputs.append(helper.make_tensor_value_info(f"conv_state_out_{i}", elem, state_shape))
+        else:
+            past = [f"past_key_{i}", f"past_value_{i}"]
+            run_attention = lambda h, n=n, i=i, layer=layer: _attention(g, h, layer, a, i, n)  # noqa: E731
+            x = _sublayer(g, x, layer, "attn", run_attention, n, layernorm)
+            inputs += [helper.make_tensor_value_info(p, elem, cache_shape) for p in past]
+            outputs += [
+                helper.make_tensor_value_info(f"present_{kind}_{i}", elem, cache_shape) for kind in ("key", "value")
+            ]
         moe = not a.dense_layer(i)
         run_ffn = lambda h, n=n, layer=layer, moe=moe: (  # noqa: E731
             _moe(g, h, layer.ffn, a, f"{n}.moe") if moe else _ffn(g, h, layer.ffn, f"{n}.ffn")

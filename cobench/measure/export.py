@@ -168,18 +168,18 @@ def validate_engine(work: Path, arch: Architecture, precision: str, model: Any, 
 
     exported = Exported("validation", work, precision, {"validation": None, "sha256": {}, "cache_hit": False})
     runner = OrtEngineRunner.from_exported(exported, arch, "cpu", {"capacity": 11 + steps + 1, "prepack": False})
+    from cobench.arch.model import StaticCache
+
     ids = np.random.default_rng(0).integers(0, arch.vocab_size, (2, 11))
     cache = runner.new_cache(2)
     got = [runner.logits(ids, cache)]
-    want = []
+    reference = StaticCache.allocate(arch, 2, 11 + steps + 1, torch.float32, "cpu", model)  # every layer kind
     with torch.no_grad():
-        ref, k, v = model(torch.from_numpy(ids))
-        want.append(ref.numpy())
+        want = [model.step(torch.from_numpy(ids), reference, torch.arange(11), 11).numpy()]
         token = ids[:, -1:]
-        for _ in range(steps):
+        for p in range(11, 11 + steps):
             got.append(runner.logits(token, cache))
-            ref, k, v = model(torch.from_numpy(token), k, v)
-            want.append(ref.numpy())
+            want.append(model.step(torch.from_numpy(token), reference, torch.tensor([p]), p + 1).numpy())
     norm = ERROR_NORM[precision]
     errors = {
         "prefill": rel_error(got[0], want[0], norm),

@@ -1,7 +1,8 @@
 """ONNX Runtime on the engine graph (measure/engine_graph.py): one session for prefill and decode, a KV
-cache preallocated for the whole generation and bound as both past and present of every layer, so each
-step writes one position in place. Inputs and outputs go through IO binding: nothing is copied per step
-but the token id and the last position's logits."""
+cache preallocated for the whole generation and bound as both past and present of every attention layer,
+so each step writes one position in place; a convolution layer's state is a pair of buffers read and
+written in turn. Inputs and outputs go through IO binding: nothing is copied per step but the token id
+and the last position's logits."""
 
 from __future__ import annotations
 
@@ -28,16 +29,15 @@ from cobench.measure.runners.ort_session import check_placement_after, open_sess
 
 @dataclass
 class Cache:
-    """One generation's KV cache: a buffer per layer for keys and values, and how many positions it holds."""
+    """One generation's cache: keys and values per attention layer, a pair of state buffers per convolution
+    layer (the step reads one and writes the other; they swap), and how many positions it holds."""
 
-    keys: list[Any]  # OrtValue (B, kv_heads, capacity, head_dim) per layer
-    values: list[Any]
+    keys: dict[int, Any]  # layer → OrtValue (B, kv_heads, capacity, head_dim)
+    values: dict[int, Any]
+    states: dict[int, list[Any]]  # layer → [read, written] OrtValues (B, d_model, kernel − 1)
     arrays: list[np.ndarray]  # the host memory behind them (CPU), kept alive with them
+    capacity: int
     length: int = 0
-
-    @property
-    def capacity(self) -> int:
-        return int(self.keys[0].shape()[2])
 
 
 def trt_shapes(arch: Architecture, options: dict[str, Any], capacity: int) -> dict[str, tuple[tuple[int, ...], ...]]:
@@ -45,6 +45,7 @@ def trt_shapes(arch: Architecture, options: dict[str, Any], capacity: int) -> di
     workload's batch and prompt, the cache and the RoPE tables at their fixed capacity."""
     batch, prompt = int(options.get("batch") or 1), int(options.get("prompt") or 1)
     rope = (capacity, rotary_dim(arch) // 2)
+    state = (arch.d_model, arch.conv_kernel - 1)
     shapes: dict[str, tuple[tuple[int, ...], ...]] = {
         "input_ids": ((1, 1), (batch, prompt), (batch, prompt)),
         "seqlens_k": ((1,), (batch,), (batch,)),
@@ -52,9 +53,12 @@ def trt_shapes(arch: Architecture, options: dict[str, Any], capacity: int) -> di
         "sin_cache": (rope, rope, rope),
     }
     cache = ((1, arch.n_kv_heads, capacity, arch.head_dim), (batch, arch.n_kv_heads, capacity, arch.head_dim))
-    for i in range(arch.n_layers):
-        for kind in ("key", "value"):
-            shapes[f"past_{kind}_{i}"] = (cache[0], cache[1], cache[1])
+    for i, kind in enumerate(arch.kinds):
+        if kind == "conv":
+            shapes[f"conv_state_{i}"] = ((1, *state), (batch, *state), (batch, *state))
+            continue
+        for part in ("key", "value"):
+            shapes[f"past_{part}_{i}"] = (cache[0], cache[1], cache[1])
     return shapes
 
 
@@ -120,19 +124,23 @@ class OrtEngineRunner:
         }
 
     def new_cache(self, batch: int, fill: bool = False) -> Cache:
-        """A cache for one generation, allocated once: (layers) × (B, kv_heads, capacity, head_dim)."""
+        """A cache for one generation, allocated once: (attention layers) × (B, kv_heads, capacity, head_dim)
+        keys and values, two (B, d_model, kernel − 1) states per convolution layer."""
         import onnxruntime as ort
 
         a = self.arch
-        shape = (batch, a.n_kv_heads, self.capacity, a.head_dim)
-        arrays = [
-            (self.rng.standard_normal(shape) if fill else np.zeros(shape)).astype(self.dtype)
-            for _ in range(2 * a.n_layers)
-        ]
+        attention = [i for i, k in enumerate(a.kinds) if k != "conv"]
+        convs = [i for i, k in enumerate(a.kinds) if k == "conv"]
+        kv_shape, state_shape = (batch, a.n_kv_heads, self.capacity, a.head_dim), (batch, a.d_model, a.conv_kernel - 1)
+        shapes = [kv_shape] * (2 * len(attention)) + [state_shape] * (2 * len(convs))
+        arrays = [(self.rng.standard_normal(s) if fill else np.zeros(s)).astype(self.dtype) for s in shapes]
         device = "cpu" if self.provider == "cpu" else "cuda"
         values = [ort.OrtValue.ortvalue_from_numpy(x, device, 0) for x in arrays]
         self.allocations += 1
-        return Cache(values[: a.n_layers], values[a.n_layers :], arrays if device == "cpu" else [])
+        n = len(attention)
+        states = {layer: values[2 * n + 2 * j : 2 * n + 2 * j + 2] for j, layer in enumerate(convs)}
+        keys, vals = dict(zip(attention, values[:n], strict=True)), dict(zip(attention, values[n : 2 * n], strict=True))
+        return Cache(keys, vals, states, arrays if device == "cpu" else [], self.capacity)
 
     def _step(self, ids: np.ndarray, cache: Cache) -> tuple[Any, Cache]:
         total = cache.length + ids.shape[1]
@@ -150,11 +158,16 @@ class OrtEngineRunner:
         for name, value in feeds.items():
             binding.bind_cpu_input(name, value)
         binding.bind_output("logits", "cpu")  # first: get_outputs() keeps the order of binding
-        for i in range(self.arch.n_layers):
+        for i in cache.keys:
             for kind, buffers in (("key", cache.keys), ("value", cache.values)):
                 binding.bind_ortvalue_input(f"past_{kind}_{i}", buffers[i])
                 binding.bind_ortvalue_output(f"present_{kind}_{i}", buffers[i])  # the same memory: in place
+        for i, (read, written) in cache.states.items():
+            binding.bind_ortvalue_input(f"conv_state_{i}", read)
+            binding.bind_ortvalue_output(f"conv_state_out_{i}", written)
         self.session.run_with_iobinding(binding)
+        for pair in cache.states.values():
+            pair.reverse()  # what was written is read next
         cache.length = total
         return binding.get_outputs()[0], cache
 
