@@ -177,12 +177,12 @@ def test_profile_says_which_kinds_a_backend_cannot_run(tmp_path) -> None:
 
     tiny = tmp_path / "hybrid.yaml"
     tiny.write_text(
-        "architecture: {vocab_size: 64, d_model: 64, n_layers: 2, n_heads: 4, d_ff: 64, layer_types: [linear, full],"
-        " linear_key_heads: 2, linear_value_heads: 2, linear_key_dim: 8, linear_value_dim: 8}\n"
+        "architecture: {vocab_size: 64, d_model: 64, n_layers: 2, n_heads: 4, d_ff: 64, layer_types: [mla, full],"
+        " kv_lora_rank: 16, qk_nope_head_dim: 16, qk_rope_head_dim: 16, v_head_dim: 16}\n"
     )
     result = CliRunner().invoke(app, ["profile", "-a", str(tiny), "--backend", "ort", "--store", str(tmp_path / "s.db")])
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
-    assert "hybrid has linear layers: backend ort cannot run it" in result.stderr
+    assert "hybrid has mla layers: backend ort cannot run it" in result.stderr
 
 
 def test_engines_refuse_variants_their_builders_do_not_get() -> None:

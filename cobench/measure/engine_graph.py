@@ -16,10 +16,12 @@ routed to it (as cobench's torch module loops over them) and shared experts. Att
 GroupQueryAttention's own attributes where it has them — sliding windows (`local_window_size`), soft-caps
 (`softcap`), the score scale (`scale`), per-head sinks (`head_sink`), layers without RoPE (`do_rotary`),
 partial RoPE (narrower cos/sin tables) — and around it where it has not (QK-norm before it, the output
-gate after it). Short-convolution layers (LFM2) are plain ops on a state input and output per layer
-(`conv_state_i` → `conv_state_out_i`, B × d_model × kernel − 1), which the runner reads and writes in
-turn. MLA and linear-attention layers keep state this graph has no place for: `unsupported` names them
-and the runner refuses such candidates before building anything.
+gate after it). Short-convolution (LFM2) and gated delta-net (Qwen3-Next) layers are plain ops on a state input and
+output per layer (`state_{kind}_{i}` → `state_{kind}_{i}_next`, shapes in `state_shapes`), which the
+runner reads and writes in turn; the delta rule runs as a Scan over the new tokens (one step in decode).
+MLA layers are refused (`unsupported`): GroupQueryAttention needs keys and values of one head size, an
+absorbed MLA step attends with keys of kv_lora_rank + RoPE dims and values of kv_lora_rank, and a cache
+written with plain ops (ScatterND) would copy the whole latent cache every step.
 """
 
 from __future__ import annotations
@@ -101,8 +103,8 @@ class _Graph:
 
 def unsupported(a: Architecture) -> list[str]:
     """What of `a` the engine graph cannot express, one phrase each (empty: it builds)."""
-    why = [f"{k} layers" for k in sorted({k for k in a.kinds if k not in ("full", "sliding", "conv")})]
-    if "conv" in a.kinds and a.conv_kernel < 2:
+    why = [f"{k} layers" for k in sorted({k for k in a.kinds if k not in ("full", "sliding", "conv", "linear")})]
+    if ("conv" in a.kinds and a.conv_kernel < 2) or ("linear" in a.kinds and a.linear_conv_kernel < 2):
         why.append("a convolution of width 1 (no state to carry)")
     if (rotary_dim(a) // 2) % 8:  # GroupQueryAttention's rotary kernels work in blocks of 8
         why.append(f"RoPE over {rotary_dim(a)} dims of each head (GroupQueryAttention needs a multiple of 16)")
@@ -227,23 +229,128 @@ def _attention(g: _Graph, h: str, layer: Any, a: Architecture, i: int, n: str) -
     return g.linear(y, att.o_proj, f"{n}.o")
 
 
-def _short_conv(g: _Graph, h: str, conv: Any, a: Architecture, i: int, n: str) -> str:
-    """LFM2's gated short convolution on the layer's state: in_proj to (B, C, x); B·x after the kept
-    kernel − 1 inputs through the depthwise Conv; the last kernel − 1 inputs out as the next state."""
-    i64, d = np.int64, a.d_model
-    bcx = g.node("Transpose", [g.linear(h, conv.in_proj, f"{n}.in_proj")], f"{n}.bcx", perm=[0, 2, 1])  # (B, 3d, S)
-    g.node("Split", [bcx, g.weight(f"{n}.thirds", np.array([d, d, d]), i64)], f"{n}.parts", outputs=3, axis=1)
-    bx = g.node("Mul", [f"{n}.parts:0", f"{n}.parts:2"], f"{n}.bx")
-    full = g.node("Concat", [f"conv_state_{i}", bx], f"{n}.with_state", axis=2)  # (B, d, kernel − 1 + S)
-    weights = [g.weight(f"{n}.conv_w", conv.conv.weight.detach().numpy())]
-    if conv.conv.bias is not None:
-        weights.append(g.weight(f"{n}.conv_b", conv.conv.bias.detach().numpy()))
-    mixed = g.node("Conv", [full, *weights], f"{n}.conv", group=d, kernel_shape=[a.conv_kernel])  # (B, d, S)
-    starts, ends, axes = (g.weight(f"{n}.keep_{k}", np.array([v]), i64) for k, v in (("from", 1 - a.conv_kernel),
+def state_shapes(a: Architecture) -> dict[str, tuple[int, ...]]:
+    """Each state input of the graph (its output adds `_next`) and its shape after the batch axis: a
+    convolution layer's last kernel − 1 inputs, a delta-net layer's key × value state per value head and
+    its convolution's last inputs."""
+    key, value = a.linear_key_heads * a.linear_key_dim, a.linear_value_heads * a.linear_value_dim
+    shapes: dict[str, tuple[int, ...]] = {}
+    for i, kind in enumerate(a.kinds):
+        if kind == "conv":
+            shapes[f"state_conv_{i}"] = (a.d_model, a.conv_kernel - 1)
+        elif kind == "linear":
+            shapes[f"state_delta_{i}"] = (a.linear_value_heads, a.linear_key_dim, a.linear_value_dim)
+            shapes[f"state_delta_conv_{i}"] = (2 * key + value, a.linear_conv_kernel - 1)
+    return shapes
+
+
+def _causal_conv(g: _Graph, x: str, conv: Any, state: str, n: str) -> str:
+    """x (B, C, S) after the state's kept inputs through the depthwise Conv; the last kernel − 1 inputs
+    out as `state`_next."""
+    i64, kernel = np.int64, conv.kernel_size[0]
+    full = g.node("Concat", [state, x], f"{n}.with_state", axis=2)  # (B, C, kernel − 1 + S)
+    weights = [g.weight(f"{n}.w", conv.weight.detach().numpy())]
+    if conv.bias is not None:
+        weights.append(g.weight(f"{n}.b", conv.bias.detach().numpy()))
+    starts, ends, axes = (g.weight(f"{n}.keep_{k}", np.array([v]), i64) for k, v in (("from", 1 - kernel),
                           ("to", 2**62), ("axis", 2)))  # fmt: skip
-    g.node("Slice", [full, starts, ends, axes], f"conv_state_out_{i}")
+    g.node("Slice", [full, starts, ends, axes], f"{state}_next")
+    return g.node("Conv", [full, *weights], n, group=conv.in_channels, kernel_shape=[kernel])
+
+
+def _short_conv(g: _Graph, h: str, conv: Any, a: Architecture, i: int, n: str) -> str:
+    """LFM2's gated short convolution: in_proj to (B, C, x), B·x through the causal conv, gated by C."""
+    d = a.d_model
+    bcx = g.node("Transpose", [g.linear(h, conv.in_proj, f"{n}.in_proj")], f"{n}.bcx", perm=[0, 2, 1])  # (B, 3d, S)
+    g.node("Split", [bcx, g.weight(f"{n}.thirds", np.array([d, d, d]), np.int64)], f"{n}.parts", outputs=3, axis=1)
+    bx = g.node("Mul", [f"{n}.parts:0", f"{n}.parts:2"], f"{n}.bx")
+    mixed = _causal_conv(g, bx, conv.conv, f"state_conv_{i}", f"{n}.conv")
     y = g.node("Transpose", [g.node("Mul", [f"{n}.parts:1", mixed], f"{n}.gated")], f"{n}.y", perm=[0, 2, 1])
     return g.linear(y, conv.out_proj, f"{n}.out_proj")
+
+
+def _delta_rule_body(elem: int, n: str) -> Any:
+    """One token of the gated delta rule for a Scan: S ← exp(g)·S; S ← S + k ⊗ β(v − Sᵀk); o = Sᵀq."""
+    from onnx import helper
+
+    nodes = []
+
+    def node(op: str, inputs: list[str], name: str, **attrs: Any) -> str:
+        nodes.append(helper.make_node(op, inputs, [name], name=f"{n}.{name}", **attrs))
+        return name
+
+    axes = {k: helper.make_tensor(f"axes_{k}", 7, [len(v)], v) for k, v in (("23", [2, 3]), ("2", [2]), ("3", [3]))}
+    consts = [helper.make_node("Constant", [], [f"axes_{k}"], value=t) for k, t in axes.items()]
+    decayed = node("Mul", ["S", node("Unsqueeze", ["g", "axes_23"], "g4")], "decayed")
+    k_row = node("Unsqueeze", ["k", "axes_2"], "k_row")  # (B, H, 1, dk)
+    read = node("Squeeze", [node("MatMul", [k_row, decayed], "kS"), "axes_2"], "read")  # (B, H, dv)
+    delta = node("Mul", [node("Sub", ["v", read], "error"), node("Unsqueeze", ["beta", "axes_2"], "beta3")], "delta")
+    outer = node("MatMul", [node("Unsqueeze", ["k", "axes_3"], "k_col"), node("Unsqueeze", [delta, "axes_2"], "d_row")],
+                 "outer")  # fmt: skip
+    updated = node("Add", [decayed, outer], "S_next")
+    out = node("Squeeze", [node("MatMul", [node("Unsqueeze", ["q", "axes_2"], "q_row"), updated], "qS"), "axes_2"], "o")
+    inputs = [helper.make_tensor_value_info(name, elem, None) for name in ("S", "q", "k", "v", "beta", "g")]
+    outputs = [helper.make_tensor_value_info(name, elem, None) for name in (updated, out)]
+    return helper.make_graph(consts + nodes, f"{n}.body", inputs, outputs)
+
+
+def _gated_delta_net(g: _Graph, h: str, net: Any, a: Architecture, i: int, n: str) -> str:
+    """Qwen3-Next's gated delta-net on its two states: projections, the causal conv over q, k and v (SiLU),
+    L2-normed q and k shared across the value heads of their group, β and the decay from their projections,
+    the delta rule as a Scan over the new tokens, the z-gated RMSNorm and out_proj."""
+    from onnx import helper
+
+    i64 = np.int64
+    hk, hv, dk, dv = net.hk, net.hv, net.dk, net.dv
+    key, value = hk * dk, hv * dv
+    qkvz = g.linear(h, net.in_proj_qkvz, f"{n}.qkvz")
+    g.node("Split", [qkvz, g.weight(f"{n}.qkvz_sizes", np.array([key, key, value, value]), i64)], f"{n}.qkvz_parts",
+           outputs=4, axis=-1)  # fmt: skip
+    ba = g.linear(h, net.in_proj_ba, f"{n}.ba")
+    g.node("Split", [ba, g.weight(f"{n}.ba_sizes", np.array([hv, hv]), i64)], f"{n}.ba_parts", outputs=2, axis=-1)
+    mixed = g.node("Concat", [f"{n}.qkvz_parts:{j}" for j in range(3)], f"{n}.qkv", axis=-1)
+    conv = _causal_conv(g, g.node("Transpose", [mixed], f"{n}.qkv_t", perm=[0, 2, 1]), net.conv1d,
+                        f"state_delta_conv_{i}", f"{n}.conv")  # fmt: skip
+    act = g.node("Transpose", [g.node("Mul", [conv, g.node("Sigmoid", [conv], f"{n}.conv_sig")], f"{n}.conv_silu")],
+                 f"{n}.mixed", perm=[0, 2, 1])  # fmt: skip
+    g.node("Split", [act, g.weight(f"{n}.qkv_sizes", np.array([key, key, value]), i64)], f"{n}.qkv_parts", outputs=3,
+           axis=-1)  # fmt: skip
+
+    def heads(x: str, count: int, dim: int, name: str, normed: bool) -> str:
+        y = g.node("Reshape", [x, g.weight(f"{name}.shape", np.array([0, 0, count, dim]), i64)], f"{name}.heads")
+        if normed:
+            y = g.node("LpNormalization", [y], f"{name}.l2", axis=-1, p=2)
+        if count < hv:  # each key head serves hv / hk value heads, in order
+            y = g.node("Unsqueeze", [y, g.weight(f"{name}.ax3", np.array([3]), i64)], f"{name}.u")
+            size = g.weight(f"{name}.gdim", np.array([hv // count, dim]), i64)
+            shape = g.node("Concat", [g.node("Shape", [y], f"{name}.s", end=3), size], f"{name}.es", axis=0)
+            flat = g.weight(f"{name}.hv", np.array([0, 0, hv, dim]), i64)
+            y = g.node("Reshape", [g.node("Expand", [y, shape], f"{name}.e"), flat], f"{name}.grouped")
+        return y
+
+    scale = g.weight(f"{n}.q_scale", np.array(dk**-0.5, g.dtype))
+    q = g.node("Mul", [heads(f"{n}.qkv_parts:0", hk, dk, f"{n}.q", True), scale], f"{n}.q_scaled")
+    k = heads(f"{n}.qkv_parts:1", hk, dk, f"{n}.k", True)
+    v = heads(f"{n}.qkv_parts:2", hv, dv, f"{n}.v", False)
+    beta = g.node("Sigmoid", [f"{n}.ba_parts:0"], f"{n}.beta")
+    dt = g.weight(f"{n}.dt_bias", net.dt_bias.detach().numpy())
+    softplus = g.node("Softplus", [g.node("Add", [f"{n}.ba_parts:1", dt], f"{n}.alpha_dt")], f"{n}.softplus")
+    rate = g.weight(f"{n}.neg_A", -np.exp(net.A_log.detach().numpy()))
+    decay = g.node("Exp", [g.node("Mul", [softplus, rate], f"{n}.log_decay")], f"{n}.decay")
+    g.nodes.append(
+        helper.make_node(
+            "Scan", [f"state_delta_{i}", q, k, v, beta, decay], [f"state_delta_{i}_next", f"{n}.o"], name=f"{n}.scan",
+            body=_delta_rule_body(g.elem, f"{n}.step"), num_scan_inputs=5, scan_input_axes=[1] * 5,
+            scan_output_axes=[1],
+        )
+    )  # fmt: skip
+    normed = g.norm(f"{n}.o", net.norm, f"{n}.o_norm", layernorm=False)  # (B, S, hv, dv)
+    z = g.node("Reshape", [f"{n}.qkvz_parts:3", g.weight(f"{n}.z_shape", np.array([0, 0, hv, dv]), i64)], f"{n}.z")
+    gated = g.node(
+        "Mul", [normed, g.node("Mul", [z, g.node("Sigmoid", [z], f"{n}.z_sig")], f"{n}.z_silu")], f"{n}.gated"
+    )
+    flat = g.node("Reshape", [gated, g.weight(f"{n}.flat", np.array([0, 0, value]), i64)], f"{n}.flat_out")
+    return g.linear(flat, net.out_proj, f"{n}.out_proj")
 
 
 def build(model: Any, a: Architecture, precision: str, data: Any = None, location: str = "") -> Any:
@@ -271,12 +378,10 @@ def build(model: Any, a: Architecture, precision: str, data: Any = None, locatio
     outputs = [helper.make_tensor_value_info("logits", elem, ["batch", 1, a.vocab_size])]
     for i, layer in enumerate(model.layers):
         n = f"l{i}"
-        if layer.kind == "conv":
-            state_shape = ["batch", a.d_model, a.conv_kernel - 1]
-            run_conv = lambda h, n=n, i=i, layer=layer: _short_conv(g, h, layer.attn, a, i, n)  # noqa: E731
-            x = _sublayer(g, x, layer, "attn", run_conv, n, layernorm)
-            inputs.append(helper.make_tensor_value_info(f"conv_state_{i}", elem, state_shape))
-            outputs.append(helper.make_tensor_value_info(f"conv_state_out_{i}", elem, state_shape))
+        if layer.kind in ("conv", "linear"):
+            mixer = _short_conv if layer.kind == "conv" else _gated_delta_net
+            run_mixer = lambda h, n=n, i=i, layer=layer, mixer=mixer: mixer(g, h, layer.attn, a, i, n)  # noqa: E731
+            x = _sublayer(g, x, layer, "attn", run_mixer, n, layernorm)
         else:
             past = [f"past_key_{i}", f"past_value_{i}"]
             run_attention = lambda h, n=n, i=i, layer=layer: _attention(g, h, layer, a, i, n)  # noqa: E731
@@ -290,6 +395,9 @@ def build(model: Any, a: Architecture, precision: str, data: Any = None, locatio
             _moe(g, h, layer.ffn, a, f"{n}.moe") if moe else _ffn(g, h, layer.ffn, f"{n}.ffn")
         )
         x = _sublayer(g, x, layer, "ffn", run_ffn, n, layernorm)
+    for name, shape in state_shapes(a).items():
+        inputs.append(helper.make_tensor_value_info(name, elem, ["batch", *shape]))
+        outputs.append(helper.make_tensor_value_info(f"{name}_next", elem, ["batch", *shape]))
     last = g.node(
         "Slice", [x, g.weight("minus_one", np.array([-1]), np.int64), g.weight("end", np.array([2**62]), np.int64),
                   g.weight("axis1", np.array([1]), np.int64)], "last_position",

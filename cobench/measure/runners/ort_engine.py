@@ -1,7 +1,7 @@
 """ONNX Runtime on the engine graph (measure/engine_graph.py): one session for prefill and decode, a KV
 cache preallocated for the whole generation and bound as both past and present of every attention layer,
-so each step writes one position in place; a convolution layer's state is a pair of buffers read and
-written in turn. Inputs and outputs go through IO binding: nothing is copied per step but the token id
+so each step writes one position in place; a convolution or delta-net layer's state is a pair of buffers
+read and written in turn. Inputs and outputs go through IO binding: nothing is copied per step but the token id
 and the last position's logits."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from cobench.arch.architecture import Architecture
 from cobench.arch.model import rotary_dim
 from cobench.errors import MissingDependency
 from cobench.measure.clocks import time_host
-from cobench.measure.engine_graph import rope_cache
+from cobench.measure.engine_graph import rope_cache, state_shapes
 from cobench.measure.export import Exported, export_engine
 from cobench.measure.generation import fixed_step
 from cobench.measure.runners.ort import NUMPY_TYPES
@@ -29,12 +29,12 @@ from cobench.measure.runners.ort_session import check_placement_after, open_sess
 
 @dataclass
 class Cache:
-    """One generation's cache: keys and values per attention layer, a pair of state buffers per convolution
-    layer (the step reads one and writes the other; they swap), and how many positions it holds."""
+    """One generation's cache: keys and values per attention layer, a pair of buffers per state input of the
+    graph (the step reads one and writes the other; they swap), and how many positions it holds."""
 
     keys: dict[int, Any]  # layer → OrtValue (B, kv_heads, capacity, head_dim)
     values: dict[int, Any]
-    states: dict[int, list[Any]]  # layer → [read, written] OrtValues (B, d_model, kernel − 1)
+    states: dict[str, list[Any]]  # graph input → [read, written] OrtValues (engine_graph.state_shapes)
     arrays: list[np.ndarray]  # the host memory behind them (CPU), kept alive with them
     capacity: int
     length: int = 0
@@ -45,7 +45,6 @@ def trt_shapes(arch: Architecture, options: dict[str, Any], capacity: int) -> di
     workload's batch and prompt, the cache and the RoPE tables at their fixed capacity."""
     batch, prompt = int(options.get("batch") or 1), int(options.get("prompt") or 1)
     rope = (capacity, rotary_dim(arch) // 2)
-    state = (arch.d_model, arch.conv_kernel - 1)
     shapes: dict[str, tuple[tuple[int, ...], ...]] = {
         "input_ids": ((1, 1), (batch, prompt), (batch, prompt)),
         "seqlens_k": ((1,), (batch,), (batch,)),
@@ -54,11 +53,11 @@ def trt_shapes(arch: Architecture, options: dict[str, Any], capacity: int) -> di
     }
     cache = ((1, arch.n_kv_heads, capacity, arch.head_dim), (batch, arch.n_kv_heads, capacity, arch.head_dim))
     for i, kind in enumerate(arch.kinds):
-        if kind == "conv":
-            shapes[f"conv_state_{i}"] = ((1, *state), (batch, *state), (batch, *state))
-            continue
-        for part in ("key", "value"):
-            shapes[f"past_{part}_{i}"] = (cache[0], cache[1], cache[1])
+        if kind in ("full", "sliding"):
+            for part in ("key", "value"):
+                shapes[f"past_{part}_{i}"] = (cache[0], cache[1], cache[1])
+    for name, shape in state_shapes(arch).items():
+        shapes[name] = ((1, *shape), (batch, *shape), (batch, *shape))
     return shapes
 
 
@@ -125,22 +124,22 @@ class OrtEngineRunner:
 
     def new_cache(self, batch: int, fill: bool = False) -> Cache:
         """A cache for one generation, allocated once: (attention layers) × (B, kv_heads, capacity, head_dim)
-        keys and values, two (B, d_model, kernel − 1) states per convolution layer."""
+        keys and values, two buffers per state input (a fixed-context cache: random, as the KV)."""
         import onnxruntime as ort
 
         a = self.arch
-        attention = [i for i, k in enumerate(a.kinds) if k != "conv"]
-        convs = [i for i, k in enumerate(a.kinds) if k == "conv"]
-        kv_shape, state_shape = (batch, a.n_kv_heads, self.capacity, a.head_dim), (batch, a.d_model, a.conv_kernel - 1)
-        shapes = [kv_shape] * (2 * len(attention)) + [state_shape] * (2 * len(convs))
+        attention = [i for i, k in enumerate(a.kinds) if k in ("full", "sliding")]
+        states = state_shapes(a)
+        kv_shape = (batch, a.n_kv_heads, self.capacity, a.head_dim)
+        shapes = [kv_shape] * (2 * len(attention)) + [(batch, *s) for s in states.values() for _ in range(2)]
         arrays = [(self.rng.standard_normal(s) if fill else np.zeros(s)).astype(self.dtype) for s in shapes]
         device = "cpu" if self.provider == "cpu" else "cuda"
         values = [ort.OrtValue.ortvalue_from_numpy(x, device, 0) for x in arrays]
         self.allocations += 1
         n = len(attention)
-        states = {layer: values[2 * n + 2 * j : 2 * n + 2 * j + 2] for j, layer in enumerate(convs)}
         keys, vals = dict(zip(attention, values[:n], strict=True)), dict(zip(attention, values[n : 2 * n], strict=True))
-        return Cache(keys, vals, states, arrays if device == "cpu" else [], self.capacity)
+        pairs = {name: values[2 * n + 2 * j : 2 * n + 2 * j + 2] for j, name in enumerate(states)}
+        return Cache(keys, vals, pairs, arrays if device == "cpu" else [], self.capacity)
 
     def _step(self, ids: np.ndarray, cache: Cache) -> tuple[Any, Cache]:
         total = cache.length + ids.shape[1]
@@ -162,9 +161,9 @@ class OrtEngineRunner:
             for kind, buffers in (("key", cache.keys), ("value", cache.values)):
                 binding.bind_ortvalue_input(f"past_{kind}_{i}", buffers[i])
                 binding.bind_ortvalue_output(f"present_{kind}_{i}", buffers[i])  # the same memory: in place
-        for i, (read, written) in cache.states.items():
-            binding.bind_ortvalue_input(f"conv_state_{i}", read)
-            binding.bind_ortvalue_output(f"conv_state_out_{i}", written)
+        for name, (read, written) in cache.states.items():
+            binding.bind_ortvalue_input(name, read)
+            binding.bind_ortvalue_output(f"{name}_next", written)
         self.session.run_with_iobinding(binding)
         for pair in cache.states.values():
             pair.reverse()  # what was written is read next
