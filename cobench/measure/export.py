@@ -34,7 +34,7 @@ import numpy as np
 from cobench.arch.architecture import Architecture
 from cobench.errors import CobenchError, InputError, MissingDependency
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the engine graph's layer kinds (state inputs, GroupQueryAttention attributes)
 DEFAULT_CACHE = Path(os.environ.get("COBENCH_CACHE", ".cobench/cache"))  # content-addressed exports
 OPSET = 18
 EXPORT_PRECISIONS = ("fp32", "fp16", "int8")
