@@ -534,7 +534,8 @@ def attention_params(a: ArchLike) -> Any:
     """One full or sliding attention layer: q/k/v/o, QK-norm and attention sinks."""
     qkv = a.d_model * qkv_width(a) + a.qkv_bias * qkv_width(a)
     out = a.n_heads * a.head_dim * a.d_model + a.o_bias * a.d_model
-    return qkv + out + qk_norm_params(a) + a.attention_sinks * a.n_heads
+    extras = qk_norm_params(a) + a.attention_sinks * a.n_heads if np.any(a.qk_norm + a.attention_sinks > 0) else 0
+    return qkv + out + extras
 
 
 def mla_q_width(a: ArchLike) -> Any:
@@ -592,14 +593,14 @@ def moe_ffn_params(a: ArchLike, experts: Any) -> Any:
 
 
 def mixer_params(a: ArchLike) -> Any:
-    """All layers' token mixers (attention, MLA, linear attention, convolutions) together."""
+    """All layers' token mixers (attention, MLA, linear attention, convolutions) together; a kind no
+    candidate has is not computed (most spaces have none but full attention)."""
     n = layers_of(a)
-    return (
-        (n["full"] + n["sliding"]) * attention_params(a)
-        + n["mla"] * mla_params(a)
-        + n["linear"] * linear_attention_params(a)
-        + n["conv"] * conv_params(a)
-    )
+    total = (n["full"] + n["sliding"]) * attention_params(a)
+    for kind, params in (("mla", mla_params), ("linear", linear_attention_params), ("conv", conv_params)):
+        if np.any(n[kind] > 0):
+            total = total + n[kind] * params(a)
+    return total
 
 
 def body_params(a: ArchLike, experts: Any) -> Any:

@@ -65,6 +65,7 @@ INT_AXES = (
     "mla_rank",
 )
 RATIO_AXES = ("ffn_ratio", "expert_ratio", "linear_fraction", "conv_fraction")
+PATTERN_FIELDS = ("local_global", "sliding_window", "mla_rank", "linear_fraction", "conv_fraction")
 FRACTION_AXES = ("linear_fraction", "conv_fraction")
 MOE_ONLY_AXES = ("top_k", "expert_ratio", "n_shared_experts")
 FIXED_FIELDS = (
@@ -225,7 +226,10 @@ class SearchSpace:
     def _pattern(
         self, col: Any, first: dict[str, np.ndarray], n_heads: np.ndarray, head_dim: np.ndarray
     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Layer counts per kind and the sizes each kind needs, from the layer-pattern axes (module docstring)."""
+        """Layer counts per kind and the sizes each kind needs, from the layer-pattern axes (module docstring);
+        none for a space without them (the batch's defaults: every layer full attention)."""
+        if not set(PATTERN_FIELDS) & (set(self.axes) | set(self.fixed)):
+            return {}, np.ones(len(n_heads), dtype=bool)
         n_layers = col("n_layers", 0)
         linear = np.rint(col("linear_fraction", 0.0) * n_layers).astype(np.int64)
         conv = np.rint(col("conv_fraction", 0.0) * n_layers).astype(np.int64)

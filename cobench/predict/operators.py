@@ -158,10 +158,10 @@ def mixer_ops(
     grouped = (a.n_kv_heads < a.n_heads) & counting.kv_expand
     attended_width = np.where(grouped, kv_width + 2 * q_width, kv_width)
     full_pairs = batch * a.n_heads * attention_pairs(tokens, past, counting.causal)
-    local_pairs = (
-        batch * a.n_heads * window_pairs(tokens, past, a.sliding_window) if counting.window_skip else full_pairs
-    )
-    local_seen = np.minimum(past + tokens, np.maximum(a.sliding_window, 1)) if counting.window_skip else past + tokens
+    local_pairs, local_seen = full_pairs, past + tokens
+    if counting.window_skip and np.any(layers["sliding"] > 0):
+        local_pairs = batch * a.n_heads * window_pairs(tokens, past, a.sliding_window)
+        local_seen = np.minimum(past + tokens, np.maximum(a.sliding_window, 1))
     softmax_flops = 5 + 2 * (a.attn_softcap > 0)  # a soft-cap adds tanh and a scale per score
     ops = [
         linear("qkv_proj", n, d, qkv_width(a), a.qkv_bias, gqa, wb, ab),
@@ -189,7 +189,11 @@ def mixer_ops(
         elementwise("output_gate", 2 * n * q_width, n * q_width, 4, gqa * a.attn_output_gate, ab),
         linear("o_proj", n, q_width, d, a.o_bias, gqa, wb, ab),
     ]
-    return ops + mla_ops(a, batch, tokens, past, wb, ab, kvb, counting) + recurrent_ops(a, batch, tokens, wb, ab, kvb)
+    if np.any(a.n_mla > 0):
+        ops += mla_ops(a, batch, tokens, past, wb, ab, kvb, counting)
+    if np.any(a.n_linear + a.n_conv > 0):
+        ops += recurrent_ops(a, batch, tokens, wb, ab, kvb)
+    return ops
 
 
 def mla_ops(
@@ -295,7 +299,7 @@ def forward_ops(
     logit_rows = batch if counting.logits == "last" else n
     norm = norm_params(a)
     expert_launches = np.maximum(a.n_experts, 1) if counting.moe_loop else 1
-    return [
+    ops = [
         Op("embed", "gather", 1, 0, np.minimum(n, a.vocab_size) * d * wb, n * d * ab),
         Op("attn_norm", "elementwise", layers, 4 * n * d, norm * ab, 2 * n * d * ab),
         *mixer_ops(a, batch, tokens, past, wb, ab, kvb, counting),
@@ -327,6 +331,7 @@ def forward_ops(
             "logit_softcap", logit_rows * a.vocab_size, logit_rows * a.vocab_size, 3, 1 * (a.final_softcap > 0), 4
         ),
     ]
+    return [op for op in ops if np.any(np.asarray(op.count) > 0)]  # what no candidate runs has nothing to price
 
 
 def total(ops: list[Op], attr: str, classes: tuple[str, ...] = OP_CLASSES) -> Any:

@@ -8,6 +8,7 @@ here one after another, or spread over a cluster's CPUs (`--ray`), and only the 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from cobench.arch.architecture import ArchBatch, kv_cache_bytes_per_token, param_counts
+from cobench.arch.architecture import VARIANT_COLUMNS, ArchBatch, kv_cache_bytes_per_token, param_counts
 from cobench.arch.space import SearchSpace
 from cobench.cluster import Cluster, Local
 from cobench.errors import InputError
@@ -154,7 +155,9 @@ def predict_chunk(
     meets, columns = keep_mask(space, device, batch, params, counting)
     columns["grid_index"] = index
     table = np.column_stack([np.asarray(columns[c], dtype=np.float64) for c in CANDIDATE_COLUMNS])[meets]
-    rows = [_row(r) for r in table[keep.mask(table)].tolist()]
+    variants = np.column_stack([np.asarray(columns[c], dtype=np.int64) for c in VARIANT_COLUMNS])[meets]
+    stored = keep.mask(table)
+    rows = _rows(table[stored], variants[stored])
     return Chunk(k, len(batch), len(table), time.perf_counter() - t0, rows)
 
 
@@ -200,8 +203,18 @@ def run_sweep(
 FLOAT_COLUMNS = {"kv_bytes_per_token", "ttft_s", "tpot_s", "e2e_s", "peak_memory_bytes"}
 
 
-def _row(values: list[float]) -> tuple[object, ...]:
-    return tuple(v if c in FLOAT_COLUMNS else int(v) for c, v in zip(CANDIDATE_COLUMNS, values, strict=True))
+def _rows(table: np.ndarray, variants: np.ndarray) -> list[tuple[object, ...]]:
+    """Stored rows, built column by column (a Python loop per value cost more than the prediction): the
+    numeric columns, then the variant columns that differ from their defaults as JSON — None for a plain
+    model, so most spaces store no text at all."""
+    columns = [table[:, j].tolist() if c in FLOAT_COLUMNS else table[:, j].astype(np.int64).tolist()
+               for j, c in enumerate(CANDIDATE_COLUMNS)]  # fmt: skip
+    texts: list[str | None] = [None] * len(table)
+    defaults = np.array(list(VARIANT_COLUMNS.values()))
+    for i in np.flatnonzero(np.any(variants != defaults, axis=1)):
+        changed = {k: int(v) for k, v, d in zip(VARIANT_COLUMNS, variants[i], defaults, strict=True) if v != d}
+        texts[i] = json.dumps(changed, sort_keys=True)
+    return list(zip(*columns, texts, strict=True))
 
 
 @dataclass(frozen=True)

@@ -98,36 +98,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE sweeps ADD COLUMN owner TEXT;
     """,
-    # 9: the layer kinds and variants of a candidate (arch/architecture.py VARIANT_COLUMNS), so that hybrid and
-    # windowed candidates come back from the store as what they were; older rows are plain models (the defaults)
+    # 9: the layer kinds and variants of a candidate (arch/architecture.py VARIANT_COLUMNS) where it has any, as
+    # JSON, so that hybrid and windowed candidates come back as what they were; NULL: a plain model (older rows)
     """
-    ALTER TABLE sweep_candidates ADD COLUMN geglu INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE sweep_candidates ADD COLUMN n_sliding INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE sweep_candidates ADD COLUMN n_mla INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE sweep_candidates ADD COLUMN n_linear INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE sweep_candidates ADD COLUMN n_conv INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE sweep_candidates ADD COLUMN n_dense_layers INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE sweep_candidates ADD COLUMN n_nope INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE sweep_candidates ADD COLUMN sliding_window INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE sweep_candidates ADD COLUMN attention_sinks INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE sweep_candidates ADD COLUMN qk_norm INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE sweep_candidates ADD COLUMN norm_layout INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE sweep_candidates ADD COLUMN attn_output_gate INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE sweep_candidates ADD COLUMN router_bias INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE sweep_candidates ADD COLUMN attn_softcap INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE sweep_candidates ADD COLUMN final_softcap INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE sweep_candidates ADD COLUMN q_lora_rank INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE sweep_candidates ADD COLUMN kv_lora_rank INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE sweep_candidates ADD COLUMN qk_nope_head_dim INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE sweep_candidates ADD COLUMN qk_rope_head_dim INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE sweep_candidates ADD COLUMN v_head_dim INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE sweep_candidates ADD COLUMN linear_key_heads INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE sweep_candidates ADD COLUMN linear_value_heads INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE sweep_candidates ADD COLUMN linear_key_dim INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE sweep_candidates ADD COLUMN linear_value_dim INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE sweep_candidates ADD COLUMN linear_conv_kernel INTEGER NOT NULL DEFAULT 4;
-    ALTER TABLE sweep_candidates ADD COLUMN conv_kernel INTEGER NOT NULL DEFAULT 3;
-    ALTER TABLE sweep_candidates ADD COLUMN conv_bias INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE sweep_candidates ADD COLUMN variants_json TEXT;
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -162,31 +136,5 @@ CANDIDATE_COLUMNS = (
     "fits",
     "prefill_compute_bound",
     "decode_compute_bound",
-    "geglu",
-    "n_sliding",
-    "n_mla",
-    "n_linear",
-    "n_conv",
-    "n_dense_layers",
-    "n_nope",
-    "sliding_window",
-    "attention_sinks",
-    "qk_norm",
-    "norm_layout",
-    "attn_output_gate",
-    "router_bias",
-    "attn_softcap",
-    "final_softcap",
-    "q_lora_rank",
-    "kv_lora_rank",
-    "qk_nope_head_dim",
-    "qk_rope_head_dim",
-    "v_head_dim",
-    "linear_key_heads",
-    "linear_value_heads",
-    "linear_key_dim",
-    "linear_value_dim",
-    "linear_conv_kernel",
-    "conv_kernel",
-    "conv_bias",
 )
+STORED_COLUMNS = (*CANDIDATE_COLUMNS, "variants_json")  # what a sweep_candidates row holds beside its sweep id

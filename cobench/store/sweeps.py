@@ -10,9 +10,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from cobench.arch.architecture import VARIANT_COLUMNS
 from cobench.errors import InputError
 from cobench.store.connection import Connection
-from cobench.store.schema import CANDIDATE_COLUMNS
+from cobench.store.schema import CANDIDATE_COLUMNS, STORED_COLUMNS
 
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -93,8 +94,8 @@ class Sweeps:
     ) -> None:
         """Candidates and the chunk's completion marker commit together, or not at all. `n_kept`: how many
         met the constraints, when only some of them are stored."""
-        placeholders = ",".join("?" * (len(CANDIDATE_COLUMNS) + 1))
-        columns = ", ".join(CANDIDATE_COLUMNS)
+        placeholders = ",".join("?" * (len(STORED_COLUMNS) + 1))
+        columns = ", ".join(STORED_COLUMNS)
         with self.c.transaction() as db:
             db.executemany(
                 f"INSERT OR REPLACE INTO sweep_candidates (sweep_id, {columns}) VALUES ({placeholders})",
@@ -138,9 +139,15 @@ class Sweeps:
             raise InputError("sort", f"unknown column {column!r} (one of {', '.join(CANDIDATE_COLUMNS)})")
         direction = "DESC" if order_by.startswith("-") else "ASC"
         sql = (
-            f"SELECT {', '.join(CANDIDATE_COLUMNS)} FROM sweep_candidates WHERE sweep_id = ? "
+            f"SELECT {', '.join(STORED_COLUMNS)} FROM sweep_candidates WHERE sweep_id = ? "
             f"ORDER BY {column} {direction}, grid_index"
         )
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return [dict(zip(CANDIDATE_COLUMNS, r, strict=True)) for r in self.c.db.execute(sql, (sweep_id,))]
+        return [_candidate(r) for r in self.c.db.execute(sql, (sweep_id,))]
+
+
+def _candidate(row: Sequence[Any]) -> dict[str, Any]:
+    """A stored row with its variant columns spread out (their defaults where the row has none)."""
+    *numbers, variants = row
+    return dict(zip(CANDIDATE_COLUMNS, numbers, strict=True)) | VARIANT_COLUMNS | json.loads(variants or "{}")
