@@ -196,7 +196,7 @@ def _gemma(c: Config, where: str, pattern: int) -> dict[str, Any]:
     act = _get(c, "hidden_activation", where, None) or _get(c, "hidden_act", where, "gelu_pytorch_tanh")
     if act not in ("gelu_pytorch_tanh", "gelu"):
         raise InputError(f"{where}.hidden_activation", f"unsupported activation {act!r} for Gemma (gelu_pytorch_tanh)")
-    fields = _llama_like({**c, "hidden_act": "silu"}, where, tie=True)
+    fields = _llama_like({**c, "hidden_act": "silu"}, where, tie=True)  # the shared keys; the FFN is GeGLU below
     types = _layer_types(
         c, where, fields["n_layers"], lambda i: "sliding_attention" if (i + 1) % pattern else "full_attention"
     )

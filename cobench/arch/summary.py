@@ -16,7 +16,9 @@ from cobench.arch.architecture import (
 )
 from cobench.arch.precision import KV_PRECISIONS, PRECISIONS
 from cobench.arch.spec import presets
+from cobench.arch.workload import Workload
 from cobench.predict.operators import Counting, forward_ops
+from cobench.predict.roofline import memory_footprint
 
 
 def _first(x: Any) -> float:
@@ -28,9 +30,6 @@ def arch_summary(a: Architecture, prompt: int = 1024, context: int | None = None
     """Everything `arch show` reports, as data (the human view renders this same dict); the cache (and the
     recurrent state of linear and convolution layers) per sequence at `context` tokens (default: the prompt),
     by layer kind, and the peak memory of one sequence there at each precision."""
-    from cobench.arch.workload import Workload
-    from cobench.predict.roofline import memory_footprint
-
     context = context or prompt
     counts = param_counts(a)
     counting = Counting()
