@@ -180,7 +180,9 @@ def test_profile_says_which_kinds_a_backend_cannot_run(tmp_path) -> None:
         "architecture: {vocab_size: 64, d_model: 64, n_layers: 2, n_heads: 4, d_ff: 64, layer_types: [mla, full],"
         " kv_lora_rank: 16, qk_nope_head_dim: 16, qk_rope_head_dim: 16, v_head_dim: 16}\n"
     )
-    result = CliRunner().invoke(app, ["profile", "-a", str(tiny), "--backend", "ort", "--store", str(tmp_path / "s.db")])
+    result = CliRunner().invoke(
+        app, ["profile", "-a", str(tiny), "--backend", "ort", "--store", str(tmp_path / "s.db")]
+    )
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "hybrid has mla layers: backend ort cannot run it" in result.stderr
 
@@ -240,4 +242,34 @@ def test_a_masked_window_costs_what_full_attention_costs_and_a_skipped_one_less(
     share = (4 + 22 * 512 / 8192) / 26  # 4 of 26 layers see all 8192 keys, 22 their 512
     assert skipped[1] / dense[1] == pytest.approx(share, rel=0.02) and skipped[0] / dense[0] == pytest.approx(
         share, rel=0.02
+    )
+
+
+def test_an_moe_without_dense_layers_has_no_dense_ffn_transient() -> None:
+    """d_ff of an MoE with neither dense layers nor shared experts is no layer's width: the prefill
+    transient must not grow with it (it did while the leading dense layers were being added)."""
+    from cobench.arch.architecture import ArchBatch
+    from cobench.arch.workload import Workload
+    from cobench.predict.operators import Counting
+    from cobench.predict.roofline import memory_footprint
+
+    base = {
+        "vocab_size": 100,
+        "d_model": 64,
+        "n_layers": 2,
+        "n_heads": 4,
+        "n_experts": 4,
+        "top_k": 1,
+        "d_ff_expert": 64,
+    }
+    small, wide = (Architecture(**base, d_ff=d_ff) for d_ff in (64, 8192))
+    w = Workload(prompt=128)
+    assert (
+        memory_footprint(ArchBatch.of([small]), w, Counting())[2]
+        == memory_footprint(ArchBatch.of([wide]), w, Counting())[2]
+    )
+    dense_first = Architecture(**base, d_ff=8192, n_dense_layers=1)
+    assert (
+        memory_footprint(ArchBatch.of([dense_first]), w, Counting())[2]
+        > memory_footprint(ArchBatch.of([wide]), w, Counting())[2]
     )

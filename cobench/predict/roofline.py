@@ -243,7 +243,7 @@ def memory_footprint(a: ArchBatch, w: Workload, counting: Counting) -> tuple[np.
     widest = np.maximum.reduce(
         [
             qkv_width(a),
-            gated * a.d_ff,
+            gated * a.d_ff * ((a.n_experts == 0) | (a.n_dense_layers > 0)),  # where a layer has the dense FFN
             gated * dense_ffn_width(a),
             a.top_k * gated * a.d_ff_expert,
             a.n_heads * (a.qk_nope_head_dim + a.v_head_dim) * (a.n_mla > 0),
