@@ -38,6 +38,8 @@ TRUE = RooflineParams(
     op_overhead_s={"matmul": 3e-6, "attention": 2e-6, "elementwise": 5e-6, "gather": 2e-6, "kv": 2e-6},
     step_overhead_s={"prefill": 30e-6, "decode": 50e-6},
     source="truth",
+    cache_bytes=48 * 2**20,  # a CPU whose last cache level holds 48 MiB, read twice as fast as memory
+    cache_speedup=2.0,
 )
 KERNEL_CALL_S = 15e-6
 
@@ -88,8 +90,10 @@ def _kernels(rng: np.random.Generator, noise: float) -> list[KernelResult]:
         + [("rmsnorm", {"rows": r, "cols": 512}) for r in (1, 64, 1024)]
         + [("copy", {"elements": 1 << e}) for e in (12, 18, 24)]
     )
+    warm = [("copy", {"elements": 1 << e}) for e in range(19, 28)]  # the cache suite: 4 MiB … 1 GiB, warm
     found = []
-    for kind, shape in shapes:
+    for i, (kind, shape) in enumerate(shapes + warm):
+        cold = i < len(shapes)
         spec = KernelSpec("synthetic", kind, shape, "fp32")
         flops, nbytes = cost(kind, shape, 4)
         c = KERNEL_CLASS.get(kind, "elementwise")
@@ -97,13 +101,13 @@ def _kernels(rng: np.random.Generator, noise: float) -> list[KernelResult]:
             flops,
             nbytes,
             peak_flops(c, CPU, Workload(precision="fp32")),
-            CPU.bandwidth_bytes_s,
+            CPU.bandwidth_bytes_s * (1.0 if cold else TRUE.bandwidth_factor(nbytes)),
             TRUE.compute_efficiency[c],
             TRUE.memory_efficiency[c],
             TRUE.op_overhead_s[c],
         )
         found.append(
-            KernelResult(spec, flops, nbytes, float(t + KERNEL_CALL_S) * float(np.exp(rng.normal(0, noise))), {}, True)
+            KernelResult(spec, flops, nbytes, float(t + KERNEL_CALL_S) * float(np.exp(rng.normal(0, noise))), {}, cold)
         )
     return found
 
@@ -288,3 +292,33 @@ def test_kernels_keep_their_share_when_profiles_are_down_weighted() -> None:
     kernel = table.step == 2
     assert table.fit_weight[kernel].sum() == pytest.approx(KERNEL_SHARE * table.fit_weight[~kernel].sum())
     assert table.fit_weight[~kernel].sum() < 2 * len(models) * 0.1  # the profiles were down-weighted
+
+
+def test_cache_tier_is_found_from_warm_kernels_and_predicts_models_past_the_cache() -> None:
+    """Calibrate small, predict bigger: models whose weights fit the cache teach a bandwidth that models past
+    it do not get. The warm copy sweep says where the cache ends, so the big ones are predicted right."""
+    rng = np.random.default_rng(11)
+    train = [_measure(a, 512, rng, 0.01) for a in _archs(8, seed=11)]
+    big = [
+        Architecture(32000, d, layers, d // 64, 3 * d, name=f"big-{d}", n_kv_heads=4, max_seq_len=4096)
+        for d, layers in ((768, 12), (1024, 8), (1536, 4))
+    ]
+    unseen = [_measure(a, 512, rng, 0.0) for a in big]
+    weights = [predict(a, CPU, Workload(1, 512, 16, "fp32"), TRUE, ORT).weight_bytes[0] for a in big]
+    assert min(weights) > 3 * TRUE.cache_bytes  # past the cache, while most training models' steps are in it:
+    assert np.median(TRUE.bandwidth_factor(build_design(train, [], CPU, ORT).working_set)) > 1.5
+    c = calibrate(train, _kernels(rng, 0.01), CPU, "ort", "fp32", curve=False)
+    assert c.params.cache_bytes == pytest.approx(TRUE.cache_bytes, rel=0.2)
+    assert c.params.cache_speedup == pytest.approx(TRUE.cache_speedup, rel=0.1)
+    assert error_metrics(log_errors(unseen, CPU, c.params, c.counting)["tpot"])["max_ape"] < 5
+    in_cache = replace(c.params, cache_bytes=1e13)  # priced as if they still fitted: the miss it avoids
+    assert error_metrics(log_errors(unseen, CPU, in_cache, c.counting)["tpot"])["mape"] > 20
+
+
+def test_bandwidth_factor_falls_from_the_speedup_to_one_past_the_cache() -> None:
+    w = np.geomspace(1e3, 1e12, 200)
+    g = TRUE.bandwidth_factor(w)
+    assert np.all(np.diff(g) <= 1e-12)
+    assert g[0] == pytest.approx(2.0, rel=1e-6) and g[-1] == pytest.approx(1.0, rel=1e-6)
+    assert TRUE.bandwidth_factor(TRUE.cache_bytes) == pytest.approx(1 / (0.5 / 2 + 0.5))  # half the hits at C
+    assert np.all(RooflineParams.ideal().bandwidth_factor(w) == 1.0)

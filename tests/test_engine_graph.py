@@ -66,8 +66,15 @@ VARIANTS = {
     "smollm3-like": replace(TINY, no_rope_layers=1),
     "lfm2-like": replace(TINY, n_layers=3, layer_types=("conv", "full", "conv"), qk_norm="head", conv_bias=True),
     "qwen3-next-like": replace(
-        TINY, n_layers=4, layer_types=("linear", "linear", "linear", "full"), linear_key_heads=2, linear_value_heads=4,
-        linear_key_dim=16, linear_value_dim=8, attn_output_gate=True, qk_norm="head",
+        TINY,
+        n_layers=4,
+        layer_types=("linear", "linear", "linear", "full"),
+        linear_key_heads=2,
+        linear_value_heads=4,
+        linear_key_dim=16,
+        linear_value_dim=8,
+        attn_output_gate=True,
+        qk_norm="head",
     ),
 }
 

@@ -15,6 +15,7 @@ from cobench.measure.kernels.results import ceilings
 from cobench.measure.kernels.run import run_kernel
 from cobench.measure.kernels.suites import KernelSpec, cost, load_suites
 from cobench.measure.timing import HarnessConfig
+from cobench.store import Store
 
 QUICK = HarnessConfig(warmup_s=0.02, min_iters=3, min_time_s=0.05, max_time_s=0.3, target_rel_ci=0.05)
 
@@ -50,6 +51,7 @@ def test_costs_follow_the_operator_conventions() -> None:
         ({"kernels": [{"kind": "gemm", "shapes": [{"m": 1, "n": 2}]}]}, "bad.yaml.kernels[0].shapes[0]"),
         ({"kernels": [{"kind": "gemm", "shapes": [{"m": 0, "n": 2, "k": 2}]}]}, "bad.yaml.kernels[0].shapes[0].m"),
         ({"precisions": ["fp64"], "kernels": [{"kind": "copy", "shapes": [{"elements": 8}]}]}, "bad.yaml.precisions"),
+        ({"warm": "yes", "kernels": [{"kind": "copy", "shapes": [{"elements": 8}]}]}, "bad.yaml.warm"),
     ],
 )
 def test_bad_suites_name_the_field(tmp_path: Path, doc: dict, field: str) -> None:
@@ -101,6 +103,33 @@ def test_cli_kernels_run_and_roofline(tmp_path: Path) -> None:
         assert Path(figure).stat().st_size > 1000
     empty = runner.invoke(app, ["kernels", "roofline", "-d", "h100-sxm", "--store", store])
     assert empty.exit_code == 2 and "no kernel results for h100-sxm" in empty.stderr
+
+
+def test_a_warm_suite_is_timed_warm_in_a_cold_run_and_stored_as_a_warm_run_would(tmp_path: Path) -> None:
+    """The cache suite reads its operands again and again (no rotation), whatever the run's cache state; its
+    results say so, stay out of the bandwidth ceiling, and a `--warm` run finds them already stored."""
+    suite = tmp_path / "hot.yaml"
+    gemv = {"kind": "gemm", "shapes": [{"m": 1, "n": 256, "k": 256}]}
+    suite.write_text(yaml.safe_dump({"name": "hot", "warm": True, "kernels": [gemv]}))
+    (spec,) = load_suites(["hot"], [suite])
+    assert spec.warm and spec.key_fields() == {"suite": "hot", "kind": "gemm", "shape": gemv["shapes"][0]} | {
+        "precision": "fp32"
+    }
+    r = run_kernel(spec, cfg=QUICK, cache_bytes=1 << 24)
+    assert not r.cold and r.summary["copies"] == 1
+    cold_copy = run_kernel(KernelSpec("t", "copy", {"elements": 1 << 16}, "fp32"), cfg=QUICK, cache_bytes=1 << 20)
+    warm_copy = run_kernel(KernelSpec("t", "copy", {"elements": 1 << 16}, "fp32", warm=True), cfg=QUICK)
+    assert cold_copy.cold and cold_copy.summary["copies"] > 1
+    assert ceilings([cold_copy, warm_copy]).bytes_per_s == cold_copy.bytes_per_s  # a cache's speed is no ceiling
+    runner, store = CliRunner(), str(tmp_path / "k.db")
+    flags = ["kernels", "run", "hot", "--kernels-path", str(suite), "--store", store, "--json", "--max-time-s", "0.2"]
+    first = runner.invoke(app, flags)
+    assert first.exit_code == 0, first.stderr
+    assert [row["cold"] for row in json.loads(first.stdout)] == [False]
+    again = runner.invoke(app, [*flags, "--warm"])
+    assert json.loads(again.stdout)[0]["key"] == json.loads(first.stdout)[0]["key"]  # reused, not re-measured
+    with Store(tmp_path / "k.db") as db:
+        assert len(db.kernels.find("cpu")) == 1
 
 
 ORT_SHAPES = {

@@ -16,7 +16,7 @@ from cobench.fit.calibration.calibrate import CalibrationRun
 from cobench.fit.calibration.validation import error_rows
 from cobench.hardware.devices import get_device
 from cobench.predict.operators import OP_CLASSES
-from cobench.report.format import pct
+from cobench.report.format import pct, si
 from cobench.store import Store
 
 
@@ -109,6 +109,11 @@ def _print(run: CalibrationRun) -> None:
     ] + [[f"step ({phase})", "", "", f"{v * 1e6:.3g} µs"] for phase, v in p.step_overhead_s.items()]
     columns = ["op class", "compute η", "memory η", "overhead per op"]
     out.print(table("fitted parameters (efficiencies relative to the device file's peaks)", columns, rows, {1, 2, 3}))
+    if p.cache_speedup > 1.0 and p.cache_bytes > 0:
+        out.print(
+            f"cache tier: a pass whose working set fits about {si(p.cache_bytes, 'B')} reads it "
+            f"×{p.cache_speedup:.2f} faster than memory (from the warm `cache` kernel suite)"
+        )
     for metric, iv in c.intervals.items():
         if iv:
             out.print(

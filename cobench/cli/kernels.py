@@ -103,7 +103,7 @@ def kernels_run(
 def _print_run(run: KernelRun) -> None:
     rows = [
         [
-            r.spec.suite,
+            r.spec.suite + ("" if r.cold or not run.cold else " (warm)"),
             f"{r.spec.kind} " + ",".join(f"{k}={v}" for k, v in r.spec.shape.items()),
             r.spec.precision,
             ms(r.median_s),

@@ -1,9 +1,15 @@
 """Roofline latency predictor, vectorised over candidates: TTFT, TPOT, end-to-end, memory, fit.
 
-Per operator: time = max(FLOPs / (η_c[class] · peak), bytes / (η_m[class] · bandwidth)) + overhead[class];
+Per operator: time = max(FLOPs / (η_c[class] · peak), bytes / (η_m[class] · bandwidth · g(W))) + overhead[class];
 per forward pass a step overhead of its phase is added (engine launch, host sync, sampling). The η and
 overheads are the parameters that calibration fits (`cobench.fit.calibration.design`); `RooflineParams.ideal()` is
 the raw roofline (η = 1, no overhead).
+
+g(W) is the cache tier: a forward pass streams its working set W (every weight it reads and the cache it
+attends over) once per step, so when W fits the last cache level that a calibration found (C bytes, S×
+faster than memory), step after step reads it from there. A CPU shows it plainly: 2 vCPUs of a Xeon read
+45 GB/s up to ~96 MiB and 21 GB/s past 192 MiB, so a model calibrated on small models predicted ones past
+the cache ~40 % too fast per token (docs/calibration.md).
 
 Phases: TTFT is the prefill of the prompt (which yields the first token). TPOT is the mean decode step
 over the G − 1 further tokens, whose cached context grows from P to P + G − 2; more than
@@ -40,6 +46,7 @@ DEFAULT_COMPUTE_EFFICIENCY = {"matmul": 0.7, "attention": 0.5, "elementwise": 0.
 DEFAULT_MEMORY_EFFICIENCY = 0.8
 DEFAULT_OP_OVERHEAD_US = 4.0
 LOGITS_BYTES = 4  # engines return fp32 logits
+CACHE_SHARPNESS = 4.0  # k of the hit fraction 1 / (1 + (W/C)^k): measured, a warm copy sweep on a Xeon VM
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,19 @@ class RooflineParams:
     # arithmetic intensity (FLOP/B) at which a class reaches half its compute efficiency: small,
     # low-intensity GEMMs run below the large ones' η (0: no such dependence)
     intensity_half: Mapping[str, float] = field(default_factory=lambda: dict.fromkeys(OP_CLASSES, 0.0))
+    # the cache tier (see the module's docstring): a working set up to about cache_bytes is read
+    # cache_speedup× faster than the bandwidth the efficiencies are relative to (0, 1: no tier)
+    cache_bytes: float = 0.0
+    cache_speedup: float = 1.0
+
+    def bandwidth_factor(self, working_set: Any) -> Any:
+        """g(W): how much faster than memory a pass with this working set (bytes) reads, between 1 (far
+        past the cache) and cache_speedup (well inside it), the hit fraction falling smoothly around C."""
+        if self.cache_bytes <= 0 or self.cache_speedup == 1.0:
+            return np.ones_like(np.asarray(working_set, dtype=np.float64))
+        w = np.asarray(working_set, dtype=np.float64)
+        hit = 1.0 / (1.0 + (w / self.cache_bytes) ** CACHE_SHARPNESS)
+        return 1.0 / (hit / self.cache_speedup + 1.0 - hit)
 
     @classmethod
     def ideal(cls) -> RooflineParams:
@@ -140,15 +160,22 @@ def op_seconds(
     return compute, memory, np.maximum(compute, memory) + overhead_s * launches * present
 
 
+def working_set(ops: list[Op]) -> Any:
+    """The bytes a forward pass must find again on the next step: every weight it reads and the cache it
+    attends over (per candidate, and per sampled context in decode)."""
+    return sum(op.count * (op.weight_bytes + op.kv_bytes) for op in ops)
+
+
 def time_ops(ops: list[Op], device: DeviceSpec, w: Workload, params: RooflineParams) -> list[OpTime]:
     timed = []
+    bandwidth = device.bandwidth_bytes_s * params.bandwidth_factor(working_set(ops))
     for op in ops:
         c = op.op_class
         terms = op_seconds(
             op.flops,
             op.bytes,
             peak_flops(c, device, w),
-            device.bandwidth_bytes_s,
+            bandwidth,
             params.compute_efficiency[c],
             params.memory_efficiency[c],
             params.op_overhead_s[c],

@@ -9,7 +9,10 @@ efficiencies act through the roofline's max(), so a GEMM is priced by its bytes 
 by its FLOPs when large (prefill); the per-operator overhead is the half-saturation of a size-dependent
 efficiency (FLOPs/(η·peak) + o = FLOPs/(η_eff(F)·peak) with η_eff = η·F/(F + o·η·peak)), which is how
 small operators stay latency-bound. Standalone kernels pay one call overhead of their own, fitted as a
-nuisance parameter that a model's step does not inherit.
+nuisance parameter that a model's step does not inherit. Each observation has a working set (a pass's
+weights and cache; a warm kernel's operands; a cold kernel none in cache), through which the cache tier
+prices its memory terms: cold kernels pin the memory bandwidth, warm ones of growing footprint where the
+cache ends and how much faster it is.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from cobench.hardware.devices import DeviceSpec
 from cobench.measure.kernels.results import KernelResult
 from cobench.measure.result import ProfileResult
 from cobench.predict.operators import OP_CLASSES, Counting, Op
-from cobench.predict.roofline import PHASES, RooflineParams, op_seconds, peak_flops, phase_ops
+from cobench.predict.roofline import PHASES, RooflineParams, op_seconds, peak_flops, phase_ops, working_set
 
 KERNEL_CLASS = {"gemm": "matmul", "attention": "attention", "gather": "gather"}  # the rest: element-wise
 KERNEL_SHARE = 0.5  # all kernels together weigh half as much as all profiles
@@ -76,6 +79,7 @@ class DesignMatrix:
     step: np.ndarray  # (N,) index into STEPS
     measured_s: np.ndarray  # (N,)
     fit_weight: np.ndarray  # (N,) weight of the observation's log residual
+    working_set: np.ndarray  # (N,) bytes the observation finds again call after call (inf: cold)
     bandwidth: float
 
     def predict(self, params: RooflineParams, kernel_call_s: float) -> np.ndarray:
@@ -83,7 +87,8 @@ class DesignMatrix:
         eta_m = np.array([params.memory_efficiency[c] for c in OP_CLASSES])[self.op_class]
         over = np.array([params.op_overhead_s[c] for c in OP_CLASSES])[self.op_class]
         half = np.array([params.intensity_half[c] for c in OP_CLASSES])[self.op_class]
-        _, _, t = op_seconds(self.flops, self.bytes, self.peak, self.bandwidth, eta_c, eta_m, over, half, self.launches)
+        bandwidth = self.bandwidth * params.bandwidth_factor(self.working_set)[self.obs]
+        _, _, t = op_seconds(self.flops, self.bytes, self.peak, bandwidth, eta_c, eta_m, over, half, self.launches)
         steps = np.array([params.step_overhead_s["prefill"], params.step_overhead_s["decode"], kernel_call_s])
         return np.bincount(self.obs, self.weight * t, minlength=len(self.step)) + steps[self.step]
 
@@ -108,10 +113,13 @@ def build_design(
 ) -> DesignMatrix:
     """Observations: each model's prefill and each measured decode step, then each kernel."""
     columns: list[list[np.ndarray]] = [[], [], [], [], [], [], []]  # obs, class, weight, flops, bytes, peak, launches
-    step, measured, group_weight = [], [], []
+    step, measured, group_weight, found_again = [], [], [], []
 
-    def add(ops: Sequence[Any], w: Workload, which: str, seconds: float, fit_weight: float) -> None:
+    def add(
+        ops: Sequence[Any], w: Workload, which: str, seconds: float, fit_weight: float, reused: float | None = None
+    ) -> None:
         parts = _rows(ops, device, w)
+        found_again.append(float(np.mean(working_set(list(ops)))) if reused is None else reused)
         columns[0].append(np.full(sum(len(c) for c in parts[0]), len(step)))
         for column, part in zip(columns[1:], parts, strict=True):
             column.extend(part)
@@ -131,7 +139,8 @@ def build_design(
         w = Workload(precision=k.spec.precision)
         op_class = KERNEL_CLASS.get(k.spec.kind, "elementwise")
         op = Op(k.spec.label, op_class, 1, k.flops, 0, k.bytes)
-        add([op], w, "kernel", k.median_s, KERNEL_SHARE * (profile_weight or 2.0) / len(kernels))  # 2: kernels alone
+        share = KERNEL_SHARE * (profile_weight or 2.0) / len(kernels)  # 2: kernels alone
+        add([op], w, "kernel", k.median_s, share, np.inf if k.cold else k.bytes)
     if not step:
         raise InputError("calibrate", "nothing to fit: no profiled models and no kernel results")
     cat = [np.concatenate(c) if c else np.zeros(0) for c in columns]
@@ -146,5 +155,6 @@ def build_design(
         step=np.array(step),
         measured_s=np.array(measured),
         fit_weight=np.array(group_weight),
+        working_set=np.array(found_again),
         bandwidth=device.bandwidth_bytes_s,
     )

@@ -68,6 +68,9 @@ class Calibration:
             _table(p.get("step_overhead_s"), f"{at}.step_overhead_s", PHASES, (0.0, 10.0)),
             text(p.get("source"), f"{at}.source", 1000),
             _table(half, f"{at}.intensity_half", OP_CLASSES, (0.0, 1e9)),
+            # the cache tier is absent in older calibrations
+            float(number(p.get("cache_bytes", 0.0), f"{at}.cache_bytes", low=0, high=1e13)),
+            float(number(p.get("cache_speedup", 1.0), f"{at}.cache_speedup", low=1, high=1e3)),
         )
         intervals = mapping(data["intervals"], f"{where}.intervals")
         for metric, iv in intervals.items():

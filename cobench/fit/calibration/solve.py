@@ -23,6 +23,8 @@ N_CLASSES = len(OP_CLASSES)
 
 DEFAULT_STEP_S = 10e-6  # prior centre of step and kernel-call overheads (cobench's default is none)
 DEFAULT_INTENSITY_HALF = 1.0  # prior centre: FLOP/B, i.e. no intensity dependence at GEMM intensities
+DEFAULT_CACHE_BYTES = 32 * 2**20  # prior centre of the cache tier's size (a CPU's LLC share, a GPU's L2)
+START_CACHE_SPEEDUP = 2.0  # where the fit starts the tier's speedup (at its prior, 1, the size has no gradient)
 # The vector's blocks, in order: (name, length, lower bound, upper bound, prior σ), all in log space.
 BLOCKS = (
     ("compute_efficiency", N_CLASSES, np.log(1e-4), np.log(50.0), np.log(10.0)),
@@ -30,8 +32,11 @@ BLOCKS = (
     ("op_overhead_s", N_CLASSES, np.log(1e-9), np.log(10.0), np.log(100.0)),
     ("intensity_half", N_CLASSES, np.log(1e-3), np.log(1e4), np.log(1000.0)),
     ("step_overhead_s", len(PHASES), np.log(1e-9), np.log(10.0), np.log(100.0)),
+    ("cache_bytes", 1, np.log(1e5), np.log(1e13), np.log(100.0)),
+    ("cache_speedup", 1, 0.0, np.log(20.0), np.log(10.0)),
     ("kernel_call_s", 1, np.log(1e-9), np.log(10.0), np.log(100.0)),
 )
+CACHE_SPEEDUP = sum(b[1] for b in BLOCKS[:-1]) - 1  # index of the speedup in the vector
 
 
 def _block(column: int) -> np.ndarray:
@@ -49,6 +54,7 @@ def to_vector(params: RooflineParams, kernel_call_s: float) -> np.ndarray:
                 [max(params.op_overhead_s[c], floor) for c in OP_CLASSES],
                 [max(params.intensity_half[c], 1e-3) for c in OP_CLASSES],
                 [max(params.step_overhead_s[p], floor) for p in PHASES],
+                [max(params.cache_bytes, 1e5), max(params.cache_speedup, 1.0)],
                 [max(kernel_call_s, floor)],
             ]
         )
@@ -65,6 +71,8 @@ def from_vector(x: np.ndarray, source: str) -> tuple[RooflineParams, float]:
         intensity_half=dict(zip(OP_CLASSES, v[3 * n : 4 * n].tolist(), strict=True)),
         step_overhead_s=dict(zip(PHASES, v[4 * n : 4 * n + 2].tolist(), strict=True)),
         source=source,
+        cache_bytes=float(v[4 * n + 2]),
+        cache_speedup=float(v[4 * n + 3]),
     )
     return params, float(v[-1])
 
@@ -74,6 +82,7 @@ def _prior(device: DeviceSpec) -> tuple[np.ndarray, np.ndarray]:
         RooflineParams.for_device(device),
         step_overhead_s=dict.fromkeys(PHASES, DEFAULT_STEP_S),
         intensity_half=dict.fromkeys(OP_CLASSES, DEFAULT_INTENSITY_HALF),
+        cache_bytes=DEFAULT_CACHE_BYTES,
     )
     return to_vector(base, DEFAULT_STEP_S), _block(4)
 
@@ -99,8 +108,10 @@ def solve(table: DesignMatrix, device: DeviceSpec, source: str) -> Fit:
 
     lower, upper = _block(2), _block(3)
     slower = np.where(np.arange(len(centre)) < 2 * N_CLASSES, np.log(0.3), 0.0)  # second start: η × 0.3
+    first = centre.copy()
+    first[CACHE_SPEEDUP] = np.log(START_CACHE_SPEEDUP)
     best = None
-    for start in (centre, centre + slower):
+    for start in (first, first + slower):
         r = optimize.least_squares(
             residuals,
             np.clip(start, lower + 1e-9, upper - 1e-9),

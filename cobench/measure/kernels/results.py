@@ -71,7 +71,7 @@ class KernelResult:
 
 @dataclass(frozen=True)
 class Ceilings:
-    """Measured peaks: FLOP/s per precision (best GEMM) and bytes/s (best copy/triad)."""
+    """Measured peaks: FLOP/s per precision (best GEMM) and bytes/s (best cold copy/triad)."""
 
     flops_per_s: dict[str, float]
     bytes_per_s: float | None
@@ -82,5 +82,5 @@ def ceilings(results: list[KernelResult]) -> Ceilings:
     for r in results:
         if r.spec.kind == "gemm":
             compute[r.spec.precision] = max(compute.get(r.spec.precision, 0.0), r.flops_per_s)
-    bandwidth = [r.bytes_per_s for r in results if r.spec.kind in ("copy", "triad")]
+    bandwidth = [r.bytes_per_s for r in results if r.spec.kind in ("copy", "triad") and r.cold]  # not a cache's
     return Ceilings(compute, max(bandwidth) if bandwidth else None)

@@ -4,7 +4,9 @@ A suite (kernels/*.yaml) lists kernels of one kind with their shapes: GEMM at pr
 skinny GEMM at decode shapes, attention (prefill, and decode against a KV cache), element-wise ops,
 embedding gather, and memory copy / triad. Each kernel is timed by the harness on torch tensors. By
 default the cache is kept cold by rotating through enough copies of the inputs to exceed twice the
-last-level cache (L2 on a GPU, LLC on a CPU), so no iteration finds its operands cached.
+last-level cache (L2 on a GPU, LLC on a CPU), so no iteration finds its operands cached. A suite marked
+`warm: true` (kernels/cache.yaml) is timed on the same operands call after call instead: copies of growing
+footprint then read from whichever level holds them, which is how calibration finds the cache tier.
 
 FLOPs and bytes follow the operator model's conventions (2 per multiply-add; each operand read once and
 each result written once), so attained FLOP/s and GB/s are comparable with the roofline's.
@@ -39,6 +41,11 @@ class KernelSpec:
     kind: str
     shape: dict[str, int]
     precision: str
+    warm: bool = False  # timed on the same operands call after call, whatever the run's cache state
+
+    def key_fields(self) -> dict[str, Any]:
+        """What identifies the kernel in the store (its warmth is part of the cache state beside it)."""
+        return {"suite": self.suite, "kind": self.kind, "shape": self.shape, "precision": self.precision}
 
     @property
     def label(self) -> str:
@@ -98,6 +105,9 @@ def load_suites(
 def _parse_suite(name: str, data: dict[str, Any], where: str) -> list[KernelSpec]:
     """A suite: `precisions` and `kernels: [{kind, shapes: [{...}]}]` (or a single top-level kind/shapes)."""
     precisions = sequence(data.get("precisions", ["fp32"]), f"{where}.precisions", 16)
+    warm = data.get("warm", False)
+    if not isinstance(warm, bool):
+        raise InputError(f"{where}.warm", f"true or false, got {show(warm)}")
     for p in precisions:
         if not isinstance(p, str) or p not in KERNEL_PRECISIONS:
             raise InputError(f"{where}.precisions", f"{show(p)} is not one of {', '.join(KERNEL_PRECISIONS)}")
@@ -121,7 +131,7 @@ def _parse_suite(name: str, data: dict[str, Any], where: str) -> list[KernelSpec
                 raise InputError(
                     at, f"needs {footprint / 1e9:.3g} GB; a kernel shape may use {MAX_KERNEL_BYTES / 1e9:g} GB"
                 )
-            specs += [KernelSpec(name, kind, dict(shape), p) for p in precisions]
+            specs += [KernelSpec(name, kind, dict(shape), p, warm) for p in precisions]
     if not specs:
         raise InputError(f"{where}.kernels", "a suite needs at least one kernel shape")
     return specs
