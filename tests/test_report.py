@@ -26,7 +26,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("report")
     store = str(tmp / "r.db")
     _store_profiles(Path(store), _archs(5, seed=21), seed=21)
-    run_json("kernels", "run", "gemm", "memory", "--store", store)
+    run_json("kernels", "run", "gemm", "memory", "--store", store, "--max-time-s", "0.3")
     run_json("calibrate", "--store", store, "-o", str(tmp / "cal"), "--folds", "3")
     runs = synthetic("chinchilla", 24, 0.003, 5)
     csv = tmp / "runs.csv"
