@@ -322,3 +322,25 @@ def test_bandwidth_factor_falls_from_the_speedup_to_one_past_the_cache() -> None
     assert g[0] == pytest.approx(2.0, rel=1e-6) and g[-1] == pytest.approx(1.0, rel=1e-6)
     assert TRUE.bandwidth_factor(TRUE.cache_bytes) == pytest.approx(1 / (0.5 / 2 + 0.5))  # half the hits at C
     assert np.all(RooflineParams.ideal().bandwidth_factor(w) == 1.0)
+
+
+def test_an_engine_is_calibrated_on_its_own_profiles_not_another_runtimes_kernels(tmp_path: Path) -> None:
+    """ORT's standalone kernels pinned efficiencies ORT GenAI's graph does not reach (held-out TPOT 26.6 % with
+    them, 18.5 % without, on this VM): an engine's calibration leaves them out and says so."""
+    from cobench.fit.calibration.calibrate import calibrate_from_store
+
+    rng = np.random.default_rng(13)
+    with Store(tmp_path / "e.db") as db:
+        device_id = db.catalog.put_device(CPU)
+        for a in _archs(4, seed=13):
+            m = _measure(a, 256, rng, 0.01)
+            measured = Measured(m.ttft_s, m.tpot_s, m.ttft_s + 15 * m.tpot_s, m.decode_s)
+            for backend in ("ort", "ort-genai"):
+                r = ProfileResult(f"{backend}-{a.name}", a, CPU.name, None, backend, "fp32", m.workload, (256,), "ok", {})
+                db.profiles.put(replace(r, measured=measured, seconds=1.0), device_id)
+        for k in _kernels(rng, 0.01):
+            db.kernels.put(replace(k, key=k.spec.label + str(k.cold), backend="ort"), device_id)
+        engine = calibrate_from_store(db, CPU, "ort-genai", "fp32", tmp_path, folds=2, curve=False)
+        ort = calibrate_from_store(db, CPU, "ort", "fp32", tmp_path, folds=2, curve=False)
+    assert engine.n_kernels == 0 and any("profiles only" in n for n in engine.notes)
+    assert ort.n_kernels == len(_kernels(rng, 0.01)) and not ort.notes

@@ -223,3 +223,23 @@ def test_trt_kernels_without_tensorrt_say_what_to_install(tmp_path: Path) -> Non
     assert on_cpu.exit_code == 2 and "device: trt kernels run on the cuda, but cpu is a cpu" in on_cpu.stderr
     bad = CliRunner().invoke(app, ["kernels", "run", "--backend", "ort", "--runner-device", "cuda"])
     assert bad.exit_code == 2 and "runner_device:" in bad.stderr
+
+
+def test_the_same_device_file_in_another_checkout_is_the_same_device(tmp_path: Path) -> None:
+    """Bug: a device's id hashed the path its file was read from, so a clone of the project re-measured every
+    kernel and then calibrated on both copies."""
+    from dataclasses import replace
+
+    from cobench.hardware.devices import get_device
+    from cobench.measure.kernels.results import KernelResult
+
+    cpu = get_device("cpu")
+    elsewhere = replace(cpu, path="/another/checkout/devices/cpu.yaml")
+    spec = KernelSpec("t", "copy", {"elements": 64}, "fp32")
+    with Store(tmp_path / "k.db") as db:
+        assert db.catalog.put_device(cpu) == db.catalog.put_device(elsewhere)
+        older = KernelResult(spec, 0.0, 512.0, 2e-6, {}, True, "ort", "cpu", key="older")
+        db.kernels.put(older, db.catalog.put_device(cpu))
+        db.kernels.put(replace(older, key="newer", median_s=1e-6), db.catalog.put_device(replace(cpu, memory_gb=1.0)))
+        found = db.kernels.find("cpu")  # one kernel measured under two identities of the device: the newest
+        assert [k.key for k in found] == ["newer"]

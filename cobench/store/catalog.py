@@ -28,8 +28,10 @@ class Catalog:
         return arch_id
 
     def put_device(self, d: DeviceSpec) -> str:
+        """The device's id is what it is, not where its file was read from: the same device file in another
+        checkout is the same device (its kernels are not measured again)."""
         spec = asdict(d)
-        device_id = content_id(spec)
+        device_id = content_id({k: v for k, v in spec.items() if k != "path"})
         with self.c.transaction() as db:
             db.execute(
                 "INSERT OR IGNORE INTO devices VALUES (?, ?, ?, ?, ?)",

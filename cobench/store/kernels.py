@@ -9,6 +9,8 @@ from typing import Any
 from cobench.measure.kernels.results import KernelResult
 from cobench.store.connection import Connection, where
 
+KERNEL_IDENTITY = ("backend", "runner_device", "suite", "kind", "shape_json", "precision", "cold")
+
 
 class Kernels:
     def __init__(self, c: Connection) -> None:
@@ -41,7 +43,9 @@ class Kernels:
             )
 
     def find(self, device: str, precision: str | None = None, backend: str | None = None) -> list[KernelResult]:
-        """A device's kernel results (of one precision / backend if given), by suite, kind and age."""
+        """A device's kernel results (of one precision / backend if given), by suite, kind and age: the newest
+        of each kernel (backend, runner device, shape, precision, cache state) where a store holds it twice
+        (measured under an earlier identity of the device)."""
         sql, args = where({"d.name": device, "k.precision": precision, "k.backend": backend})
         rows = self.c.rows(
             "SELECT k.key, k.backend, k.runner_device, k.suite, k.kind, k.shape_json, k.precision, k.cold, k.flops,"
@@ -49,7 +53,8 @@ class Kernels:
             " JOIN devices d ON d.id = k.device_id" + sql + " ORDER BY k.suite, k.kind, k.created_at",
             args,
         )
-        return [KernelResult.from_json(_decoded(r)) for r in rows]
+        newest = {tuple(r[k] for k in KERNEL_IDENTITY): r for r in rows}  # rows come oldest first
+        return [KernelResult.from_json(_decoded(r)) for r in newest.values()]
 
     def device_names(self) -> list[str]:
         """Devices with at least one kernel result."""

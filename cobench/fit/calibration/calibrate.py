@@ -21,6 +21,7 @@ from cobench.fit.calibration.solve import fit_models
 from cobench.fit.calibration.validation import cross_validate, error_metrics, interval, learning_curve, log_errors
 from cobench.hardware.devices import DeviceSpec
 from cobench.measure.kernels.results import KernelResult
+from cobench.measure.kernels.run import KERNEL_BACKENDS
 from cobench.measure.result import ProfileResult
 from cobench.predict.latency_model import BACKEND_COUNTING
 from cobench.predict.operators import Counting
@@ -169,11 +170,17 @@ def calibrate_from_store(
     found_kernels = store.kernels.find(device.name, precision) if use_kernels else []
     stored = [k for k in found_kernels if k.runner_device == device.runner]  # never another processor's ceilings
     same_backend = [k for k in stored if k.backend == backend]
-    kernels = same_backend or stored
+    engine = backend not in KERNEL_BACKENDS  # ORT GenAI, llama.cpp: their kernels run inside the engine only
+    kernels = same_backend if engine else same_backend or stored
     notes = []
     if len(stored) < len(found_kernels):
         notes.append(f"left out {len(found_kernels) - len(stored)} kernels not run on {device.name}'s {device.runner}")
-    if use_kernels and not kernels:
+    if engine and stored:
+        notes.append(
+            f"{backend} is fitted on its profiles only: kernels of another runtime would pin efficiencies it does not"
+            " reach (docs/calibration.md)"
+        )
+    elif use_kernels and not kernels:
         notes.append(f"no {precision} kernel results for {device.name}: fitting profiles only (`cobench kernels run`)")
     elif kernels and not same_backend:
         notes.append(f"no {backend} kernels stored; using {len(kernels)} from {kernels[0].backend}")
