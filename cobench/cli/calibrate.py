@@ -112,7 +112,7 @@ def _print(run: CalibrationRun) -> None:
     if p.cache_speedup > 1.0 and p.cache_bytes > 0:
         out.print(
             f"cache tier: a pass whose working set fits about {si(p.cache_bytes, 'B')} reads it "
-            f"×{p.cache_speedup:.2f} faster than memory (from the warm `cache` kernel suite)"
+            f"×{p.cache_speedup:.2f} faster than memory (fitted from the profiles and the warm `cache` kernels)"
         )
     for metric, iv in c.intervals.items():
         if iv:
