@@ -19,7 +19,7 @@ mean of even samples is exact up to rounding). End-to-end = TTFT + (G − 1) · 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,7 +46,7 @@ DEFAULT_COMPUTE_EFFICIENCY = {"matmul": 0.7, "attention": 0.5, "elementwise": 0.
 DEFAULT_MEMORY_EFFICIENCY = 0.8
 DEFAULT_OP_OVERHEAD_US = 4.0
 LOGITS_BYTES = 4  # engines return fp32 logits
-CACHE_SHARPNESS = 4.0  # k of the hit fraction 1 / (1 + (W/C)^k): measured, a warm copy sweep on a Xeon VM
+CACHE_SHARPNESS = 4.0  # k of the hit fraction 1 / (1 + (W/C)^k): fits a warm read sweep on a Xeon VM
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ def op_seconds(
     return compute, memory, np.maximum(compute, memory) + overhead_s * launches * present
 
 
-def working_set(ops: list[Op]) -> Any:
+def working_set(ops: Sequence[Op]) -> Any:
     """The bytes a forward pass must find again on the next step: every weight it reads and the cache it
     attends over (per candidate, and per sampled context in decode)."""
     return sum(op.count * (op.weight_bytes + op.kv_bytes) for op in ops)

@@ -119,7 +119,7 @@ def build_design(
         ops: Sequence[Any], w: Workload, which: str, seconds: float, fit_weight: float, reused: float | None = None
     ) -> None:
         parts = _rows(ops, device, w)
-        found_again.append(float(np.mean(working_set(list(ops)))) if reused is None else reused)
+        found_again.append(float(np.mean(working_set(ops))) if reused is None else reused)
         columns[0].append(np.full(sum(len(c) for c in parts[0]), len(step)))
         for column, part in zip(columns[1:], parts, strict=True):
             column.extend(part)

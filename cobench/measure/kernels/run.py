@@ -86,7 +86,7 @@ def run_kernel(
 ) -> KernelResult:
     """Time one kernel on torch, ORT (CPU) or TensorRT; cold (unless the kernel's suite is warm): rotate through
     copies of the operands totalling > 2x the last-level cache, so no call finds its operands cached."""
-    cold = cold and not spec.warm
+    cold = spec.timed_cold(cold)
     if backend in ("ort", "trt"):
         from cobench.measure.kernels.backend_onnx import ort_calls, trt_calls
 
@@ -191,7 +191,7 @@ def run_kernels(
     llc = last_level_cache_bytes(where)
     device_id = store.catalog.put_device(device)
     for i, spec in enumerate(specs, 1):
-        key = content_id([device_id, backend, where, spec.key_fields(), cold and not spec.warm])
+        key = content_id([device_id, backend, where, spec.key_fields(), spec.timed_cold(cold)])
         if store.kernels.has(key) and not force:
             continue
         r = run_kernel(spec, where, cold=cold, cfg=cfg, cache_bytes=llc, backend=backend)

@@ -43,6 +43,10 @@ class KernelSpec:
     precision: str
     warm: bool = False  # timed on the same operands call after call, whatever the run's cache state
 
+    def timed_cold(self, run_cold: bool) -> bool:
+        """Whether this kernel is timed cold in a run of that cache state (a warm suite never is)."""
+        return run_cold and not self.warm
+
     def key_fields(self) -> dict[str, Any]:
         """What identifies the kernel in the store (its warmth is part of the cache state beside it)."""
         return {"suite": self.suite, "kind": self.kind, "shape": self.shape, "precision": self.precision}
