@@ -15,27 +15,27 @@ from hypothesis import given
 from test_cli import run, run_json
 from test_space_sweep import SMALL
 
-from cobench.arch.architecture import Architecture
+from cobench.arch.architecture import Architecture, as_arch_like
 from cobench.arch.workload import Workload
 from cobench.fit.calibration.calibrate import calibrate
-from cobench.fit.calibration.design import KERNEL_CLASS, Profiled, build_design
+from cobench.fit.calibration.design import KERNEL_CLASS, Profiled, build_design, kernel_ops
 from cobench.fit.calibration.record import Calibration
 from cobench.fit.calibration.validation import error_metrics, interval, log_errors
 from cobench.hardware.devices import get_device
 from cobench.measure.kernels.results import KernelResult
 from cobench.measure.kernels.suites import KernelSpec, cost
 from cobench.measure.result import Measured, ProfileResult
-from cobench.predict.latency_model import BACKEND_COUNTING
-from cobench.predict.operators import OP_CLASSES
-from cobench.predict.roofline import PHASES, RooflineParams, op_seconds, peak_flops, predict
+from cobench.predict.latency_model import BACKEND_COUNTING, backend_counting
+from cobench.predict.operators import OP_CLASSES, SCORE_PASSES
+from cobench.predict.roofline import PHASES, RooflineParams, op_seconds, peak_flops, phase_ops, predict
 from cobench.store import Store
 
 CPU = get_device("cpu")
 ORT = BACKEND_COUNTING["ort"]
 TRUE = RooflineParams(
-    compute_efficiency={"matmul": 0.4, "attention": 0.2, "elementwise": 0.5, "gather": 1.0, "kv": 1.0},
-    memory_efficiency={"matmul": 0.6, "attention": 0.5, "elementwise": 0.3, "gather": 0.7, "kv": 0.25},
-    op_overhead_s={"matmul": 3e-6, "attention": 2e-6, "elementwise": 5e-6, "gather": 2e-6, "kv": 2e-6},
+    compute_efficiency={"matmul": 0.4, "attention": 0.2, "elementwise": 0.5, "gather": 1.0, "kv": 1.0, "scores": 1.0},
+    memory_efficiency={"matmul": 0.6, "attention": 0.5, "elementwise": 0.3, "gather": 0.7, "kv": 0.25, "scores": 0.15},
+    op_overhead_s={"matmul": 3e-6, "attention": 2e-6, "elementwise": 5e-6, "gather": 2e-6, "kv": 2e-6, "scores": 1e-6},
     step_overhead_s={"prefill": 30e-6, "decode": 50e-6},
     source="truth",
     cache_bytes=48 * 2**20,  # a CPU whose last cache level holds 48 MiB, read twice as fast as memory
@@ -93,22 +93,11 @@ def _kernels(rng: np.random.Generator, noise: float) -> list[KernelResult]:
     warm = [("copy", {"elements": 1 << e}) for e in range(19, 28)]  # the cache suite: 4 MiB … 1 GiB, warm
     found = []
     for i, (kind, shape) in enumerate(shapes + warm):
-        cold = i < len(shapes)
         spec = KernelSpec("synthetic", kind, shape, "fp32")
         flops, nbytes = cost(kind, shape, 4)
-        c = KERNEL_CLASS.get(kind, "elementwise")
-        _, _, t = op_seconds(
-            flops,
-            nbytes,
-            peak_flops(c, CPU, Workload(precision="fp32")),
-            CPU.bandwidth_bytes_s * (1.0 if cold else TRUE.bandwidth_factor(nbytes)),
-            TRUE.compute_efficiency[c],
-            TRUE.memory_efficiency[c],
-            TRUE.op_overhead_s[c],
-        )
-        found.append(
-            KernelResult(spec, flops, nbytes, float(t + KERNEL_CALL_S) * float(np.exp(rng.normal(0, noise))), {}, cold)
-        )
+        k = KernelResult(spec, flops, nbytes, 1.0, {}, i < len(shapes), "ort")  # priced as ORT runs it
+        t = build_design([], [k], CPU, ORT).predict(TRUE, KERNEL_CALL_S)[0]
+        found.append(replace(k, median_s=float(t) * float(np.exp(rng.normal(0, noise)))))
     return found
 
 
@@ -126,7 +115,9 @@ def test_flattened_table_prices_exactly_like_the_roofline(a: Architecture) -> No
 
 def test_fit_recovers_a_known_device_and_predicts_unseen_architectures() -> None:
     rng = np.random.default_rng(1)
-    train = [_measure(a, 512, rng, 0.01) for a in _archs(8, seed=1)]
+    # profiled at two prompt lengths, as `make bench-accuracy` does: a step's attention and its scores both grow
+    # with the context, and only two contexts tell them apart
+    train = [_measure(a, p, rng, 0.01) for a, p in zip(_archs(8, seed=1), [512, 1024] * 4, strict=True)]
     unseen = [_measure(a, p, rng, 0.0) for a, p in zip(_archs(10, seed=2), [512, 2048] * 5, strict=True)]
     c = calibrate(train, _kernels(rng, 0.01), CPU, "ort", "fp32", curve=False)
     for metric, errs in log_errors(unseen, CPU, c.params, c.counting).items():
@@ -344,3 +335,41 @@ def test_an_engine_is_calibrated_on_its_own_profiles_not_another_runtimes_kernel
         ort = calibrate_from_store(db, CPU, "ort", "fp32", tmp_path, folds=2, curve=False)
     assert engine.n_kernels == 0 and any("profiles only" in n for n in engine.notes)
     assert ort.n_kernels == len(_kernels(rng, 0.01)) and not ort.notes
+
+
+def test_ort_on_a_cpu_counts_its_attention_scores_as_memory_traffic() -> None:
+    """ORT's CPU GroupQueryAttention is one op but no fused kernel: per query head it GEMMs the whole S × T score
+    matrix into an fp32 buffer, softmaxes it there and GEMMs it with V (no causal skipping). A long prompt's
+    attention therefore moves the P² scores of every query head (an MQA model's one KV head shares only K and V),
+    priced by a class of their own; on a GPU, ORT runs flash / memory-efficient kernels instead."""
+    a = Architecture(name="long-mqa", vocab_size=8192, d_model=256, n_layers=3, n_heads=4, n_kv_heads=1, d_ff=704)
+    cpu, gpu = backend_counting("ort", CPU), backend_counting("ort", get_device("h100-sxm"))
+    assert not cpu.fused_attention and gpu.fused_attention
+    assert backend_counting("ort-genai", CPU).logits == "all" and not backend_counting("ort-genai", CPU).fused_attention
+    assert backend_counting("llama.cpp", CPU) == BACKEND_COUNTING["llama.cpp"]
+    prompt = 2048
+    w = Workload(1, prompt, 16, "fp32")
+    ops = {o.name: o for o in phase_ops(as_arch_like(a), w, "prefill", cpu)}
+    fused = {o.name: o for o in phase_ops(as_arch_like(a), w, "prefill", gpu)}
+    scores = a.n_heads * prompt * prompt * 4  # fp32, every (query, key) pair
+    assert ops["attention_scores"].op_class == "scores" and "attention_scores" not in fused
+    assert np.squeeze(ops["attention_scores"].bytes) == pytest.approx(SCORE_PASSES * scores)
+    assert np.squeeze(ops["attention"].flops) == np.squeeze(fused["attention"].flops) == 4 * a.head_dim * scores / 4
+    # a calibration fitted before the class existed still loads (its counting never makes the op)
+    old = Calibration("cpu", None, "ort", "fp32", TRUE, ORT, {}).to_json()
+    for table in ("compute_efficiency", "memory_efficiency", "op_overhead_s", "intensity_half"):
+        old["params"][table].pop("scores")
+    assert Calibration.from_json(old).params.memory_efficiency["scores"] == RooflineParams().memory_efficiency["scores"]
+
+
+def test_attention_kernels_are_priced_as_the_backend_ran_them() -> None:
+    """ORT's attention kernel is its GroupQueryAttention (scores in memory), torch's SDPA fuses them: the same
+    spec is one operator model's attention either way, with the scores only where they are written."""
+    spec = KernelSpec("attention", "attention", {"batch": 1, "heads": 8, "q": 256, "kv": 256, "head_dim": 64}, "fp32")
+    flops, nbytes = cost("attention", spec.shape, 4)
+    ort_ops, torch_ops = (kernel_ops(KernelResult(spec, flops, nbytes, 1e-3, {}, True, b)) for b in ("ort", "torch"))
+    assert [o.op_class for o in torch_ops] == ["attention", "elementwise"]
+    assert [o.op_class for o in ort_ops] == ["attention", "elementwise", "scores"]
+    assert sum(float(o.flops) for o in ort_ops if o.op_class == "attention") == flops
+    assert sum(float(o.bytes) for o in torch_ops) == nbytes
+    assert float(ort_ops[2].bytes) == SCORE_PASSES * 8 * 256 * 256 * 4

@@ -134,7 +134,7 @@ def test_a_warm_suite_is_timed_warm_in_a_cold_run_and_stored_as_a_warm_run_would
 
 ORT_SHAPES = {
     "gemm": {"m": 8, "n": 16, "k": 32},
-    "attention": {"batch": 1, "heads": 2, "q": 4, "kv": 6, "head_dim": 8},
+    "attention": {"batch": 1, "heads": 2, "q": 4, "kv": 6, "head_dim": 8},  # a step of 4 tokens after 2 cached
     "rmsnorm": {"rows": 3, "cols": 16},
     "softmax": {"rows": 3, "cols": 16},
     "silu_mul": {"rows": 3, "cols": 16},
@@ -146,7 +146,8 @@ ORT_SHAPES = {
 
 @pytest.mark.parametrize("kind", sorted(ORT_SHAPES))
 def test_ort_kernels_compute_what_they_claim(kind: str) -> None:
-    """Each one-operator ONNX graph computes its operation (checked against numpy on its bound buffers)."""
+    """Each one-operator ONNX graph computes its operation (checked against numpy on its bound buffers); ORT's
+    attention is the engine graph's GroupQueryAttention, writing its cache in place."""
     import numpy as np
 
     from cobench.measure.kernels.backend_onnx import ort_calls
@@ -154,13 +155,18 @@ def test_ort_kernels_compute_what_they_claim(kind: str) -> None:
     _, make = ort_calls(KernelSpec("t", kind, ORT_SHAPES[kind], "fp32"))
     feeds, results = make(0)()
     y = results["y"]
-    f = {k: v.astype(np.float64) if v.dtype != np.int64 else v for k, v in feeds.items()}
+    f = {k: v.astype(np.float64) if v.dtype.kind == "f" else v for k, v in (feeds | results).items()}
     if kind == "gemm":
         want = f["a"] @ f["b"]
-    elif kind == "attention":
-        s = f["q"] @ f["kt"] / np.sqrt(8)
+    elif kind == "attention":  # GroupQueryAttention: q new tokens written over the last q of a kv-position cache
+        b, h, q, kv, d = (ORT_SHAPES[kind][k] for k in ("batch", "heads", "q", "kv", "head_dim"))
+        heads = lambda x: x.reshape(b, q, h, d).transpose(0, 2, 1, 3)  # noqa: E731
+        keys, values = f["present_key"], f["present_value"]  # the past buffers, written in place
+        np.testing.assert_allclose(keys[:, :, kv - q :], heads(f["key"]), rtol=1e-6)
+        s = heads(f["query"]) @ keys.transpose(0, 1, 3, 2) / np.sqrt(d)
+        s = np.where(np.arange(kv)[None, :] <= np.arange(kv - q, kv)[:, None], s, -np.inf)  # causal
         p = np.exp(s - s.max(-1, keepdims=True))
-        want = (p / p.sum(-1, keepdims=True)) @ f["v"]
+        want = ((p / p.sum(-1, keepdims=True)) @ values).transpose(0, 2, 1, 3).reshape(b, q, h * d)
     elif kind == "rmsnorm":
         want = f["x"] / np.sqrt((f["x"] ** 2).mean(-1, keepdims=True) + 1e-6) * f["w"]
     elif kind == "softmax":

@@ -4,7 +4,7 @@ calibration for this device, mode, precision and backend > the device file's def
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,18 +19,30 @@ if TYPE_CHECKING:
     from cobench.store import Store
 
 
-# How each backend computes a forward pass, as cobench runs it. ORT runs the engine graph (fp32/fp16):
-# fused GroupQueryAttention on a preallocated cache written in place, K/V shared across a group, the full
-# score matrix of the prompt computed (no causal skipping on its CPU kernel). torch's eager module and
-# TensorRT's engines run the exported graphs, which return past ++ new (the KV cache copied every step). ORT
-# GenAI's builder graph runs the same GQA kernel on one shared buffer and computes every prompt position's logits.
+# How each backend computes a forward pass, as cobench runs it on a CPU. ORT runs the engine graph (fp32/fp16):
+# GroupQueryAttention on a preallocated cache written in place, K/V shared across a group. Its CPU kernel
+# (contrib_ops/cpu/bert/gqa_attention_base.h) is one op but not a fused kernel: per query head it GEMMs the
+# whole S × T score matrix into an fp32 buffer (no causal skipping), softmaxes it in place and GEMMs it with V,
+# so the scores are memory traffic. torch's eager module and TensorRT's engines run the exported graphs, which
+# return past ++ new (the KV cache copied every step). ORT GenAI's builder graph runs the same GQA kernel on
+# one shared buffer and computes every prompt position's logits.
 BACKEND_COUNTING = {
-    "ort": Counting(causal=False, moe_loop=True, window_skip=False),
+    "ort": Counting(causal=False, fused_attention=False, moe_loop=True, window_skip=False),
     "torch": Counting(moe_loop=True, window_skip=False),
     "trt": Counting(causal=False, kv_update="concat", kv_expand=True, moe_loop=True, window_skip=False),
-    "ort-genai": Counting(causal=False, logits="all", window_skip=False),  # ORT's GQA kernel; every position's logits
+    "ort-genai": Counting(causal=False, fused_attention=False, logits="all", window_skip=False),  # every logit
     "llama.cpp": Counting(),  # its own kernels and KV cache, causal attention, the last logits
 }
+# On a GPU, ORT's GroupQueryAttention runs flash / memory-efficient attention kernels: no score matrix in memory.
+GPU_FUSED = ("ort", "ort-genai")
+
+
+def backend_counting(backend: str | None, device: DeviceSpec) -> Counting:
+    """The counting conventions of `backend` on the processor that runs `device`'s profiles."""
+    counting = BACKEND_COUNTING.get(backend or "", Counting())
+    if device.runner == "cuda" and backend in GPU_FUSED:
+        return replace(counting, fused_attention=True)
+    return counting
 
 
 @dataclass(frozen=True)
@@ -74,7 +86,7 @@ def resolve_model(
 ) -> LatencyModel:
     """The parameters a prediction uses: --raw > --calibration FILE > the store's newest calibration for this
     device, power mode, precision (and backend) > the device file's defaults."""
-    counting = BACKEND_COUNTING.get(backend or "", Counting())
+    counting = backend_counting(backend, device)
     if raw:
         return LatencyModel(RooflineParams.ideal(), counting)
     if calibration_file is not None:

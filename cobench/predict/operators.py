@@ -9,6 +9,9 @@ Counting conventions (the FLOP-counter test and the exported graphs follow the s
   training uses `logits="all"`.
 - Embedding gather, norms, RoPE, softmax, activations and residuals are memory traffic (their few
   FLOPs are counted but never make them compute-bound).
+- Attention is fused by default (the score matrix never leaves the kernel). With `fused_attention=False`
+  (ORT's CPU GroupQueryAttention) the scores are an operator of class "scores": SCORE_PASSES passes over
+  B·H·pairs values, memory only.
 - Bytes are split into weights, activations and KV cache, so it is visible why an op is memory-bound.
   Each weight and each KV element is read once per forward (batch and GQA groups share the read).
 - KV-cache update (op class "kv", memory only): "append" writes only the new positions; "concat" (what
@@ -45,7 +48,7 @@ from cobench.arch.architecture import (
 )
 from cobench.errors import InputError
 
-OP_CLASSES = ("matmul", "attention", "elementwise", "gather", "kv")
+OP_CLASSES = ("matmul", "attention", "elementwise", "gather", "kv", "scores")
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,37 @@ def window_pairs(tokens: Any, past: Any, window: Any) -> Any:
     return upto(past + tokens) - upto(past)
 
 
+SCORE_PASSES = 4  # a materialised score matrix: written by QKᵀ, read and rewritten by the softmax, read by AV
+
+
+def attention_ops(
+    name: str,
+    count: Any,
+    head_dim: Any,
+    pairs: Any,
+    act_bytes: Any,
+    kv_bytes: Any,
+    ab: float,
+    counting: Counting,
+    softmax_flops: Any = 5,
+    weight_bytes: Any = 0,
+) -> list[Op]:
+    """Scaled dot-product attention over `pairs` (query, key) pairs (all heads): QKᵀ and AV, and the softmax.
+    Fused, the scores never leave the kernel. Materialised (`fused_attention=False`), they are an operator of
+    their own class, "scores" (memory only): QKᵀ writes them, the softmax reads and rewrites them, AV reads
+    them (SCORE_PASSES). Their class is apart because its rate is nothing like a streamed KV cache's: ORT's CPU
+    GroupQueryAttention costs ~2 ns per score and query head at head sizes 32 to 128 alike (measured), far
+    above its FLOPs, so one shared attention efficiency cannot price both its prompt and its decode step. A
+    model's layers and the attention kernels of calibration are priced by this one function."""
+    ops = [
+        Op(name, "attention", count, 4 * head_dim * pairs, weight_bytes, act_bytes, kv_bytes),
+        Op(f"{name}_softmax", "elementwise", count, softmax_flops * pairs, 0, 0),
+    ]
+    if not counting.fused_attention:
+        ops.append(Op(f"{name}_scores", "scores", count, 0, 0, SCORE_PASSES * pairs * ab))
+    return ops
+
+
 DELTA_CHUNK = 64  # the chunked gated delta rule's block (flash-linear-attention, transformers' torch path)
 DELTA_STATE_FLOPS = 7  # per key × value element and token: decay, Sᵀk, the rank-1 update, Sᵀq
 
@@ -152,7 +186,6 @@ def mixer_ops(
     layers = layers_of(a)
     gqa = layers["full"] + layers["sliding"]
     q_width, kv_width = a.n_heads * a.head_dim, a.n_kv_heads * a.head_dim
-    materialised = 0 if counting.fused_attention else 1
     copied = batch * past * 2 if counting.kv_update == "concat" else 0  # read + write of the old positions
     # K/V bytes per cached position that attention reads: compact, or (expanded) compact read + wide write + wide read
     grouped = (a.n_kv_heads < a.n_heads) & counting.kv_expand
@@ -173,18 +206,9 @@ def mixer_ops(
         ("attention", layers["full"], full_pairs, past + tokens),
         ("attention_local", layers["sliding"], local_pairs, local_seen),
     ]:
-        ops += [
-            Op(
-                name,
-                "attention",
-                count,
-                flops=4 * a.head_dim * pairs,  # QKᵀ and AV
-                weight_bytes=a.attention_sinks * a.n_heads * wb,
-                act_bytes=2 * n * q_width * ab + materialised * 4 * pairs * ab,
-                kv_bytes=batch * seen * 2 * attended_width * kvb,
-            ),
-            Op(f"{name}_softmax", "elementwise", count, softmax_flops * pairs, 0, materialised * 2 * pairs * ab),
-        ]
+        sinks = a.attention_sinks * a.n_heads * wb
+        kv = batch * seen * 2 * attended_width * kvb
+        ops += attention_ops(name, count, a.head_dim, pairs, 2 * n * q_width * ab, kv, ab, counting, softmax_flops, sinks)
     ops += [
         elementwise("output_gate", 2 * n * q_width, n * q_width, 4, gqa * a.attn_output_gate, ab),
         linear("o_proj", n, q_width, d, a.o_bias, gqa, wb, ab),

@@ -23,8 +23,7 @@ from cobench.hardware.devices import DeviceSpec
 from cobench.measure.kernels.results import KernelResult
 from cobench.measure.kernels.run import KERNEL_BACKENDS
 from cobench.measure.result import ProfileResult
-from cobench.predict.latency_model import BACKEND_COUNTING
-from cobench.predict.operators import Counting
+from cobench.predict.latency_model import backend_counting
 from cobench.predict.roofline import RooflineParams
 from cobench.store import Store
 
@@ -72,7 +71,7 @@ def calibrate(
     """Fit on everything, cross-validate by architecture, and record raw / fitted / out-of-fold errors."""
     names = require_models(models, f"{device.name} {backend} {precision}")
     floor = repeatability_floor(models)
-    counting = BACKEND_COUNTING.get(backend, Counting(kv_update="concat"))
+    counting = backend_counting(backend, device)
     t0 = time.perf_counter()
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
     source = f"calibrated on {device.name} {backend} {precision} ({len(names)} models, {len(kernels)} kernels, {stamp})"

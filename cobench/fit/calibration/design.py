@@ -28,8 +28,9 @@ from cobench.arch.workload import Workload
 from cobench.errors import InputError
 from cobench.hardware.devices import DeviceSpec
 from cobench.measure.kernels.results import KernelResult
+from cobench.measure.kernels.suites import ELEMENT_BYTES
 from cobench.measure.result import ProfileResult
-from cobench.predict.operators import OP_CLASSES, Counting, Op
+from cobench.predict.operators import OP_CLASSES, Counting, Op, attention_ops
 from cobench.predict.roofline import PHASES, RooflineParams, op_seconds, peak_flops, phase_ops, working_set
 
 KERNEL_CLASS = {"gemm": "matmul", "attention": "attention", "gather": "gather"}  # the rest: element-wise
@@ -108,6 +109,19 @@ def _rows(ops: Sequence[Any], device: DeviceSpec, w: Workload) -> tuple[list[np.
     return cls, weight, flops, nbytes, peak, launches
 
 
+def kernel_ops(k: KernelResult) -> list[Op]:
+    """A kernel as the operators that price it. An attention kernel is the operator model's attention as the
+    backend ran it: ORT's is its CPU GroupQueryAttention, which writes the scores to memory (materialised);
+    torch's SDPA and TensorRT's fused attention keep them in the kernel."""
+    if k.spec.kind != "attention":
+        return [Op(k.spec.label, KERNEL_CLASS.get(k.spec.kind, "elementwise"), 1, k.flops, 0, k.bytes)]
+    s, elem = k.spec.shape, ELEMENT_BYTES[k.spec.precision]
+    b, h, q, kv, d = s["batch"], s["heads"], s["q"], s["kv"], s["head_dim"]
+    counting = Counting(fused_attention=k.backend != "ort")
+    return attention_ops(k.spec.label, 1, d, b * h * q * kv, 2 * b * h * q * d * elem, 2 * b * h * kv * d * elem,
+                         elem, counting)  # fmt: skip
+
+
 def build_design(
     profiled: Sequence[Profiled], kernels: Sequence[KernelResult], device: DeviceSpec, counting: Counting
 ) -> DesignMatrix:
@@ -137,10 +151,8 @@ def build_design(
     profile_weight = float(sum(group_weight))  # kernels together weigh KERNEL_SHARE of this
     for k in kernels:
         w = Workload(precision=k.spec.precision)
-        op_class = KERNEL_CLASS.get(k.spec.kind, "elementwise")
-        op = Op(k.spec.label, op_class, 1, k.flops, 0, k.bytes)
         share = KERNEL_SHARE * (profile_weight or 2.0) / len(kernels)  # 2: kernels alone
-        add([op], w, "kernel", k.median_s, share, np.inf if k.cold else k.bytes)
+        add(kernel_ops(k), w, "kernel", k.median_s, share, np.inf if k.cold else k.bytes)
     if not step:
         raise InputError("calibrate", "nothing to fit: no profiled models and no kernel results")
     cat = [np.concatenate(c) if c else np.zeros(0) for c in columns]

@@ -13,6 +13,7 @@ from cobench.predict.roofline import PHASES, RooflineParams
 from cobench.validate import mapping, number, text
 
 SCHEMA = 1
+ADDED_CLASSES = ("scores",)  # operator classes newer than schema 1: absent from older calibrations
 
 
 @dataclass(frozen=True)
@@ -61,13 +62,21 @@ class Calibration:
         p = mapping(data["params"], f"{where}.params")
         at = f"{where}.params"
         half = p.get("intensity_half") or dict.fromkeys(OP_CLASSES, 0.0)  # absent before v0.4
+        d = RooflineParams()  # what a class added since a calibration was fitted takes (its counting has none)
+
+        def classes(name: str, bounds: tuple[float, float], table: Any = None) -> dict[str, float]:
+            given = p.get(name) if table is None else table
+            if isinstance(given, dict):
+                given = {c: getattr(d, name)[c] for c in ADDED_CLASSES} | given
+            return _table(given, f"{at}.{name}", OP_CLASSES, bounds)
+
         params = RooflineParams(
-            _table(p.get("compute_efficiency"), f"{at}.compute_efficiency", OP_CLASSES, EFFICIENCY),
-            _table(p.get("memory_efficiency"), f"{at}.memory_efficiency", OP_CLASSES, EFFICIENCY),
-            _table(p.get("op_overhead_s"), f"{at}.op_overhead_s", OP_CLASSES, (0.0, 1.0)),
+            classes("compute_efficiency", EFFICIENCY),
+            classes("memory_efficiency", EFFICIENCY),
+            classes("op_overhead_s", (0.0, 1.0)),
             _table(p.get("step_overhead_s"), f"{at}.step_overhead_s", PHASES, (0.0, 10.0)),
             text(p.get("source"), f"{at}.source", 1000),
-            _table(half, f"{at}.intensity_half", OP_CLASSES, (0.0, 1e9)),
+            classes("intensity_half", (0.0, 1e9), half),
             # the cache tier is absent in older calibrations
             float(number(p.get("cache_bytes", 0.0), f"{at}.cache_bytes", low=0, high=1e13)),
             float(number(p.get("cache_speedup", 1.0), f"{at}.cache_speedup", low=1, high=1e3)),

@@ -1,7 +1,10 @@
 """Kernels as ONNX graphs, run by ONNX Runtime or TensorRT: each kernel is a one-operator (for RMSNorm,
 SiLU·mul and attention a few-operator) graph built the way the exported models express it. ORT runs it
-with IO binding into preallocated outputs, so neither output allocation nor a host copy is timed;
-TensorRT builds a static-shape engine and runs it on device-resident torch tensors (CUDA events).
+with IO binding into preallocated outputs, so neither output allocation nor a host copy is timed; its
+attention kernel is the engine graph's own GroupQueryAttention on a cache written in place (on a CPU that
+op costs ~2 ns per score and query head whatever the head size: measured, docs/calibration.md), TensorRT's
+the SDPA decomposition, which it fuses. TensorRT builds a static-shape engine and runs it on device-resident
+torch tensors (CUDA events).
 
 Shapes and FLOP/byte conventions are those of `cobench.measure.kernels.suites`; only the backend differs, so a
 calibration of a backend learns from kernels that backend itself ran.
@@ -22,8 +25,13 @@ NUMPY = {"fp32": np.float32, "fp16": np.float16}
 ONNX_KINDS = ("gemm", "attention", "rmsnorm", "softmax", "silu_mul", "add", "gather", "copy")
 
 
-def _graph(spec: KernelSpec) -> tuple[Any, dict[str, tuple[tuple[int, ...], Any]], dict[str, tuple[int, ...]]]:
-    """(ModelProto, inputs name → (shape, numpy dtype), outputs name → shape)."""
+Inputs = dict[str, tuple[tuple[int, ...], Any]]  # name → (shape, numpy dtype)
+
+
+def _graph(spec: KernelSpec, engine: bool = False) -> tuple[Any, Inputs, dict[str, tuple[int, ...]]]:
+    """(ModelProto, inputs, outputs name → shape). `engine`: attention as ORT's engine graph runs it (one
+    GroupQueryAttention node on a shared past/present cache); otherwise the SDPA decomposition, which
+    TensorRT fuses."""
     from onnx import TensorProto, helper
 
     elem = {"fp32": TensorProto.FLOAT, "fp16": TensorProto.FLOAT16}[spec.precision]
@@ -40,7 +48,9 @@ def _graph(spec: KernelSpec) -> tuple[Any, dict[str, tuple[tuple[int, ...], Any]
         ins = {"a": ((s["m"], s["k"]), dt), "b": ((s["k"], s["n"]), dt)}
         outs = {"y": (s["m"], s["n"])}
         nodes.append(helper.make_node("MatMul", ["a", "b"], ["y"]))
-    elif kind == "attention":  # materialised scores, as ORT runs the exported SDPA
+    elif kind == "attention" and engine:
+        return _gqa_graph(spec, elem, dt)
+    elif kind == "attention":  # the exported SDPA's decomposition
         b, h, q, kv, d = s["batch"], s["heads"], s["q"], s["kv"], s["head_dim"]
         ins = {"q": ((b, h, q, d), dt), "kt": ((b, h, d, kv), dt), "v": ((b, h, kv, d), dt)}
         outs = {"y": (b, h, q, d)}
@@ -101,6 +111,59 @@ def _graph(spec: KernelSpec) -> tuple[Any, dict[str, tuple[tuple[int, ...], Any]
     return model, ins, outs
 
 
+def _gqa_graph(spec: KernelSpec, elem: int, dt: Any) -> tuple[Any, Inputs, dict[str, tuple[int, ...]]]:
+    """Attention as the engine graph runs it (measure/engine_graph.py): one GroupQueryAttention, its cache of
+    `kv` positions shared by past and present (ort_calls binds present_* to past_*); q new tokens after kv − q
+    cached ones (a prompt when q = kv, a decode step when q = 1). No rotary embedding: the operator model counts
+    RoPE as an element-wise op of its own."""
+    from onnx import TensorProto, helper
+
+    s = spec.shape
+    b, h, q, kv, d = s["batch"], s["heads"], s["q"], s["kv"], s["head_dim"]
+    ins: Inputs = {
+        "query": ((b, q, h * d), dt),
+        "key": ((b, q, h * d), dt),
+        "value": ((b, q, h * d), dt),
+        "past_key": ((b, h, kv, d), dt),
+        "past_value": ((b, h, kv, d), dt),
+        "seqlens_k": ((b,), np.int32),
+        "total_sequence_length": ((), np.int32),
+    }
+    outs = {"y": (b, q, h * d), "present_key": (b, h, kv, d), "present_value": (b, h, kv, d)}
+    node = helper.make_node(
+        "GroupQueryAttention",
+        list(ins),
+        list(outs),
+        domain="com.microsoft",
+        num_heads=h,
+        kv_num_heads=h,
+    )
+    types = {np.int32: TensorProto.INT32}
+    graph = helper.make_graph(
+        [node],
+        "cobench-attention",
+        [helper.make_tensor_value_info(n, types.get(t, elem), list(shape)) for n, (shape, t) in ins.items()],
+        [helper.make_tensor_value_info(n, elem, list(shape)) for n, shape in outs.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("com.microsoft", 1)])
+    model.ir_version = 8
+    return model, ins, outs
+
+
+def _feeds(spec: KernelSpec, ins: Inputs, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Random operands; the gather's indices index its table; GroupQueryAttention's lengths say that its cache
+    of `kv` positions is full after this call."""
+    lengths = {"seqlens_k": spec.shape.get("kv", 1) - 1, "total_sequence_length": spec.shape.get("kv", 1)}
+    return {
+        n: np.full(shape, lengths[n], dtype=np.int32)
+        if t is np.int32
+        else rng.integers(0, spec.shape["vocab"], size=shape)
+        if t is np.int64
+        else rng.standard_normal(shape, dtype=np.float32).astype(t)
+        for n, (shape, t) in ins.items()
+    }
+
+
 def ort_calls(spec: KernelSpec) -> tuple[int, Callable[[int], Callable[[], Any]]]:
     """Operand bytes, and a factory of independent calls (each with its own inputs and bound output)."""
     try:
@@ -109,20 +172,17 @@ def ort_calls(spec: KernelSpec) -> tuple[int, Callable[[int], Callable[[], Any]]
         raise MissingDependency("ort kernels need onnxruntime: make install") from None
     if spec.precision not in NUMPY:
         raise InputError("precision", f"ort kernels run in {', '.join(NUMPY)}, not {spec.precision}")
-    model, ins, outs = _graph(spec)
+    model, ins, outs = _graph(spec, engine=True)
     so = ort.SessionOptions()
     so.log_severity_level = 3
     session = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
     def call(i: int) -> Callable[[], Any]:
-        rng = np.random.default_rng(i)
-        feeds = {  # the only integer input is the gather's index, into a table of `vocab` rows
-            n: rng.integers(0, spec.shape["vocab"], size=shape)
-            if t is np.int64
-            else rng.standard_normal(shape, dtype=np.float32).astype(t)
-            for n, (shape, t) in ins.items()
+        feeds = _feeds(spec, ins, np.random.default_rng(i))
+        results = {  # a present cache is its past: written in place, as the engine graph binds it
+            n: feeds[n.replace("present_", "past_")] if n.startswith("present_") else np.empty(shape, NUMPY[spec.precision])
+            for n, shape in outs.items()
         }
-        results = {n: np.empty(shape, dtype=NUMPY[spec.precision]) for n, shape in outs.items()}
         binding = session.io_binding()
         for n, value in feeds.items():
             binding.bind_cpu_input(n, value)
