@@ -15,10 +15,10 @@ from hypothesis import given
 from test_cli import run, run_json
 from test_space_sweep import SMALL
 
-from cobench.arch.architecture import Architecture, as_arch_like
+from cobench.arch.architecture import ArchBatch, Architecture, as_arch_like
 from cobench.arch.workload import Workload
 from cobench.fit.calibration.calibrate import calibrate
-from cobench.fit.calibration.design import KERNEL_CLASS, Profiled, build_design, kernel_ops
+from cobench.fit.calibration.design import Profiled, build_design, kernel_ops
 from cobench.fit.calibration.record import Calibration
 from cobench.fit.calibration.validation import error_metrics, interval, log_errors
 from cobench.hardware.devices import get_device
@@ -27,15 +27,39 @@ from cobench.measure.kernels.suites import KernelSpec, cost
 from cobench.measure.result import Measured, ProfileResult
 from cobench.predict.latency_model import BACKEND_COUNTING, backend_counting
 from cobench.predict.operators import OP_CLASSES, SCORE_PASSES
-from cobench.predict.roofline import PHASES, RooflineParams, op_seconds, peak_flops, phase_ops, predict
+from cobench.predict.roofline import PHASES, RooflineParams, phase_ops, predict
 from cobench.store import Store
 
 CPU = get_device("cpu")
 ORT = BACKEND_COUNTING["ort"]
 TRUE = RooflineParams(
-    compute_efficiency={"matmul": 0.4, "attention": 0.2, "elementwise": 0.5, "gather": 1.0, "kv": 1.0, "scores": 1.0},
-    memory_efficiency={"matmul": 0.6, "attention": 0.5, "elementwise": 0.3, "gather": 0.7, "kv": 0.25, "scores": 0.15},
-    op_overhead_s={"matmul": 3e-6, "attention": 2e-6, "elementwise": 5e-6, "gather": 2e-6, "kv": 2e-6, "scores": 1e-6},
+    compute_efficiency={
+        "matmul": 0.4,
+        "attention": 0.2,
+        "elementwise": 0.5,
+        "gather": 1.0,
+        "kv": 1.0,
+        "scores": 1.0,
+        "fresh": 1.0,
+    },
+    memory_efficiency={
+        "matmul": 0.6,
+        "attention": 0.5,
+        "elementwise": 0.3,
+        "gather": 0.7,
+        "kv": 0.25,
+        "scores": 0.15,
+        "fresh": 0.1,
+    },
+    op_overhead_s={
+        "matmul": 3e-6,
+        "attention": 2e-6,
+        "elementwise": 5e-6,
+        "gather": 2e-6,
+        "kv": 2e-6,
+        "scores": 1e-6,
+        "fresh": 1e-6,
+    },
     step_overhead_s={"prefill": 30e-6, "decode": 50e-6},
     source="truth",
     cache_bytes=48 * 2**20,  # a CPU whose last cache level holds 48 MiB, read twice as fast as memory
@@ -327,7 +351,9 @@ def test_an_engine_is_calibrated_on_its_own_profiles_not_another_runtimes_kernel
             m = _measure(a, 256, rng, 0.01)
             measured = Measured(m.ttft_s, m.tpot_s, m.ttft_s + 15 * m.tpot_s, m.decode_s)
             for backend in ("ort", "ort-genai"):
-                r = ProfileResult(f"{backend}-{a.name}", a, CPU.name, None, backend, "fp32", m.workload, (256,), "ok", {})
+                r = ProfileResult(
+                    f"{backend}-{a.name}", a, CPU.name, None, backend, "fp32", m.workload, (256,), "ok", {}
+                )
                 db.profiles.put(replace(r, measured=measured, seconds=1.0), device_id)
         for k in _kernels(rng, 0.01):
             db.kernels.put(replace(k, key=k.spec.label + str(k.cold), backend="ort"), device_id)
@@ -355,11 +381,28 @@ def test_ort_on_a_cpu_counts_its_attention_scores_as_memory_traffic() -> None:
     assert ops["attention_scores"].op_class == "scores" and "attention_scores" not in fused
     assert np.squeeze(ops["attention_scores"].bytes) == pytest.approx(SCORE_PASSES * scores)
     assert np.squeeze(ops["attention"].flops) == np.squeeze(fused["attention"].flops) == 4 * a.head_dim * scores / 4
-    # a calibration fitted before the class existed still loads (its counting never makes the op)
+    # a calibration fitted before the classes existed still loads (its counting never makes their ops)
     old = Calibration("cpu", None, "ort", "fp32", TRUE, ORT, {}).to_json()
     for table in ("compute_efficiency", "memory_efficiency", "op_overhead_s", "intensity_half"):
         old["params"][table].pop("scores")
-    assert Calibration.from_json(old).params.memory_efficiency["scores"] == RooflineParams().memory_efficiency["scores"]
+        old["params"][table].pop("fresh")
+    loaded = Calibration.from_json(old).params.memory_efficiency
+    assert loaded["scores"] == RooflineParams().memory_efficiency["scores"] == loaded["fresh"]
+
+
+def test_ort_genai_faults_in_its_prompt_logits_when_they_are_a_fresh_mapping() -> None:
+    """ORT GenAI computes every prompt position's logits into a [B, P, V] fp32 buffer it allocates for each prompt;
+    past glibc's largest mmap threshold (32 MiB) that is new pages, faulted in and zeroed as the LM head writes
+    them — an operator of class "fresh" — while a smaller one is heap memory used again (no such op)."""
+    genai = backend_counting("ort-genai", CPU)
+    assert genai.fresh_logits and not backend_counting("ort", CPU).fresh_logits
+    vocab = (8192, 100352)
+    archs = [Architecture(name=f"v{v}", vocab_size=v, d_model=128, n_layers=2, n_heads=4, d_ff=256) for v in vocab]
+    ops = {o.name: o for o in phase_ops(ArchBatch.of(archs), Workload(1, 512, 16, "fp32"), "prefill", genai)}
+    assert ops["logits_fresh"].op_class == "fresh"
+    assert list(ops["logits_fresh"].bytes) == [0, 512 * 100352 * 4]  # 16 MiB: reused; 196 MiB: fresh
+    assert "logits_fresh" not in {o.name for o in phase_ops(ArchBatch.of(archs), Workload(1, 512, 16, "fp32"),
+                                                               "prefill", ORT)}  # fmt: skip
 
 
 def test_attention_kernels_are_priced_as_the_backend_ran_them() -> None:

@@ -25,12 +25,12 @@ if TYPE_CHECKING:
 # whole S × T score matrix into an fp32 buffer (no causal skipping), softmaxes it in place and GEMMs it with V,
 # so the scores are memory traffic. torch's eager module and TensorRT's engines run the exported graphs, which
 # return past ++ new (the KV cache copied every step). ORT GenAI's builder graph runs the same GQA kernel on
-# one shared buffer and computes every prompt position's logits.
+# one shared buffer and computes every prompt position's logits, into a buffer it allocates for each prompt.
 BACKEND_COUNTING = {
     "ort": Counting(causal=False, fused_attention=False, moe_loop=True, window_skip=False),
     "torch": Counting(moe_loop=True, window_skip=False),
     "trt": Counting(causal=False, kv_update="concat", kv_expand=True, moe_loop=True, window_skip=False),
-    "ort-genai": Counting(causal=False, fused_attention=False, logits="all", window_skip=False),  # every logit
+    "ort-genai": Counting(causal=False, fused_attention=False, logits="all", window_skip=False, fresh_logits=True),
     "llama.cpp": Counting(),  # its own kernels and KV cache, causal attention, the last logits
 }
 # On a GPU, ORT's GroupQueryAttention runs flash / memory-efficient attention kernels: no score matrix in memory.

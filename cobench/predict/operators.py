@@ -9,6 +9,8 @@ Counting conventions (the FLOP-counter test and the exported graphs follow the s
   training uses `logits="all"`.
 - Embedding gather, norms, RoPE, softmax, activations and residuals are memory traffic (their few
   FLOPs are counted but never make them compute-bound).
+- Fresh memory (class "fresh", memory only): with `fresh_logits`, an all-position logits buffer larger than
+  MMAP_THRESHOLD is first-touched on every prompt (page faults, not bandwidth).
 - Attention is fused by default (the score matrix never leaves the kernel). With `fused_attention=False`
   (ORT's CPU GroupQueryAttention) the scores are an operator of class "scores": SCORE_PASSES passes over
   B·H·pairs values, memory only.
@@ -48,7 +50,9 @@ from cobench.arch.architecture import (
 )
 from cobench.errors import InputError
 
-OP_CLASSES = ("matmul", "attention", "elementwise", "gather", "kv", "scores")
+OP_CLASSES = ("matmul", "attention", "elementwise", "gather", "kv", "scores", "fresh")
+LOGITS_BYTES = 4  # engines return fp32 logits
+MMAP_THRESHOLD = 32 * 2**20  # glibc's largest mmap threshold (64-bit): a larger block is always a fresh mapping
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,9 @@ class Counting:
     window_skip: bool = True  # a sliding layer's kernel skips keys outside its window (FlashAttention's local
     # window, llama.cpp's SWA cache); False: masked but computed and read, as ORT's CPU GroupQueryAttention
     # and the torch module do (measured: a 5 : 1 model at P = 4096 prefilled no faster than full attention)
+    fresh_logits: bool = False  # the engine allocates the prompt's logits afresh for every prompt, so a buffer
+    # past the C library's mmap threshold is new pages that the kernel faults in and zeroes as the LM head
+    # writes them (ORT GenAI on Linux: its [B, P, V] fp32 logits; measured ≈ 1.2 ms per 2 MB on a Xeon VM)
 
     @classmethod
     def from_json(cls, data: Any, where: str = "counting") -> Counting:
@@ -208,7 +215,9 @@ def mixer_ops(
     ]:
         sinks = a.attention_sinks * a.n_heads * wb
         kv = batch * seen * 2 * attended_width * kvb
-        ops += attention_ops(name, count, a.head_dim, pairs, 2 * n * q_width * ab, kv, ab, counting, softmax_flops, sinks)
+        ops += attention_ops(
+            name, count, a.head_dim, pairs, 2 * n * q_width * ab, kv, ab, counting, softmax_flops, sinks
+        )
     ops += [
         elementwise("output_gate", 2 * n * q_width, n * q_width, 4, gqa * a.attn_output_gate, ab),
         linear("o_proj", n, q_width, d, a.o_bias, gqa, wb, ab),
@@ -306,6 +315,12 @@ def recurrent_ops(a: ArchLike, batch: Any, tokens: Any, wb: float, ab: float, kv
     ]
 
 
+def fresh_bytes(logits: Any) -> Any:
+    """Bytes of a freshly mapped fp32 logits buffer: all of it past the mmap threshold, none below (reused heap)."""
+    nbytes = logits * LOGITS_BYTES
+    return np.where(nbytes > MMAP_THRESHOLD, nbytes, 0)
+
+
 def forward_ops(
     a: ArchLike, batch: Any, tokens: Any, past: Any, wb: float, ab: float, kvb: float, counting: Counting
 ) -> list[Op]:
@@ -351,6 +366,7 @@ def forward_ops(
         ),
         Op("final_norm", "elementwise", 1, 4 * logit_rows * d, norm * ab, 2 * logit_rows * d * ab),
         linear("lm_head", logit_rows, d, a.vocab_size, 0, 1, wb, ab),
+        Op("logits_fresh", "fresh", int(counting.fresh_logits), 0, 0, fresh_bytes(logit_rows * a.vocab_size)),
         elementwise(
             "logit_softcap", logit_rows * a.vocab_size, logit_rows * a.vocab_size, 3, 1 * (a.final_softcap > 0), 4
         ),

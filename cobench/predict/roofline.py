@@ -38,14 +38,21 @@ from cobench.arch.architecture import (
 from cobench.arch.precision import PRECISIONS
 from cobench.arch.workload import Workload
 from cobench.hardware.devices import DeviceSpec
-from cobench.predict.operators import OP_CLASSES, Counting, Op, forward_ops
+from cobench.predict.operators import LOGITS_BYTES, OP_CLASSES, Counting, Op, forward_ops
 
 MAX_DECODE_SAMPLES = 64
 PHASES = ("prefill", "decode")
-DEFAULT_COMPUTE_EFFICIENCY = {"matmul": 0.7, "attention": 0.5, "elementwise": 0.5, "gather": 1.0, "kv": 1.0, "scores": 1.0}
+DEFAULT_COMPUTE_EFFICIENCY = {
+    "matmul": 0.7,
+    "attention": 0.5,
+    "elementwise": 0.5,
+    "gather": 1.0,
+    "kv": 1.0,
+    "scores": 1.0,
+    "fresh": 1.0,
+}
 DEFAULT_MEMORY_EFFICIENCY = 0.8
 DEFAULT_OP_OVERHEAD_US = 4.0
-LOGITS_BYTES = 4  # engines return fp32 logits
 CACHE_SHARPNESS = 4.0  # k of the hit fraction 1 / (1 + (W/C)^k): fits a warm read sweep on a Xeon VM
 
 
@@ -53,8 +60,8 @@ CACHE_SHARPNESS = 4.0  # k of the hit fraction 1 / (1 + (W/C)^k): fits a warm re
 class RooflineParams:
     """The latency model's free parameters, per operator class. Calibration replaces the defaults.
 
-    Defaults: η_c matmul 0.7, attention 0.5, element-wise 0.5, gather, KV copies and scores 1; η_m 0.8; 4 µs per operator
-    launch; no step overhead — overridden by a device file's `roofline:` section (cited there).
+    Defaults: η_c matmul 0.7, attention 0.5, element-wise 0.5, gather, KV copies, scores and fresh memory 1; η_m 0.8;
+    4 µs per operator launch; no step overhead — overridden by a device file's `roofline:` section (cited there).
     """
 
     compute_efficiency: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_COMPUTE_EFFICIENCY))

@@ -13,7 +13,7 @@ from cobench.predict.roofline import PHASES, RooflineParams
 from cobench.validate import mapping, number, text
 
 SCHEMA = 1
-ADDED_CLASSES = ("scores",)  # operator classes newer than schema 1: absent from older calibrations
+ADDED_CLASSES = ("scores", "fresh")  # operator classes newer than schema 1: absent from older calibrations
 
 
 @dataclass(frozen=True)

@@ -145,7 +145,9 @@ def _gqa_graph(spec: KernelSpec, elem: int, dt: Any) -> tuple[Any, Inputs, dict[
         [helper.make_tensor_value_info(n, types.get(t, elem), list(shape)) for n, (shape, t) in ins.items()],
         [helper.make_tensor_value_info(n, elem, list(shape)) for n, shape in outs.items()],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("com.microsoft", 1)])
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("com.microsoft", 1)]
+    )
     model.ir_version = 8
     return model, ins, outs
 
@@ -180,7 +182,9 @@ def ort_calls(spec: KernelSpec) -> tuple[int, Callable[[int], Callable[[], Any]]
     def call(i: int) -> Callable[[], Any]:
         feeds = _feeds(spec, ins, np.random.default_rng(i))
         results = {  # a present cache is its past: written in place, as the engine graph binds it
-            n: feeds[n.replace("present_", "past_")] if n.startswith("present_") else np.empty(shape, NUMPY[spec.precision])
+            n: feeds[n.replace("present_", "past_")]
+            if n.startswith("present_")
+            else np.empty(shape, NUMPY[spec.precision])
             for n, shape in outs.items()
         }
         binding = session.io_binding()

@@ -76,7 +76,7 @@ def graphed(calls: list[Callable[[], Any]], per_sample: int) -> list[Callable[[]
         return None
 
 
-ORT_ATTENTION = "GroupQueryAttention"  # ORT's attention kernel since it is the engine graph's op (was MatMul-Softmax-MatMul)
+ORT_ATTENTION = "GroupQueryAttention"  # ORT's attention kernel: the engine graph's op (was MatMul-Softmax-MatMul)
 
 
 def run_kernel(
