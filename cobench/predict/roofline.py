@@ -53,6 +53,8 @@ DEFAULT_COMPUTE_EFFICIENCY = {
 }
 DEFAULT_MEMORY_EFFICIENCY = 0.8
 DEFAULT_OP_OVERHEAD_US = 4.0
+OWN_BUFFERS = ("scores", "fresh")  # classes whose bytes are a buffer of their own, not the pass's weights and
+# cache: where the working set sits does not speed them (their own rate is their class's η_m)
 CACHE_SHARPNESS = 4.0  # k of the hit fraction 1 / (1 + (W/C)^k): fits a warm read sweep on a Xeon VM
 
 
@@ -175,14 +177,14 @@ def working_set(ops: Sequence[Op]) -> Any:
 
 def time_ops(ops: list[Op], device: DeviceSpec, w: Workload, params: RooflineParams) -> list[OpTime]:
     timed = []
-    bandwidth = device.bandwidth_bytes_s * params.bandwidth_factor(working_set(ops))
+    tiered = device.bandwidth_bytes_s * params.bandwidth_factor(working_set(ops))
     for op in ops:
         c = op.op_class
         terms = op_seconds(
             op.flops,
             op.bytes,
             peak_flops(c, device, w),
-            bandwidth,
+            device.bandwidth_bytes_s if c in OWN_BUFFERS else tiered,
             params.compute_efficiency[c],
             params.memory_efficiency[c],
             params.op_overhead_s[c],

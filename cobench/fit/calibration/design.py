@@ -31,7 +31,15 @@ from cobench.measure.kernels.results import KernelResult
 from cobench.measure.kernels.suites import ELEMENT_BYTES
 from cobench.measure.result import ProfileResult
 from cobench.predict.operators import OP_CLASSES, Counting, Op, attention_ops
-from cobench.predict.roofline import PHASES, RooflineParams, op_seconds, peak_flops, phase_ops, working_set
+from cobench.predict.roofline import (
+    OWN_BUFFERS,
+    PHASES,
+    RooflineParams,
+    op_seconds,
+    peak_flops,
+    phase_ops,
+    working_set,
+)
 
 KERNEL_CLASS = {"gemm": "matmul", "attention": "attention", "gather": "gather"}  # the rest: element-wise
 KERNEL_SHARE = 0.5  # all kernels together weigh half as much as all profiles
@@ -88,7 +96,9 @@ class DesignMatrix:
         eta_m = np.array([params.memory_efficiency[c] for c in OP_CLASSES])[self.op_class]
         over = np.array([params.op_overhead_s[c] for c in OP_CLASSES])[self.op_class]
         half = np.array([params.intensity_half[c] for c in OP_CLASSES])[self.op_class]
-        bandwidth = self.bandwidth * params.bandwidth_factor(self.working_set)[self.obs]
+        tiered = params.bandwidth_factor(self.working_set)[self.obs]
+        own = np.isin(self.op_class, [OP_CLASSES.index(c) for c in OWN_BUFFERS])
+        bandwidth = self.bandwidth * np.where(own, 1.0, tiered)
         _, _, t = op_seconds(self.flops, self.bytes, self.peak, bandwidth, eta_c, eta_m, over, half, self.launches)
         steps = np.array([params.step_overhead_s["prefill"], params.step_overhead_s["decode"], kernel_call_s])
         return np.bincount(self.obs, self.weight * t, minlength=len(self.step)) + steps[self.step]
