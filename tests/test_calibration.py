@@ -410,7 +410,9 @@ def test_attention_kernels_are_priced_as_the_backend_ran_them() -> None:
     spec is one operator model's attention either way, with the scores only where they are written."""
     spec = KernelSpec("attention", "attention", {"batch": 1, "heads": 8, "q": 256, "kv": 256, "head_dim": 64}, "fp32")
     flops, nbytes = cost("attention", spec.shape, 4)
-    ort_ops, torch_ops = (kernel_ops(KernelResult(spec, flops, nbytes, 1e-3, {}, True, b)) for b in ("ort", "torch"))
+    ort_ops, torch_ops = (
+        kernel_ops(KernelResult(spec, flops, nbytes, 1e-3, {}, True, b), CPU) for b in ("ort", "torch")
+    )
     assert [o.op_class for o in torch_ops] == ["attention", "elementwise"]
     assert [o.op_class for o in ort_ops] == ["attention", "elementwise", "scores"]
     assert sum(float(o.flops) for o in ort_ops if o.op_class == "attention") == flops

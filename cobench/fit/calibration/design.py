@@ -30,6 +30,7 @@ from cobench.hardware.devices import DeviceSpec
 from cobench.measure.kernels.results import KernelResult
 from cobench.measure.kernels.suites import ELEMENT_BYTES
 from cobench.measure.result import ProfileResult
+from cobench.predict.latency_model import backend_counting
 from cobench.predict.operators import OP_CLASSES, Counting, Op, attention_ops
 from cobench.predict.roofline import (
     OWN_BUFFERS,
@@ -90,6 +91,7 @@ class DesignMatrix:
     fit_weight: np.ndarray  # (N,) weight of the observation's log residual
     working_set: np.ndarray  # (N,) bytes the observation finds again call after call (inf: cold)
     bandwidth: float
+    own_buffer: np.ndarray  # (M,) rows of an OWN_BUFFERS class: the cache tier does not speed them
 
     def predict(self, params: RooflineParams, kernel_call_s: float) -> np.ndarray:
         eta_c = np.array([params.compute_efficiency[c] for c in OP_CLASSES])[self.op_class]
@@ -97,8 +99,7 @@ class DesignMatrix:
         over = np.array([params.op_overhead_s[c] for c in OP_CLASSES])[self.op_class]
         half = np.array([params.intensity_half[c] for c in OP_CLASSES])[self.op_class]
         tiered = params.bandwidth_factor(self.working_set)[self.obs]
-        own = np.isin(self.op_class, [OP_CLASSES.index(c) for c in OWN_BUFFERS])
-        bandwidth = self.bandwidth * np.where(own, 1.0, tiered)
+        bandwidth = self.bandwidth * np.where(self.own_buffer, 1.0, tiered)
         _, _, t = op_seconds(self.flops, self.bytes, self.peak, bandwidth, eta_c, eta_m, over, half, self.launches)
         steps = np.array([params.step_overhead_s["prefill"], params.step_overhead_s["decode"], kernel_call_s])
         return np.bincount(self.obs, self.weight * t, minlength=len(self.step)) + steps[self.step]
@@ -119,15 +120,15 @@ def _rows(ops: Sequence[Any], device: DeviceSpec, w: Workload) -> tuple[list[np.
     return cls, weight, flops, nbytes, peak, launches
 
 
-def kernel_ops(k: KernelResult) -> list[Op]:
+def kernel_ops(k: KernelResult, device: DeviceSpec) -> list[Op]:
     """A kernel as the operators that price it. An attention kernel is the operator model's attention as the
-    backend ran it: ORT's is its CPU GroupQueryAttention, which writes the scores to memory (materialised);
-    torch's SDPA and TensorRT's fused attention keep them in the kernel."""
+    backend ran it, by that backend's own counting: ORT's is its CPU GroupQueryAttention, which writes the scores
+    to memory; torch's SDPA and TensorRT's fused attention keep them in the kernel."""
     if k.spec.kind != "attention":
         return [Op(k.spec.label, KERNEL_CLASS.get(k.spec.kind, "elementwise"), 1, k.flops, 0, k.bytes)]
     s, elem = k.spec.shape, ELEMENT_BYTES[k.spec.precision]
     b, h, q, kv, d = s["batch"], s["heads"], s["q"], s["kv"], s["head_dim"]
-    counting = Counting(fused_attention=k.backend != "ort")
+    counting = backend_counting(k.backend, device)
     return attention_ops(k.spec.label, 1, d, b * h * q * kv, 2 * b * h * q * d * elem, 2 * b * h * kv * d * elem,
                          elem, counting)  # fmt: skip
 
@@ -162,7 +163,7 @@ def build_design(
     for k in kernels:
         w = Workload(precision=k.spec.precision)
         share = KERNEL_SHARE * (profile_weight or 2.0) / len(kernels)  # 2: kernels alone
-        add(kernel_ops(k), w, "kernel", k.median_s, share, np.inf if k.cold else k.bytes)
+        add(kernel_ops(k, device), w, "kernel", k.median_s, share, np.inf if k.cold else k.bytes)
     if not step:
         raise InputError("calibrate", "nothing to fit: no profiled models and no kernel results")
     cat = [np.concatenate(c) if c else np.zeros(0) for c in columns]
@@ -179,4 +180,5 @@ def build_design(
         fit_weight=np.array(group_weight),
         working_set=np.array(found_again),
         bandwidth=device.bandwidth_bytes_s,
+        own_buffer=np.isin(cat[1], [OP_CLASSES.index(c) for c in OWN_BUFFERS]),
     )
