@@ -4,6 +4,7 @@ greedy tokens against cobench's torch module, and a profile through it."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,9 @@ pytest.importorskip("llama_cpp")
 pytest.importorskip("gguf")
 from test_cli import run  # noqa: E402
 
-from cobench.measure.gguf_layout import interleave_rope  # noqa: E402
+from cobench.arch.architecture import as_arch_like  # noqa: E402
+from cobench.arch.gguf_types import weight_bytes  # noqa: E402
+from cobench.measure.gguf_layout import interleave_rope, write_gguf  # noqa: E402
 from cobench.measure.runners import llama_cpp as runner_module  # noqa: E402
 from cobench.measure.runners.llama_cpp import LlamaCppRunner, build  # noqa: E402
 
@@ -46,6 +49,38 @@ def test_llama_cpp_generates_what_the_torch_module_generates(arch: Architecture,
     assert tokens == _greedy(arch, ids, 8)
 
 
+GGUF_SHAPES = {  # depths that pick different layers for Q6_K; rows of 256, 320, 576 and 704 values; tied or not
+    "8l-ffn704": {"n_layers": 8},
+    "12l-d320-mqa": {"n_layers": 12, "d_model": 320, "n_heads": 5, "n_kv_heads": 1, "d_ff": 640},
+    "3l-tied": {"n_layers": 3, "tie_embeddings": True, "d_ff": 768},
+    "16l-d576-tied": {
+        "n_layers": 16,
+        "d_model": 576,
+        "n_heads": 9,
+        "n_kv_heads": 3,
+        "d_ff": 1536,
+        "tie_embeddings": True,
+    },  # fmt: skip
+    "5l-mha-bias": {"n_layers": 5, "d_model": 512, "n_heads": 8, "n_kv_heads": 8, "d_ff": 1024, "qkv_bias": True},
+}
+
+
+@pytest.mark.parametrize("shape", GGUF_SHAPES)
+def test_the_bytes_counted_for_each_gguf_mix_are_the_bytes_llama_cpp_writes(shape: str, tmp_path: Path) -> None:
+    import gguf
+    import llama_cpp
+
+    arch = replace(presets()["tiny-gqa-4l"].arch, vocab_size=1024, **GGUF_SHAPES[shape])
+    write_gguf(arch, tmp_path / "f32.gguf")
+    for precision, ftype in runner_module.QUANTISED.items():
+        params = llama_cpp.llama_model_quantize_default_params()
+        params.ftype = ftype
+        out = tmp_path / f"{precision}.gguf"
+        assert llama_cpp.llama_model_quantize(str(tmp_path / "f32.gguf").encode(), str(out).encode(), params) == 0
+        written = sum(int(t.n_bytes) for t in gguf.GGUFReader(str(out)).tensors)
+        assert weight_bytes(as_arch_like(arch), precision)[0] == pytest.approx(written, rel=1e-12), precision
+
+
 @pytest.mark.parametrize("precision", ["fp16", "q8_0", "q4_0", "q4_k_m"])
 def test_quantised_models_are_llama_cpps_own_and_their_bytes_are_counted(precision: str, cache: Path) -> None:
     built = build(SMALL, precision, cache)
@@ -53,6 +88,8 @@ def test_quantised_models_are_llama_cpps_own_and_their_bytes_are_counted(precisi
     assert 0 < error <= runner_module.TOLERANCE[precision]
     f32 = build(SMALL, "fp32", cache).meta["tensor_bytes"]["total"]
     assert found["total"] < f32 * (0.55 if precision != "q4_k_m" else 0.6)
+    # the record holds what the roofline counts beside the file's bytes (F16 keeps vectors in F32)
+    assert found["total"] == pytest.approx(found["counted"], rel=0 if precision in runner_module.QUANTISED else 5e-3)
     if precision != "q4_k_m":
         assert {"fp16": "F16", "q8_0": "Q8_0", "q4_0": "Q4_0"}[precision] in found["by_type"]
         return

@@ -7,7 +7,8 @@ Conventions (stated once, used by operators, roofline and memory footprint alike
 - q8_0, q4_0, q4_k_m: llama.cpp's GGUF block types (32 weights + an fp16 scale: 34 and 18 bytes; Q4_K_M
   mixes Q4_K super-blocks, 144 bytes per 256, with Q6_K, 210 per 256, for half of the V and down
   projections: ~4.85 bits a weight), activations fp32 on a CPU (quantised to 8 bits inside each matmul).
-  The bytes a profiled file really has are in its environment record.
+  These are nominal: what each tensor of a file really takes (llama.cpp's mix and fallbacks) is counted by
+  arch/gguf_types.py, and the roofline and the memory footprint use that.
 Attention and element-wise ops always run in the activation type.
 """
 

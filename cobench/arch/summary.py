@@ -14,6 +14,7 @@ from cobench.arch.architecture import (
     kv_cache_bytes_per_token,
     param_counts,
 )
+from cobench.arch.gguf_types import weight_bytes
 from cobench.arch.precision import KV_PRECISIONS, PRECISIONS
 from cobench.arch.spec import presets
 from cobench.arch.workload import Workload
@@ -68,7 +69,7 @@ def arch_summary(a: Architecture, prompt: int = 1024, context: int | None = None
             "bytes": {k: sum(elements.values()) * PRECISIONS[k].weight_bytes for k in KV_PRECISIONS},
         },
         "peak_memory_bytes_at_context": peak,
-        "weight_bytes": {k: counts.total * p.weight_bytes for k, p in PRECISIONS.items()},
+        "weight_bytes": {k: _first(weight_bytes(x, k)) for k in PRECISIONS},
         "flops_per_token": {
             "prefill": sum(_first(o.count) * _first(o.flops) for o in prefill) / prompt,
             "decode": sum(_first(o.count) * _first(o.flops) for o in decode),

@@ -374,6 +374,12 @@ def forward_ops(
     return [op for op in ops if np.any(np.asarray(op.count) > 0)]  # what no candidate runs has nothing to price
 
 
+def stored_as(ops: list[Op], wb: float, real: dict[str, Any]) -> list[Op]:
+    """The ops with their weights at the bytes per weight `real` gives by op name (a GGUF file's mix of types,
+    arch/gguf_types.py), where it differs from the nominal `wb` they were counted at."""
+    return [replace(op, weight_bytes=op.weight_bytes * (real[op.name] / wb)) if op.name in real else op for op in ops]
+
+
 def total(ops: list[Op], attr: str, classes: tuple[str, ...] = OP_CLASSES) -> Any:
     """Sum of count · attr over the ops of the given classes."""
     return sum(op.count * getattr(op, attr) for op in ops if op.op_class in classes)

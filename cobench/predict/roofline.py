@@ -32,13 +32,13 @@ from cobench.arch.architecture import (
     cache_bytes,
     dense_ffn_width,
     linear_widths,
-    param_counts,
     qkv_width,
 )
+from cobench.arch.gguf_types import op_weight_bytes, weight_bytes
 from cobench.arch.precision import PRECISIONS
 from cobench.arch.workload import Workload
 from cobench.hardware.devices import DeviceSpec
-from cobench.predict.operators import LOGITS_BYTES, OP_CLASSES, Counting, Op, forward_ops
+from cobench.predict.operators import LOGITS_BYTES, OP_CLASSES, Counting, Op, forward_ops, stored_as
 
 MAX_DECODE_SAMPLES = 64
 PHASES = ("prefill", "decode")
@@ -208,10 +208,12 @@ def phase_ops(a: ArchBatch, w: Workload, phase: str, counting: Counting) -> list
     """Prefill: (N,) arrays. Decode: (N, S) arrays over the sampled decode contexts."""
     t = w.types
     if phase == "prefill":
-        return forward_ops(a, w.batch, w.prompt, 0, t.weight_bytes, t.act_bytes, w.kv_bytes, counting)
+        ops = forward_ops(a, w.batch, w.prompt, 0, t.weight_bytes, t.act_bytes, w.kv_bytes, counting)
+        return stored_as(ops, t.weight_bytes, op_weight_bytes(a, w.precision))
     column = ArchBatch(**{k: v[:, None] for k, v in a.__dict__.items()})
     past = decode_contexts(w)[None, :]
-    return forward_ops(column, w.batch, 1, past, t.weight_bytes, t.act_bytes, w.kv_bytes, counting)
+    ops = forward_ops(column, w.batch, 1, past, t.weight_bytes, t.act_bytes, w.kv_bytes, counting)
+    return stored_as(ops, t.weight_bytes, op_weight_bytes(column, w.precision))
 
 
 @dataclass(frozen=True)
@@ -273,7 +275,7 @@ def memory_footprint(a: ArchBatch, w: Workload, counting: Counting) -> tuple[np.
     window caps what a sliding layer keeps, MLA keeps the latent, linear and convolution layers a fixed
     state), and the largest prefill transient."""
     t = w.types
-    weights = param_counts(a).total * t.weight_bytes
+    weights = weight_bytes(a, w.precision)
     kv = w.batch * cache_bytes(a, w.context, w.kv_bytes)
     gated = np.where(a.gated, 2, 1)
     key, value = linear_widths(a)

@@ -7,9 +7,9 @@ ships on it runs it.
 Precisions are GGUF types: fp32 (F32) and fp16 (F16) written by cobench; q8_0, q4_0 and q4_k_m quantised from F32 by
 `llama_model_quantize` (Q4_K_M mixes 4- and 6-bit blocks and keeps tensors whose rows do not split into
 256-value super-blocks in another type: the bytes each tensor really has are read back from the file and
-recorded). A generation: the cache emptied, the prompt decoded as one batch, its last logits picked greedily
-(TTFT); then each token decoded and picked (a step). Thread counts and llama.cpp's build (system info) go into
-the environment record.
+recorded beside what the roofline counts for it, arch/gguf_types.py). A generation: the cache emptied, the
+prompt decoded as one batch, its last logits picked greedily (TTFT); then each token decoded and picked (a
+step). Thread counts and llama.cpp's build (system info) go into the environment record.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from cobench.arch.architecture import Architecture
+from cobench.arch.architecture import Architecture, as_arch_like
+from cobench.arch.gguf_types import weight_bytes
 from cobench.errors import InputError, MissingDependency
 from cobench.measure.clocks import time_host
 from cobench.measure.export import Exported, ExportError, cached_build, export_key, file_sha256
@@ -79,7 +80,7 @@ def _build_into(work: Path, arch: Architecture, precision: str, seed: int) -> di
         "precision": precision,
         "build_s": build_s,
         "validation": {"last_logits": error},
-        "tensor_bytes": tensor_bytes(target),
+        "tensor_bytes": {**tensor_bytes(target), "counted": float(weight_bytes(as_arch_like(arch), precision)[0])},
         "sha256": file_sha256(target),
     }
 
