@@ -1,7 +1,8 @@
 """Engine truth: cobench's TTFT and per-step TPOT on ONNX Runtime GenAI (`--backend ort-genai`) against a bare
 loop over ORT GenAI's own API (`og.Generator`: append the prompt, pick the first token, then
 `generate_next_token` per token) on the same built model, for three candidates, in ABBA-interleaved blocks
-(cobench's block is a real `cobench profile` worker process).
+(cobench's block is a real `cobench profile` worker process), and single generations interleaved in one process
+(cobench's generation code against the bare loop: what cobench's code adds, with the machine's drift cancelled).
 
 Target (issue 12): |cobench / bare − 1| < 2 % for TTFT and TPOT.
 """
@@ -14,7 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from generation_truth import BLOCK_S, PAIRS, block_settings, compare, median_generation
+from generation_truth import PAIRS, Generation, block_settings, compare
 
 from cobench.arch.spec import presets
 from cobench.arch.workload import Workload
@@ -26,9 +27,8 @@ CANDIDATES = ("tiny-gqa-4l", "tiny-mqa-4l", "tiny-qwenlike-4l")
 WORKLOAD = Workload(prompt=256, generate=16, precision="fp32")
 
 
-def bare_block(model: object, ids: np.ndarray, seconds: float) -> tuple[float, float]:
-    """What a hand-written script on ORT GenAI does: a generator per generation, greedy; median TTFT and the
-    mean of the per-step medians."""
+def bare_generation(model: object, ids: np.ndarray) -> Generation:
+    """What a hand-written script on ORT GenAI does: a generator per generation, greedy."""
     import onnxruntime_genai as og
 
     def generation() -> tuple[float, list[float]]:
@@ -46,7 +46,7 @@ def bare_block(model: object, ids: np.ndarray, seconds: float) -> tuple[float, f
             steps.append(time.perf_counter() - t0)
         return ttft, steps
 
-    return median_generation(generation, seconds)
+    return generation
 
 
 def main() -> int:
@@ -67,8 +67,8 @@ def main() -> int:
             model = og.Model(str(built.directory / "model"))
             ids = np.random.default_rng(0).integers(0, arch.vocab_size, (1, WORKLOAD.prompt)).astype(np.int32)
             task = task_for(arch, "fp32", device, settings)
-            bare = lambda m=model, x=ids: bare_block(m, x, BLOCK_S)  # noqa: E731
-            ok &= compare(name, task, bare, "og.Generator loop")
+            shared = lambda r, x=ids: bare_generation(r.model, x)  # noqa: E731
+            ok &= compare(name, task, bare_generation(model, ids), "og.Generator loop", shared)
     return 0 if ok else 1
 
 

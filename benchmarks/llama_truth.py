@@ -1,7 +1,9 @@
 """llama.cpp truth: cobench's TTFT and per-step TPOT on llama.cpp (`--backend llama.cpp`) against a bare loop
 over llama.cpp's own C API (`llama_memory_clear`, `llama_decode` of the prompt as one batch, then of each
 greedy token; `llama_get_logits_ith`) on the same GGUF file, for three candidates, in ABBA-interleaved
-blocks (cobench's block is a real `cobench profile` worker process).
+blocks (cobench's block is a real `cobench profile` worker process), and single generations interleaved in one
+process (cobench's generation code against the bare loop: what cobench's code adds, with the machine's drift
+cancelled).
 
 Target (issue 12): |cobench / bare − 1| < 2 % for TTFT and TPOT.
 """
@@ -12,10 +14,13 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from generation_truth import BLOCK_S, PAIRS, block_settings, compare, median_generation
+from generation_truth import PAIRS, Generation, block_settings, compare
 
 from cobench.arch.spec import presets
 from cobench.arch.workload import Workload
@@ -28,18 +33,28 @@ PRECISION = "q8_0"
 WORKLOAD = Workload(prompt=256, generate=16, precision=PRECISION)
 
 
-def bare_block(path: Path, vocab: int, ids: np.ndarray, seconds: float) -> tuple[float, float]:
-    """A hand-written llama.cpp loop: one context, the cache cleared per generation, greedy."""
+@contextmanager
+def own_context(path: Path) -> Iterator[Any]:
+    """A context of its own on the GGUF file, set up as a hand-written script would (llama.cpp's defaults)."""
     import llama_cpp
 
     llama_cpp.llama_backend_init()
-    mp = llama_cpp.llama_model_default_params()
-    model = llama_cpp.llama_model_load_from_file(str(path).encode(), mp)
+    model = llama_cpp.llama_model_load_from_file(str(path).encode(), llama_cpp.llama_model_default_params())
     cp = llama_cpp.llama_context_default_params()
-    capacity = WORKLOAD.prompt + WORKLOAD.generate
-    cp.n_ctx = cp.n_batch = cp.n_ubatch = capacity
+    cp.n_ctx = cp.n_batch = cp.n_ubatch = WORKLOAD.prompt + WORKLOAD.generate
     cp.n_threads = cp.n_threads_batch = os.cpu_count() or 1
     ctx = llama_cpp.llama_init_from_model(model, cp)
+    try:
+        yield ctx
+    finally:
+        llama_cpp.llama_free(ctx)
+        llama_cpp.llama_model_free(model)
+
+
+def bare_generation(ctx: Any, vocab: int, ids: np.ndarray) -> Generation:
+    """A hand-written llama.cpp loop on `ctx`: the cache cleared per generation, greedy."""
+    import llama_cpp
+
     prompt = (llama_cpp.llama_token * len(ids))(*ids.tolist())
     one = (llama_cpp.llama_token * 1)()
 
@@ -61,11 +76,7 @@ def bare_block(path: Path, vocab: int, ids: np.ndarray, seconds: float) -> tuple
             steps.append(time.perf_counter() - t0)
         return ttft, steps
 
-    try:
-        return median_generation(generation, seconds)
-    finally:
-        llama_cpp.llama_free(ctx)
-        llama_cpp.llama_model_free(model)
+    return generation
 
 
 def main() -> int:
@@ -86,8 +97,9 @@ def main() -> int:
             path = build(arch, PRECISION, Path(tmp)).directory / "model.gguf"  # what cobench's runner loads
             ids = np.random.default_rng(0).integers(0, arch.vocab_size, WORKLOAD.prompt)
             task = task_for(arch, PRECISION, device, settings)
-            bare = lambda p=path, v=arch.vocab_size, x=ids: bare_block(p, v, x, BLOCK_S)  # noqa: E731
-            ok &= compare(name, task, bare, "llama_decode loop")
+            shared = lambda r, v=arch.vocab_size, x=ids: bare_generation(r.engine.ctx, v, x)  # noqa: E731
+            with own_context(path) as ctx:
+                ok &= compare(name, task, bare_generation(ctx, arch.vocab_size, ids), "llama_decode loop", shared)
     return 0 if ok else 1
 
 

@@ -83,6 +83,19 @@ def fixed_step(step: Callable[[np.ndarray, Any], Any], ids: np.ndarray, cache: A
     return again
 
 
+def generate_once(
+    runner: Generating, ids: np.ndarray, token: np.ndarray, generate: int
+) -> tuple[float, list[float], float]:
+    """One generation of G tokens, each part timed where it happens: (TTFT, the G − 1 steps, e2e) in seconds."""
+    box: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    ttft = runner.timed(lambda: box.__setitem__("cache", runner.prefill(ids)))
+    steps = [
+        runner.timed(lambda: box.__setitem__("cache", runner.decode(token, box["cache"]))) for _ in range(generate - 1)
+    ]
+    return ttft, steps, time.perf_counter() - t0
+
+
 def time_generation(
     runner: Generating, ids: np.ndarray, token: np.ndarray, generate: int, cfg: timing.HarnessConfig
 ) -> tuple[timing.Samples, Generations]:
@@ -91,16 +104,8 @@ def time_generation(
     records: list[tuple[float, list[float], float]] = []
 
     def one() -> float:
-        box: dict[str, Any] = {}
-        t0 = time.perf_counter()
-        ttft = runner.timed(lambda: box.__setitem__("cache", runner.prefill(ids)))
-        steps = [
-            runner.timed(lambda: box.__setitem__("cache", runner.decode(token, box["cache"])))
-            for _ in range(generate - 1)
-        ]
-        e2e = time.perf_counter() - t0
-        records.append((ttft, steps, e2e))
-        return e2e
+        records.append(generate_once(runner, ids, token, generate))
+        return records[-1][2]
 
     samples = timing.run(one, cfg)
     kept = records[len(records) - len(samples.samples_s) :]
