@@ -36,7 +36,10 @@ def test_rope_rows_go_from_halves_to_pairs() -> None:
     assert interleave_rope(w, 1).ravel().tolist() == [0, 4, 1, 5, 2, 6, 3, 7]
 
 
-@pytest.mark.parametrize("arch", [SMALL, QWEN], ids=["llama", "qwen2-biases"])
+MIXTRAL = replace(SMALL, name="gguf-moe", n_experts=4, top_k=2, d_ff_expert=96)
+
+
+@pytest.mark.parametrize("arch", [SMALL, QWEN, MIXTRAL], ids=["llama", "qwen2-biases", "mixtral-experts"])
 def test_llama_cpp_generates_what_the_torch_module_generates(arch: Architecture, cache: Path) -> None:
     built = build(arch, "fp32", cache)
     assert built.meta["validation"]["last_logits"] < runner_module.TOLERANCE["fp32"]
@@ -49,7 +52,8 @@ def test_llama_cpp_generates_what_the_torch_module_generates(arch: Architecture,
     assert tokens == _greedy(arch, ids, 8)
 
 
-GGUF_SHAPES = {  # depths that pick different layers for Q6_K; rows of 256, 320, 576 and 704 values; tied or not
+GGUF_SHAPES = {  # depths that pick different layers for Q6_K; rows of 256, 320, 576 and 704 values; tied or not;
+    # routed experts
     "8l-ffn704": {"n_layers": 8},
     "12l-d320-mqa": {"n_layers": 12, "d_model": 320, "n_heads": 5, "n_kv_heads": 1, "d_ff": 640},
     "3l-tied": {"n_layers": 3, "tie_embeddings": True, "d_ff": 768},
@@ -62,6 +66,8 @@ GGUF_SHAPES = {  # depths that pick different layers for Q6_K; rows of 256, 320,
         "tie_embeddings": True,
     },  # fmt: skip
     "5l-mha-bias": {"n_layers": 5, "d_model": 512, "n_heads": 8, "n_kv_heads": 8, "d_ff": 1024, "qkv_bias": True},
+    "4l-8-experts": {"n_experts": 8, "top_k": 2, "d_ff_expert": 352},  # Mixtral's count: attention kept finer
+    "8l-4-experts": {"n_layers": 8, "n_experts": 4, "top_k": 2, "d_ff_expert": 512},
 }
 
 
@@ -124,8 +130,8 @@ def test_profile_through_llama_cpp_adds_up_and_fixed_steps_keep_their_context(tm
 
 def test_what_llama_cpp_cannot_run_is_said_before_any_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = str(tmp_path / "p.db")
-    err = run("profile", "-a", "tiny-moe-4l", "--backend", "llama.cpp", "--store", store, code=2).stderr
-    assert "routed experts" in err and len(err.strip().splitlines()) == 1
+    err = run("profile", "-a", "qwen1.5-moe-a2.7b", "--backend", "llama.cpp", "--store", store, code=2).stderr
+    assert "has shared experts" in err and len(err.strip().splitlines()) == 1  # Mixtral's routed ones only
     err = run("profile", "-a", "tiny-gqa-4l", "--backend", "llama.cpp", "--precision", "int8", "--store", store,
               code=2).stderr  # fmt: skip
     assert "llama.cpp runs fp32, fp16, q8_0, q4_0, q4_k_m, not 'int8'" in err

@@ -4,7 +4,9 @@ llama.cpp's `llama` architecture: the names of its converter (token_embd, blk.N.
 k rows permuted from rotate-half RoPE (cobench, Hugging Face) to llama.cpp's interleaved pairs as its
 converter does, the output matrix left out when tied. The vocabulary is 256 byte tokens `<0xNN>` and
 `t256 …` (llama.cpp's SentencePiece loader wants the bytes; nothing reads text). F32 or F16; llama.cpp
-quantises from F32 (runners/llama_cpp.py). Dense SwiGLU/RMSNorm only, as for ORT GenAI (hf_layout.hf_type).
+quantises from F32 (runners/llama_cpp.py). SwiGLU/RMSNorm, dense as for ORT GenAI (hf_layout.hf_type) or with
+Mixtral's routed experts: llama.cpp's `llama` architecture runs those too (a softmax router, the top k
+renormalised, which is cobench's MoE without shared experts).
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ _LAYER = {  # cobench module name inside layers.N → llama.cpp tensor name insi
     "ffn.gate_proj.weight": "ffn_gate.weight",
     "ffn.up_proj.weight": "ffn_up.weight",
     "ffn.down_proj.weight": "ffn_down.weight",
+    "ffn.router.weight": "ffn_gate_inp.weight",
 }
+_EXPERTS = {"gate_proj": "ffn_gate_exps.weight", "up_proj": "ffn_up_exps.weight", "down_proj": "ffn_down_exps.weight"}
 _TOP = {"embed.weight": "token_embd.weight", "norm.weight": "output_norm.weight", "lm_head.weight": "output.weight"}
 
 
@@ -40,8 +44,10 @@ def interleave_rope(w: np.ndarray, heads: int) -> np.ndarray:
 
 
 def gguf_tensors(a: Architecture, state: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The module's state dict as llama.cpp's tensors (numpy, float32)."""
-    found = {}
+    """The module's state dict as llama.cpp's tensors (numpy, float32); a layer's experts stacked into one
+    tensor per projection, (experts, rows, columns), as llama.cpp's converter stacks Mixtral's."""
+    found: dict[str, np.ndarray] = {}
+    experts: dict[str, list[np.ndarray]] = {}
     for name, t in state.items():
         w = t.detach().float().numpy()
         if name in _TOP:
@@ -50,12 +56,16 @@ def gguf_tensors(a: Architecture, state: dict[str, Any]) -> dict[str, np.ndarray
             found[_TOP[name]] = w
             continue
         _, i, rest = name.split(".", 2)
+        if rest.startswith("ffn.experts."):
+            projection = rest.split(".")[3]  # ffn.experts.E.<projection>.weight, E in order
+            experts.setdefault(f"blk.{i}.{_EXPERTS[projection]}", []).append(w)
+            continue
         if rest.startswith("attn.q_proj"):
             w = interleave_rope(w, a.n_heads)
         elif rest.startswith("attn.k_proj"):
             w = interleave_rope(w, a.n_kv_heads)
         found[f"blk.{i}.{_LAYER[rest]}"] = w
-    return found
+    return found | {name: np.stack(ws) for name, ws in experts.items()}
 
 
 def write_gguf(a: Architecture, path: Path, seed: int = 0, f16: bool = False) -> Any:
@@ -64,14 +74,17 @@ def write_gguf(a: Architecture, path: Path, seed: int = 0, f16: bool = False) ->
 
     from cobench.arch.model import build_model
 
-    hf_type(a)  # the same layouts as ORT GenAI's: a clear error for the others
+    hf_type(a, experts=True)  # ORT GenAI's layouts and Mixtral's: a clear error for the others
     model = build_model(a, seed)
     w = gguf.GGUFWriter(str(path), "llama")
     w.add_name(a.name)
     w.add_block_count(a.n_layers)
     w.add_context_length(a.max_seq_len)
     w.add_embedding_length(a.d_model)
-    w.add_feed_forward_length(a.d_ff)
+    w.add_feed_forward_length(a.d_ff_expert if a.is_moe else a.d_ff)  # llama.cpp's llama: an expert's width
+    if a.is_moe:
+        w.add_expert_count(a.n_experts)
+        w.add_expert_used_count(a.top_k)
     w.add_head_count(a.n_heads)
     w.add_head_count_kv(a.n_kv_heads)
     w.add_key_length(a.head_dim)

@@ -31,10 +31,12 @@ _TOP = {
 }
 
 
-def hf_type(a: Architecture) -> str:
-    """The Hugging Face model type whose layout `a` has, or an error naming what no such type has."""
+def hf_type(a: Architecture, experts: bool = False) -> str:
+    """The Hugging Face model type whose layout `a` has, or an error naming what no such type has. With
+    `experts` (llama.cpp), Mixtral's routed experts (top-k of a softmax router, no shared ones) too."""
     unsupported = [
-        (a.is_moe, "routed experts"),
+        (a.is_moe and not experts, "routed experts"),
+        (a.n_shared_experts > 0, "shared experts"),
         (a.ffn != "swiglu", f"a {a.ffn} MLP"),
         (a.norm != "rmsnorm", f"{a.norm}"),
         (a.o_bias and not a.qkv_bias, "an output-projection bias without q/k/v biases"),
@@ -42,8 +44,11 @@ def hf_type(a: Architecture) -> str:
     ]
     for bad, what in unsupported:
         if bad:
-            raise InputError("arch", f"{a.name} has {what}: ort-genai and llama.cpp get the dense Llama/Qwen2 "
-                             "layouts cobench writes (SwiGLU, RMSNorm, full attention)")  # fmt: skip
+            raise InputError("arch", f"{a.name} has {what}: ort-genai gets the dense Llama/Qwen2 layouts cobench "
+                             "writes (SwiGLU, RMSNorm, full attention), llama.cpp those and Mixtral's "
+                             "routed experts")  # fmt: skip
+    if a.is_moe:
+        return "mixtral"
     return "qwen2" if a.qkv_bias and not a.o_bias and not a.mlp_bias else "llama"
 
 
