@@ -12,8 +12,9 @@ Targets (issue 11): held-out MAPE ≤ 3 % TTFT, ≤ 4 % TPOT, ≥ 95 % within ±
 MAPE on TTFT and 3 % on TPOT.
 
 `--backend ort-genai` (ONNX Runtime GenAI) and `--backend llama.cpp` (F32 GGUF) are the same study on an
-engine (issue 12: target ≤ 5 % held-out MAPE): the architectures it can take (dense Llama/Qwen2 layouts:
-the MoE and GELU/LayerNorm ones are left out), a calibration of its own on its profiles alone.
+engine (issue 12: target ≤ 5 % held-out MAPE): the architectures it can take (ORT GenAI the dense Llama/Qwen2
+layouts, llama.cpp those and Mixtral-style experts: the others are left out), a calibration of its own on its
+profiles alone. `--precision` (default fp32) runs the study at another precision, e.g. llama.cpp's q4_k_m.
 """
 
 from __future__ import annotations
@@ -50,11 +51,11 @@ def runs_on(backend: str, entry: dict) -> bool:
         return True
     from cobench.arch.architecture import Architecture
     from cobench.errors import InputError
-    from cobench.measure.hf_layout import hf_type
+    from cobench.measure.runners import check_runs
 
     a = presets()[entry["preset"]].arch if "preset" in entry else Architecture.from_dict(entry["architecture"])
     try:
-        hf_type(a)
+        check_runs(backend, a, "fp32", {})
     except InputError:
         return False
     return True
@@ -99,19 +100,22 @@ def main() -> int:
         metavar="CALIBRATION.json",
         help="Also score this calibration (e.g. the one `make demo` wrote) on the same held-out measurements.",
     )
+    parser.add_argument(
+        "--precision", default="fp32", help="e.g. q4_k_m with llama.cpp: the GGUF mix the roofline counts by tensor"
+    )
     args = parser.parse_args()
-    b = args.backend
-    suffix = "" if b == "ort" else f"-{b}"
+    b, precision = args.backend, args.precision
+    suffix = ("" if b == "ort" else f"-{b}") + ("" if precision == "fp32" else f"-{precision}")
     args.store = args.store or HERE / "out" / f"accuracy{suffix}.db"
     args.out = args.out or HERE / "out" / f"accuracy{suffix}"
     args.store.parent.mkdir(parents=True, exist_ok=True)
     store = str(args.store)
-    profile_flags = ["--backend", b, "--precision", "fp32", "--max-time-s", "4"]
+    profile_flags = ["--backend", b, "--precision", precision, "--max-time-s", "4"]
     t0 = time.perf_counter()
     specs, prompts = architecture_files(args.out, b)
 
     if b == "ort":  # an engine is calibrated on its own profiles (its kernels run inside it only)
-        cobench("kernels", "run", "--backend", "ort", "--precision", "fp32", "--store", store)
+        cobench("kernels", "run", "--backend", "ort", "--precision", precision, "--store", store)
     names = {spec: Path(spec).stem for role in specs.values() for spec in role}
 
     def profile_all(roles: tuple[str, ...], into: str) -> None:
@@ -129,7 +133,7 @@ def main() -> int:
         cobench(
             "calibrate",
             *[f for n in train for f in ("-a", n)],
-            "--backend", b, "--precision", "fp32", "--out", str(args.out), "--store", store, "--json",
+            "--backend", b, "--precision", precision, "--out", str(args.out), "--store", store, "--json",
             capture=True,
         )
     )  # fmt: skip
@@ -137,8 +141,8 @@ def main() -> int:
 
     device = get_device("cpu")
     with Store(args.store) as db:
-        rows = db.profiles.find(backend=b, precision="fp32", status="ok")
-        kernels = db.kernels.find("cpu", precision="fp32", backend="ort") if b == "ort" else []
+        rows = db.profiles.find(backend=b, precision=precision, status="ok")
+        kernels = db.kernels.find("cpu", precision=precision, backend="ort") if b == "ort" else []
     chosen = [r for r in rows if r.workload.prompt in prompts.get(r.arch_name, [])]
     missing = [n for n in train + held_out if not any(r.arch_name == n for r in chosen)]
     if missing:
