@@ -436,3 +436,32 @@ def test_fresh_memory_is_not_sped_up_by_the_cache_tier() -> None:
     m = Profiled(a, w, 1.0, 1.0, {}, a.name)
     got = build_design([m], [], CPU, genai).predict(tier, 0.0)[0]
     assert got == pytest.approx(float(predict(a, CPU, w, tier, genai).ttft_s[0]), rel=1e-9)
+
+
+def test_a_cache_tier_no_training_pass_reads_past_is_said(tmp_path: Path) -> None:
+    """Models that all fit the cache (llama.cpp at Q4_K_M: its largest training pass read 53 MB, the held-out ones
+    up to 105 MB) cannot say where the cache ends: the fit puts the tier's edge just past them, and a bigger
+    model's prediction extrapolates it. The calibration records how far its data reached and says so."""
+    from cobench.fit.calibration.calibrate import calibrate_from_store
+    from cobench.fit.calibration.solve import TIER_PAST
+
+    rng = np.random.default_rng(5)
+    models = [_measure(a, 512, rng, 0.01) for a in [*_archs(8, seed=11), *_archs(12, seed=5)]]
+    inside = [m for m in models if build_design([m], [], CPU, ORT).working_set.max() < 0.8 * TRUE.cache_bytes]
+    assert len(inside) >= 8
+    reach = float(build_design(inside, [], CPU, ORT).working_set.max())
+    with Store(tmp_path / "q.db") as db:
+        device_id = db.catalog.put_device(CPU)
+        for m in inside:
+            r = ProfileResult(
+                f"q-{m.arch.name}", m.arch, CPU.name, None, "ort-genai", "fp32", m.workload, (512,), "ok", {}
+            )
+            measured = Measured(m.ttft_s, m.tpot_s, m.ttft_s + 15 * m.tpot_s, m.decode_s)
+            db.profiles.put(replace(r, measured=measured, seconds=1.0), device_id)
+        run = calibrate_from_store(db, CPU, "ort-genai", "fp32", tmp_path, folds=2, curve=False)
+    c = run.calibration
+    assert c.params.cache_speedup > 1.1 and reach < TIER_PAST * c.params.cache_bytes  # a tier, fitted from inside
+    assert c.report["cache_tier"] == {"placed": False, "reach_bytes": reach}
+    assert any("fitted from inside only" in n for n in run.notes)
+    cold = calibrate(inside, _kernels(rng, 0.01), CPU, "ort", "fp32", curve=False)  # cold kernels read past any cache
+    assert cold.report["cache_tier"]["placed"] and cold.report["cache_tier"]["reach_bytes"] == float("inf")

@@ -106,6 +106,7 @@ def calibrate(
             for i, p in enumerate(models)
         ],
         "learning_curve": learning_curve(models, kernels, device, counting, seed=seed) if curve else [],
+        "cache_tier": {"placed": full.tier_placed, "reach_bytes": full.reach_bytes},
         "few_models": len(names) < FEW_MODELS,
         "repeatability_floor": floor,
         "at_floor": {m: floor[m] is not None and cv[m].size > 0 and _mape(cv[m]) <= AT_FLOOR * floor[m] for m in floor},
@@ -184,6 +185,14 @@ def calibrate_from_store(
     elif kernels and not same_backend:
         notes.append(f"no {backend} kernels stored; using {len(kernels)} from {kernels[0].backend}")
     c = store.calibrations.put(calibrate(models, kernels, device, backend, precision, folds, curve, seed))
+    tier = c.report.get("cache_tier", {})
+    if not tier.get("placed", True):
+        reach, p = tier["reach_bytes"] / 1e6, c.params
+        notes.append(
+            f"the cache tier is fitted from inside only (C = {p.cache_bytes / 2**20:.0f} MiB, ×{p.cache_speedup:.2f};"
+            f" no training pass reads more than {reach:.1f} MB again): predictions of bigger models extrapolate it —"
+            " add a training architecture past the last cache level at this precision (docs/calibration.md)"
+        )
     mode = f"@{device.mode}" if device.mode else ""
     stem = out_dir / f"{device.name}{mode}-{backend}-{precision}-v{c.version}"
     file = write_atomic(stem.with_suffix(".json"), json.dumps(c.to_json(), indent=1))

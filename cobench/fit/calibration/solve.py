@@ -24,6 +24,7 @@ N_CLASSES = len(OP_CLASSES)
 DEFAULT_STEP_S = 10e-6  # prior centre of step and kernel-call overheads (cobench's default is none)
 DEFAULT_INTENSITY_HALF = 1.0  # prior centre: FLOP/B, i.e. no intensity dependence at GEMM intensities
 DEFAULT_CACHE_BYTES = 32 * 2**20  # prior centre of the cache tier's size (a CPU's LLC share, a GPU's L2)
+TIER_PAST = 2.0  # a working set of 2 C reads 94 % of itself from memory (CACHE_SHARPNESS 4): past the tier
 START_CACHE_SPEEDUP = 2.0  # where the fit starts the tier's speedup (at its prior, 1, the size has no gradient)
 # The vector's blocks, in order: (name, length, lower bound, upper bound, prior σ), all in log space.
 BLOCKS = (
@@ -93,6 +94,14 @@ class Fit:
     kernel_call_s: float
     cost: float
     n_obs: int
+    reach_bytes: float  # the largest working set an observation read (inf: a cold kernel)
+
+    @property
+    def tier_placed(self) -> bool:
+        """Whether an observation read past the fitted cache tier. If none did, its edge and speedup are fitted
+        from inside only, and a bigger model's prediction extrapolates them."""
+        p = self.params
+        return p.cache_speedup <= 1.0 + 1e-6 or self.reach_bytes >= TIER_PAST * p.cache_bytes
 
 
 def solve(table: DesignMatrix, device: DeviceSpec, source: str) -> Fit:
@@ -125,7 +134,7 @@ def solve(table: DesignMatrix, device: DeviceSpec, source: str) -> Fit:
             best = r
     assert best is not None
     params, call = from_vector(best.x, source)
-    return Fit(params, call, float(best.cost), len(table.step))
+    return Fit(params, call, float(best.cost), len(table.step), float(np.max(table.working_set)))
 
 
 def fit_models(
