@@ -26,8 +26,8 @@ from cobench.hardware.devices import get_device
 from cobench.measure.export import export_engine
 from cobench.measure.generation import generate_once
 from cobench.measure.profile import WORKER, ProfileSettings, run_worker, summarise_measurement, task_for
-from cobench.measure.runners import open_runner
 from cobench.measure.timing import HarnessConfig
+from cobench.measure.worker import task_prompt, task_runner
 
 CANDIDATES = ("tiny-gqa-4l", "tiny-mqa-4l", "tiny-mha-4l", "tiny-wide-2l", "tiny-gelu-4l")
 WORKLOAD = Workload(prompt=256, generate=16, precision="fp32")
@@ -131,14 +131,10 @@ def compare(name: str, task: dict, bare: Generation, loop: str, shared: Callable
 def in_process(task: dict) -> tuple[Any, Generation]:  # type: ignore[type-arg]
     """The runner a worker opens for `task`, in this process, and one generation by cobench's own code on it
     (measure/generation.generate_once, the worker's prompt and token)."""
-    arch, w = Architecture.from_dict(task["arch"]), task["workload"]
-    runner = open_runner(task["backend"], arch, task["precision"], task.get("runner_device", "cpu"),
-                         Path(task["cache_dir"]), task.get("options", {}))  # fmt: skip
-    rng = np.random.default_rng(int(task.get("seed", 0)))
-    ids = rng.integers(0, arch.vocab_size, (w["batch"], w["prompt"]), dtype=np.int64)
+    runner, ids = task_runner(task), task_prompt(task)
 
     def generation() -> tuple[float, list[float]]:
-        ttft, steps, _ = generate_once(runner, ids, ids[:, -1:], w["generate"])
+        ttft, steps, _ = generate_once(runner, ids, ids[:, -1:], task["workload"]["generate"])
         return ttft, steps
 
     return runner, generation

@@ -22,7 +22,15 @@ from typing import Any
 
 import numpy as np
 
-from cobench.arch.architecture import ArchLike, layers_of, moe_layers, norm_params, param_counts, qkv_width
+from cobench.arch.architecture import (
+    ArchLike,
+    layers_of,
+    moe_layers,
+    norm_params,
+    norms_per_layer,
+    param_counts,
+    qkv_width,
+)
 from cobench.arch.precision import precision
 
 BLOCKS = {  # GGUF type → (values per block, bytes per block) (ggml's block structs)
@@ -120,5 +128,5 @@ def weight_bytes(a: ArchLike, name: str) -> Any:
     if not real:
         return total
     counted = op_weights(a)
-    vectors = (2 * a.n_layers + 1) * norm_params(a) + a.n_layers * a.qkv_bias * qkv_width(a)
+    vectors = (a.n_layers * norms_per_layer(a) + 1) * norm_params(a) + a.n_layers * a.qkv_bias * qkv_width(a)
     return total + sum(counted[k] * (real[k] - nominal) for k in real) + vectors * (4 - nominal)

@@ -68,10 +68,21 @@ def idle_baseline(source: TelemetrySource | None, seconds: float, rate_hz: float
     return {"seconds": seconds, "mean_power_mw": sampler.series.mean("power_mw"), "energy_j": sampler.series.energy_j()}
 
 
+def task_runner(task: dict[str, Any]) -> Runner:
+    """The runner a task measures with (the truth benches open the same one in their own process)."""
+    arch, device = Architecture.from_dict(task["arch"]), task.get("runner_device", "cpu")
+    options = task.get("options", {})
+    return open_runner(task["backend"], arch, task["precision"], device, Path(task["cache_dir"]), options)
+
+
+def task_prompt(task: dict[str, Any]) -> np.ndarray:
+    """The task's prompt: (batch, prompt) token ids, seeded, so every round and every bench feeds the same."""
+    w, rng = task["workload"], np.random.default_rng(int(task.get("seed", 0)))
+    return rng.integers(0, task["arch"]["vocab_size"], (w["batch"], w["prompt"]), dtype=np.int64)
+
+
 def profile_candidate(task: dict[str, Any]) -> dict[str, Any]:
-    arch = Architecture.from_dict(task["arch"])
-    w = task["workload"]
-    batch, prompt, generate = w["batch"], w["prompt"], w["generate"]
+    batch, generate = task["workload"]["batch"], task["workload"]["generate"]
     cfg = timing.HarnessConfig(**task.get("harness", {}))
     e2e_cfg = timing.HarnessConfig(**(task.get("harness", {}) | task.get("e2e_harness", {"min_iters": 3})))
     tele = task.get("telemetry", {})
@@ -79,18 +90,10 @@ def profile_candidate(task: dict[str, Any]) -> dict[str, Any]:
     device = task.get("runner_device", "cpu")
     source = None if tele.get("kind") == "off" else select_source(tele.get("kind", "auto"), device)
     t0 = time.perf_counter()
-    runner: Runner = open_runner(
-        task["backend"],
-        arch,
-        task["precision"],
-        device,
-        Path(task["cache_dir"]),
-        task.get("options", {}),
-    )
+    runner = task_runner(task)
     open_s = time.perf_counter() - t0
     idle = idle_baseline(source, float(task.get("idle_s", 0.0)), rate)
-    rng = np.random.default_rng(int(task.get("seed", 0)))
-    ids = rng.integers(0, arch.vocab_size, (batch, prompt), dtype=np.int64)
+    ids = task_prompt(task)
     token = ids[:, -1:]
     before = interference.snapshot()
     prefill = lambda: runner.timed(lambda: runner.prefill(ids))  # noqa: E731

@@ -185,9 +185,8 @@ def calibrate_from_store(
     elif kernels and not same_backend:
         notes.append(f"no {backend} kernels stored; using {len(kernels)} from {kernels[0].backend}")
     c = store.calibrations.put(calibrate(models, kernels, device, backend, precision, folds, curve, seed))
-    tier = c.report.get("cache_tier", {})
-    if not tier.get("placed", True):
-        reach, p = tier["reach_bytes"] / 1e6, c.params
+    if not c.report["cache_tier"]["placed"]:
+        reach, p = c.report["cache_tier"]["reach_bytes"] / 1e6, c.params
         notes.append(
             f"the cache tier is fitted from inside only (C = {p.cache_bytes / 2**20:.0f} MiB, ×{p.cache_speedup:.2f};"
             f" no training pass reads more than {reach:.1f} MB again): predictions of bigger models extrapolate it —"

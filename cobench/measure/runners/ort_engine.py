@@ -32,16 +32,14 @@ from cobench.measure.runners.ort_session import check_placement_after, open_sess
 
 @dataclass
 class Cache:
-    """One generation's cache: keys and values per attention layer, a pair of buffers per state input of the
-    graph (the step reads one and writes the other; they swap), the logits' host buffer, how many positions it
-    holds, and its IO binding, where all of these but the swapping pairs are bound once."""
+    """One generation's cache: its IO binding, where the keys and values of every attention layer (past and
+    present alike) and the logits' host buffer are bound once; a pair of buffers per state input of the graph
+    (the step reads one and writes the other; they swap); and how many positions it holds."""
 
-    keys: dict[int, Any]  # layer → OrtValue (B, kv_heads, capacity, head_dim)
-    values: dict[int, Any]
     states: dict[str, list[Any]]  # graph input → [read, written] OrtValues (engine_graph.state_shapes)
     logits: Any  # OrtValue in host memory (B, 1, vocab): every step writes the last position's logits here
     binding: Any  # the session's IO binding for this cache: a step binds only its token, lengths and states
-    arrays: list[np.ndarray]  # the host memory behind them, kept alive with them
+    arrays: list[Any]  # what the bound memory lives in, kept alive with it: host arrays (CPU) or device OrtValues
     capacity: int
     length: int = 0
 
@@ -144,19 +142,18 @@ class OrtEngineRunner:
         logits = np.zeros((batch, 1, a.vocab_size), self.dtype)
         self.allocations += 1
         n = len(attention)
-        keys, vals = dict(zip(attention, values[:n], strict=True)), dict(zip(attention, values[n : 2 * n], strict=True))
         pairs = {name: values[2 * n + 2 * j : 2 * n + 2 * j + 2] for j, name in enumerate(states)}
         out = ort.OrtValue.ortvalue_from_numpy(logits)
         binding = self.session.io_binding()
         binding.bind_cpu_input("cos_cache", self.rope[0])
         binding.bind_cpu_input("sin_cache", self.rope[1])
         binding.bind_ortvalue_output("logits", out)  # host memory of its own: no allocation, no fetch per step
-        for i in attention:
-            for kind, buffers in (("key", keys), ("value", vals)):
-                binding.bind_ortvalue_input(f"past_{kind}_{i}", buffers[i])
-                binding.bind_ortvalue_output(f"present_{kind}_{i}", buffers[i])  # the same memory: in place
-        kept = [*(arrays if device == "cpu" else []), logits]
-        return Cache(keys, vals, pairs, out, binding, kept, self.capacity)
+        for i, key, value in zip(attention, values[:n], values[n : 2 * n], strict=True):
+            for kind, buffer in (("key", key), ("value", value)):
+                binding.bind_ortvalue_input(f"past_{kind}_{i}", buffer)
+                binding.bind_ortvalue_output(f"present_{kind}_{i}", buffer)  # the same memory: in place
+        kept = [*(arrays if device == "cpu" else values), logits]
+        return Cache(pairs, out, binding, kept, self.capacity)
 
     def _step(self, ids: np.ndarray, cache: Cache) -> Cache:
         total = cache.length + ids.shape[1]
