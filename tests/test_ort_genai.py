@@ -4,6 +4,8 @@ generator's tokens against cobench's torch module, and a profile through it."""
 from __future__ import annotations
 
 import json
+import os
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -72,6 +74,29 @@ def test_int4_is_matmulnbits_within_its_tolerance_and_fixed_steps_keep_their_con
     for _ in range(3):
         step()
     assert generator.token_count() == before
+
+
+def _busy_cpus(runner: OrtGenAIRunner, ids: np.ndarray) -> float:
+    """Process CPU time over wall time across a few prefills: how many threads the engine kept busy."""
+    runner.prefill(ids)
+    cpu, wall = time.process_time(), time.perf_counter()
+    for _ in range(20):
+        runner.prefill(ids)
+    return (time.process_time() - cpu) / (time.perf_counter() - wall)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to tell one thread from two")
+def test_default_threads_are_every_cpu_and_the_engine_runs_them(cache: Path) -> None:
+    """Bug: without `--threads`, ORT GenAI was left to its own default, one intra-op thread on this 2-core VM
+    (its prefill ~2x slower than with two), while the record said two."""
+    ids = np.random.default_rng(0).integers(0, SMALL.vocab_size, (1, 192))
+    one = OrtGenAIRunner.open(SMALL, "fp32", "cpu", cache, {"capacity": 200, "threads": 1})
+    assert one.info()["intra_op_threads"] == 1
+    busy_one = _busy_cpus(one, ids)
+    del one
+    default = OrtGenAIRunner.open(SMALL, "fp32", "cpu", cache, {"capacity": 200})
+    assert default.info()["intra_op_threads"] == len(os.sched_getaffinity(0))
+    assert _busy_cpus(default, ids) > busy_one + 0.4
 
 
 def test_profile_through_the_engine_adds_up_and_says_what_it_ran(tmp_path: Path, cache: Path) -> None:

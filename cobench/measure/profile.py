@@ -50,7 +50,8 @@ WORKER = [sys.executable, "-m", "cobench.measure.worker"]
 # 3: and TTFT from the prefill inside those generations; ORT runs the engine graph (fused
 #    GroupQueryAttention, preallocated KV cache written in place).
 # 4: torch runs a static KV cache written in place too (arch/model.py StaticCache).
-MEASUREMENT = 5  # ORT's engine runner binds a cache once and a step only its token and lengths (~40 µs a step less)
+# 5: ORT's engine runner binds a cache once and a step only its token and lengths (~40 µs a step less).
+MEASUREMENT = 6  # ORT GenAI runs the threads `--threads` promises (all CPUs), not its own default (one on two cores)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """What the deployment-engine runners (ort_genai.py, llama_cpp.py) share: the check of an engine's logits
-against cobench's torch module, and the part of the environment record every built engine has."""
+against cobench's torch module, the threads they run, and the part of the environment record every built
+engine has."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +36,16 @@ def check_last_logits(
         raise ExportError(f"{engine} model of {arch.name} ({precision}) differs from torch by {error:.3g} "
                           f"(tolerance {tolerance})")  # fmt: skip
     return error
+
+
+def cpu_threads(options: dict[str, Any]) -> int:
+    """The CPU threads an engine is told to run: `--threads`, else every CPU this process may run on (what
+    `--threads` promises). Always set explicitly: an engine's own default is not that (ORT GenAI 0.18 left
+    to itself ran one intra-op thread on a 2-core VM, half the machine, while the record said two)."""
+    if options.get("threads"):
+        return int(options["threads"])
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    return max(1, len(usable))
 
 
 def built_record(built: Exported, load_s: float, capacity: int) -> dict[str, Any]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import importlib.util
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from cobench.arch.gguf_types import weight_bytes
 from cobench.errors import InputError, MissingDependency
 from cobench.measure.clocks import time_host
 from cobench.measure.export import Exported, ExportError, cached_build, export_key, file_sha256
-from cobench.measure.runners.engines import built_record, check_last_logits
+from cobench.measure.runners.engines import built_record, check_last_logits, cpu_threads
 
 INSTALL = "the llama.cpp backend needs llama-cpp-python and gguf: pip install 'cobench[llamacpp]' (builds llama.cpp)"
 QUANTISED = {"q8_0": 7, "q4_0": 2, "q4_k_m": 15}  # llama_ftype values (llama.h)
@@ -106,7 +105,7 @@ class Engine:
     one: Any = None  # a step's one-token array, made once: a generation's steps allocate nothing
 
     @classmethod
-    def load(cls, path: Path, capacity: int, threads: int | None) -> Engine:
+    def load(cls, path: Path, capacity: int, threads: int) -> Engine:
         import llama_cpp
 
         llama_cpp.llama_backend_init()
@@ -115,7 +114,7 @@ class Engine:
             raise ExportError(f"llama.cpp could not load {path}")
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = params.n_batch = params.n_ubatch = capacity  # the prompt in one batch
-        params.n_threads = params.n_threads_batch = threads or os.cpu_count() or 1
+        params.n_threads = params.n_threads_batch = threads
         ctx = llama_cpp.llama_init_from_model(model, params)
         vocab = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(model))
         return cls(model, ctx, int(vocab), params, (llama_cpp.llama_token * 1)())
@@ -185,7 +184,7 @@ class LlamaCppRunner:
         check_available(device)
         built = build(arch, precision, cache_dir, int(options.get("seed") or 0))
         capacity = int(options.get("capacity") or arch.max_seq_len)
-        threads = int(options.get("threads") or os.cpu_count() or 1)
+        threads = cpu_threads(options)
         t0 = time.perf_counter()
         engine = Engine.load(built.directory / "model.gguf", capacity, threads)
         return cls(built, engine, capacity, threads, time.perf_counter() - t0)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import importlib.metadata as md
 import importlib.util
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -33,7 +32,7 @@ from cobench.arch.architecture import Architecture
 from cobench.errors import InputError, MissingDependency
 from cobench.measure.clocks import time_host
 from cobench.measure.export import Exported, ExportError, cached_build, export_key, file_sha256
-from cobench.measure.runners.engines import built_record, check_last_logits
+from cobench.measure.runners.engines import built_record, check_last_logits, cpu_threads
 
 INSTALL = "the ort-genai backend needs ONNX Runtime GenAI: pip install 'cobench[genai]'"
 PRECISIONS = {"cpu": ("fp32", "int4"), "cuda": ("fp32", "fp16", "int4")}
@@ -122,7 +121,7 @@ class OrtGenAIRunner:
     model: Any  # og.Model
     device: str
     capacity: int  # max_length of a generation: the KV buffer ORT GenAI allocates for it
-    threads: int | None
+    threads: int
     load_s: float
     name: str = "ort-genai"
 
@@ -136,9 +135,8 @@ class OrtGenAIRunner:
         built = build(arch, precision, device, cache_dir, int(options.get("seed") or 0))
         t0 = time.perf_counter()
         config = og.Config(str(built.directory / "model"))
-        threads = int(options["threads"]) if options.get("threads") else None
-        if threads:
-            config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}))
+        threads = cpu_threads(options)  # left to itself ORT GenAI ran one thread on two cores
+        config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}))
         model = og.Model(config)
         capacity = int(options.get("capacity") or arch.max_seq_len)
         return cls(built, model, device, capacity, threads, time.perf_counter() - t0)
@@ -152,7 +150,7 @@ class OrtGenAIRunner:
             "onnxruntime": md.version("onnxruntime") if importlib.util.find_spec("onnxruntime") else None,
             "device": self.device,
             "hf_type": meta["hf_type"],
-            "intra_op_threads": self.threads or os.cpu_count(),
+            "intra_op_threads": self.threads,
         } | built_record(self.built, self.load_s, self.capacity)
 
     def prefill(self, ids: np.ndarray) -> Any:
