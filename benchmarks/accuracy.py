@@ -32,6 +32,7 @@ from cli import cobench
 from cobench.arch.spec import presets
 from cobench.fit.calibration.design import Profiled
 from cobench.fit.calibration.record import Calibration
+from cobench.fit.calibration.solve import CacheTier
 from cobench.fit.calibration.validation import error_metrics, learning_curve, log_errors
 from cobench.hardware.devices import get_device
 from cobench.predict.roofline import RooflineParams
@@ -103,6 +104,14 @@ def main() -> int:
     parser.add_argument(
         "--precision", default="fp32", help="e.g. q4_k_m with llama.cpp: the GGUF mix the roofline counts by tensor"
     )
+    parser.add_argument(
+        "--tier-from",
+        type=Path,
+        default=None,
+        metavar="CALIBRATION.json",
+        help="Hold the cache tier at this calibration's (`cobench calibrate --tier-from`), e.g. the fp32 study's"
+        " for a 4-bit one whose training models all fit in the cache.",
+    )
     args = parser.parse_args()
     b, precision = args.backend, args.precision
     suffix = ("" if b == "ort" else f"-{b}") + ("" if precision == "fp32" else f"-{precision}")
@@ -134,6 +143,7 @@ def main() -> int:
             "calibrate",
             *[f for n in train for f in ("-a", n)],
             "--backend", b, "--precision", precision, "--out", str(args.out), "--store", store, "--json",
+            *(["--tier-from", str(args.tier_from.resolve())] if args.tier_from else []),
             capture=True,
         )
     )  # fmt: skip
@@ -159,7 +169,8 @@ def main() -> int:
     for path in args.also:  # another calibration (say the demo's), on exactly these measurements
         other = Calibration.from_json(json.loads(path.read_text()))
         errs[f"{path.name}"] = log_errors(test, device, other.params, other.counting)
-    curve = learning_curve(fitted, kernels, device, counting, evaluate_on=test)
+    tier = CacheTier.held_in(calibration.report)
+    curve = learning_curve(fitted, kernels, device, counting, evaluate_on=test, tier=tier)
     # measurement repeatability: the held-out set profiled again in a second run (its own store)
     repeat_store = args.store.with_name(args.store.stem + "-repeat.db")
     profile_all(("held_out",), str(repeat_store))
@@ -208,6 +219,11 @@ def render(
         f"Calibration {c.label}: {len({m['arch'] for m in c.report['models']})} training architectures "
         f"({len(c.report['models'])} profiles) + {n_kernels} ORT kernels; "
         f"{len(test)} held-out architectures ({seconds / 60:.1f} min in all).",
+        *(
+            [f"Cache tier held at {t.source}'s (C = {t.cache_bytes / 2**20:.0f} MiB, ×{t.cache_speedup:.2f})."]
+            if (t := CacheTier.held_in(c.report))
+            else []
+        ),
         "",
         "| model | metric | MAPE | median abs | max abs | within ±5 % | within ±10 % | mean signed |",
         "|---|---|---|---|---|---|---|---|",

@@ -17,6 +17,7 @@ from test_space_sweep import SMALL
 
 from cobench.arch.architecture import ArchBatch, Architecture, as_arch_like
 from cobench.arch.workload import Workload
+from cobench.errors import InputError
 from cobench.fit.calibration.calibrate import calibrate
 from cobench.fit.calibration.design import Profiled, build_design, kernel_ops
 from cobench.fit.calibration.record import Calibration
@@ -256,6 +257,11 @@ def test_calibrate_cli_bad_input_names_the_field(tmp_path: Path) -> None:
     assert "arch:" in run("calibrate", "--store", str(store), "-a", "nope", code=2).stderr
     assert "backend:" in run("calibrate", "--store", str(store), "--backend", "tvm", code=2).stderr
     assert "folds:" in run("calibrate", "--store", str(store), "--folds", "1", code=2).stderr
+    not_one = tmp_path / "not-a-calibration.json"
+    not_one.write_text('{"schema": 99}')
+    for path in (tmp_path / "missing.json", not_one):
+        r = run("calibrate", "--store", str(store), "--tier-from", str(path), code=2)
+        assert "tier-from" in r.stderr and r.stderr.count("\n") == 1
     with Store(store) as db:
         assert db.calibrations.all() == []  # nothing half-written
 
@@ -465,3 +471,19 @@ def test_a_cache_tier_no_training_pass_reads_past_is_said(tmp_path: Path) -> Non
     assert any("fitted from inside only" in n for n in run.notes)
     cold = calibrate(inside, _kernels(rng, 0.01), CPU, "ort", "fp32", curve=False)  # cold kernels read past any cache
     assert cold.report["cache_tier"]["placed"] and cold.report["cache_tier"]["reach_bytes"] == float("inf")
+
+    # the tier of a calibration that placed it, held fixed: the models past the cache come right
+    with Store(tmp_path / "q.db") as db:
+        held = calibrate_from_store(db, CPU, "ort-genai", "fp32", tmp_path, folds=2, curve=False, tier_from=cold)
+        for bad, why in ((c, "did not place its cache tier"), (replace(cold, device="orin"), "another device")):
+            with pytest.raises(InputError, match=why):
+                calibrate_from_store(db, CPU, "ort-genai", "fp32", tmp_path, folds=2, curve=False, tier_from=bad)
+    tier = held.calibration.report["cache_tier"]
+    assert tier["placed"] and tier["from"] == cold.label and tier["cache_bytes"] == cold.params.cache_bytes
+    assert held.calibration.params.cache_speedup == pytest.approx(cold.params.cache_speedup, rel=1e-5)
+    assert any("held at" in n for n in held.notes) and not any("inside only" in n for n in held.notes)
+    past = [m for m in models if build_design([m], [], CPU, ORT).working_set.max() > 2 * TRUE.cache_bytes]
+    assert past
+    pairs = (("own", c), ("held", held.calibration))
+    miss = {k: np.abs(log_errors(past, CPU, x.params, x.counting)["tpot"]).mean() for k, x in pairs}
+    assert miss["held"] < 0.5 * miss["own"]

@@ -47,6 +47,15 @@ def calibrate_cmd(
     folds: Annotated[int, typer.Option("--folds", metavar="N", help="Cross-validation folds (by architecture).")] = 5,
     curve: Annotated[bool, typer.Option("--curve/--no-curve", help="Compute the learning curve.")] = True,
     seed: Annotated[int, typer.Option("--seed", metavar="N", help="Folds and learning-curve subsets.")] = 0,
+    tier_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--tier-from",
+            metavar="CALIBRATION.json",
+            help="Hold the cache tier at this calibration's (same device; one whose data placed it), e.g. the fp32"
+            " one for a 4-bit calibration whose training models all fit in the cache.",
+        ),
+    ] = None,
     out_dir: Annotated[
         Path, typer.Option("--out", "-o", metavar="DIR", help="Folder for the calibration JSON and its figure.")
     ] = Path("out/calibration"),
@@ -56,7 +65,9 @@ def calibrate_cmd(
 ) -> None:
     """Fit efficiencies and overheads on log latency (robust), cross-validate by architecture, and save a
     versioned calibration that predict, sweep and profile then use for this device, backend and precision."""
+    from cobench.files import read_mapping
     from cobench.fit.calibration.calibrate import calibrate_from_store
+    from cobench.fit.calibration.record import Calibration
     from cobench.measure.runners import BACKENDS
     from cobench.report.figures.calibration import plot
 
@@ -64,8 +75,11 @@ def calibrate_cmd(
         raise InputError("backend", f"unknown backend {backend!r} (one of {', '.join(BACKENDS)})")
     check_precision(precision)
     d = get_device(device, power_mode, devices_path)
+    source = Calibration.from_json(read_mapping(tier_from, "tier-from"), "tier-from") if tier_from else None
     with Store(store) as db:
-        run = calibrate_from_store(db, d, backend, precision, out_dir, arch, exclude, kernels, folds, curve, seed, plot)
+        run = calibrate_from_store(
+            db, d, backend, precision, out_dir, arch, exclude, kernels, folds, curve, seed, plot, source
+        )
     if json_out:
         return emit_json(run)
     for note in run.notes:

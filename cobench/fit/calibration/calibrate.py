@@ -17,7 +17,7 @@ from cobench.errors import InputError
 from cobench.files import write_atomic
 from cobench.fit.calibration.design import Profiled
 from cobench.fit.calibration.record import Calibration
-from cobench.fit.calibration.solve import fit_models
+from cobench.fit.calibration.solve import CacheTier, fit_models
 from cobench.fit.calibration.validation import cross_validate, error_metrics, interval, learning_curve, log_errors
 from cobench.hardware.devices import DeviceSpec
 from cobench.measure.kernels.results import KernelResult
@@ -67,16 +67,18 @@ def calibrate(
     folds: int = 5,
     curve: bool = True,
     seed: int = 0,
+    tier: CacheTier | None = None,
 ) -> Calibration:
-    """Fit on everything, cross-validate by architecture, and record raw / fitted / out-of-fold errors."""
+    """Fit on everything, cross-validate by architecture, and record raw / fitted / out-of-fold errors
+    (every fit with the cache tier held at `tier`, if given)."""
     names = require_models(models, f"{device.name} {backend} {precision}")
     floor = repeatability_floor(models)
     counting = backend_counting(backend, device)
     t0 = time.perf_counter()
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
     source = f"calibrated on {device.name} {backend} {precision} ({len(names)} models, {len(kernels)} kernels, {stamp})"
-    full = fit_models(models, kernels, device, counting, source)
-    cv = cross_validate(models, kernels, device, counting, folds, seed)
+    full = fit_models(models, kernels, device, counting, source, tier)
+    cv = cross_validate(models, kernels, device, counting, folds, seed, tier)
     raw = log_errors(models, device, RooflineParams.ideal(), counting)
     fitted = log_errors(models, device, full.params, counting)
     both = (("raw", raw), ("cv", cv))
@@ -105,8 +107,8 @@ def calibrate(
             }
             for i, p in enumerate(models)
         ],
-        "learning_curve": learning_curve(models, kernels, device, counting, seed=seed) if curve else [],
-        "cache_tier": {"placed": full.tier_placed, "reach_bytes": full.reach_bytes},
+        "learning_curve": learning_curve(models, kernels, device, counting, seed=seed, tier=tier) if curve else [],
+        "cache_tier": {"placed": full.tier_placed, "reach_bytes": full.reach_bytes} | (tier.to_json() if tier else {}),
         "few_models": len(names) < FEW_MODELS,
         "repeatability_floor": floor,
         "at_floor": {m: floor[m] is not None and cv[m].size > 0 and _mape(cv[m]) <= AT_FLOOR * floor[m] for m in floor},
@@ -114,6 +116,16 @@ def calibrate(
     report["seconds"] = time.perf_counter() - t0
     intervals = {m: interval(cv[m]) for m in ("ttft", "tpot")}
     return Calibration(device.name, device.mode, backend, precision, full.params, counting, intervals, report)
+
+
+def borrowed_tier(source: Calibration, device: DeviceSpec) -> CacheTier:
+    """The cache tier of `source` to hold fixed: only one this device's own data placed."""
+    mode = f"@{device.mode}" if device.mode else ""
+    if (source.device, source.power_mode) != (device.name, device.mode):
+        raise InputError("tier-from", f"{source.label} was calibrated on another device than {device.name}{mode}")
+    if not (source.report.get("cache_tier") or {}).get("placed"):
+        raise InputError("tier-from", f"{source.label} did not place its cache tier either (fitted from inside only)")
+    return CacheTier.of(source.params, source.label)
 
 
 @dataclass(frozen=True)
@@ -157,11 +169,14 @@ def calibrate_from_store(
     curve: bool = True,
     seed: int = 0,
     plot: Callable[[Calibration, Path], list[Path]] | None = None,
+    tier_from: Calibration | None = None,
 ) -> CalibrationRun:
     """Fit this device's stored profiles of one backend and precision (and its kernels of that precision,
-    the backend's own when there are any), store the result as the next version and write it to out_dir."""
+    the backend's own when there are any), store the result as the next version and write it to out_dir.
+    `tier_from`: a calibration of this device whose cache tier to hold fixed."""
     if folds < 2:
         raise InputError("folds", f"cross-validation needs at least 2 folds, got {folds}")
+    tier = borrowed_tier(tier_from, device) if tier_from else None
     what = f"{backend} {precision} profile on {device.name}"
     found = store.profiles.find(device.name, device.mode, backend, precision, status="ok", any_mode=False)
     rows = _chosen(found, arch, exclude, what)
@@ -184,13 +199,19 @@ def calibrate_from_store(
         notes.append(f"no {precision} kernel results for {device.name}: fitting profiles only (`cobench kernels run`)")
     elif kernels and not same_backend:
         notes.append(f"no {backend} kernels stored; using {len(kernels)} from {kernels[0].backend}")
-    c = store.calibrations.put(calibrate(models, kernels, device, backend, precision, folds, curve, seed))
-    if not c.report["cache_tier"]["placed"]:
+    c = store.calibrations.put(calibrate(models, kernels, device, backend, precision, folds, curve, seed, tier))
+    if tier:
+        notes.append(
+            f"the cache tier is held at {tier.source}'s (C = {tier.cache_bytes / 2**20:.0f} MiB,"
+            f" ×{tier.cache_speedup:.2f}); everything else is fitted on these profiles"
+        )
+    elif not c.report["cache_tier"]["placed"]:
         reach, p = c.report["cache_tier"]["reach_bytes"] / 1e6, c.params
         notes.append(
             f"the cache tier is fitted from inside only (C = {p.cache_bytes / 2**20:.0f} MiB, ×{p.cache_speedup:.2f};"
             f" no training pass reads more than {reach:.1f} MB again): predictions of bigger models extrapolate it —"
-            " add a training architecture past the last cache level at this precision (docs/calibration.md)"
+            " add a training architecture past the last cache level at this precision, or hold the tier at a"
+            " calibration of this device that placed it (`--tier-from`, docs/calibration.md)"
         )
     mode = f"@{device.mode}" if device.mode else ""
     stem = out_dir / f"{device.name}{mode}-{backend}-{precision}-v{c.version}"

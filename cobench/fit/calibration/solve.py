@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 from scipy import optimize
@@ -89,23 +90,49 @@ def _prior(device: DeviceSpec) -> tuple[np.ndarray, np.ndarray]:
 
 
 @dataclass(frozen=True)
+class CacheTier:
+    """A cache tier held fixed in a fit, taken from a calibration whose data placed it: the tier is the
+    machine's, not the precision's, and a 4-bit training set seldom reads past the last cache level."""
+
+    cache_bytes: float
+    cache_speedup: float
+    source: str  # the calibration it comes from
+
+    @classmethod
+    def of(cls, params: RooflineParams, source: str) -> CacheTier:
+        return cls(params.cache_bytes, params.cache_speedup, source)
+
+    def to_json(self) -> dict[str, float | str]:
+        return {"cache_bytes": self.cache_bytes, "cache_speedup": self.cache_speedup, "from": self.source}
+
+    @classmethod
+    def held_in(cls, report: dict[str, Any]) -> CacheTier | None:
+        """The tier a calibration's report says it held fixed, if it held one."""
+        t = report.get("cache_tier") or {}
+        return cls(float(t["cache_bytes"]), float(t["cache_speedup"]), str(t["from"])) if "from" in t else None
+
+
+@dataclass(frozen=True)
 class Fit:
     params: RooflineParams
     kernel_call_s: float
     cost: float
     n_obs: int
     reach_bytes: float  # the largest working set an observation read (inf: a cold kernel)
+    tier: CacheTier | None = None  # the tier held fixed, when it came from another calibration
 
     @property
     def tier_placed(self) -> bool:
-        """Whether an observation read past the fitted cache tier. If none did, its edge and speedup are fitted
-        from inside only, and a bigger model's prediction extrapolates them."""
+        """Whether the cache tier is placed: held at one whose calibration placed it, or an observation read
+        past the fitted one. If neither, its edge and speedup are fitted from inside only, and a bigger
+        model's prediction extrapolates them."""
         p = self.params
-        return p.cache_speedup <= 1.0 + 1e-6 or self.reach_bytes >= TIER_PAST * p.cache_bytes
+        return self.tier is not None or p.cache_speedup <= 1.0 + 1e-6 or self.reach_bytes >= TIER_PAST * p.cache_bytes
 
 
-def solve(table: DesignMatrix, device: DeviceSpec, source: str) -> Fit:
-    """Robust least squares on weighted log residuals plus the prior's; bounded, from the prior's centre."""
+def solve(table: DesignMatrix, device: DeviceSpec, source: str, tier: CacheTier | None = None) -> Fit:
+    """Robust least squares on weighted log residuals plus the prior's; bounded, from the prior's centre
+    (the cache tier's two parameters pinned where `tier` says, if given)."""
     centre, sigma = _prior(device)
     sqrt_w = np.sqrt(table.fit_weight)
     log_measured = np.log(table.measured_s)
@@ -119,6 +146,10 @@ def solve(table: DesignMatrix, device: DeviceSpec, source: str) -> Fit:
     slower = np.where(np.arange(len(centre)) < 2 * N_CLASSES, np.log(0.3), 0.0)  # second start: η × 0.3
     first = centre.copy()
     first[CACHE_SPEEDUP] = np.log(START_CACHE_SPEEDUP)
+    if tier is not None:
+        pinned = np.log([max(tier.cache_bytes, 1e5), max(tier.cache_speedup, 1.0)])
+        at = slice(CACHE_SPEEDUP - 1, CACHE_SPEEDUP + 1)
+        first[at], lower[at], upper[at] = pinned, pinned - 1e-6, pinned + 1e-6
     best = None
     for start in (first, first + slower):
         r = optimize.least_squares(
@@ -134,10 +165,15 @@ def solve(table: DesignMatrix, device: DeviceSpec, source: str) -> Fit:
             best = r
     assert best is not None
     params, call = from_vector(best.x, source)
-    return Fit(params, call, float(best.cost), len(table.step), float(np.max(table.working_set)))
+    return Fit(params, call, float(best.cost), len(table.step), float(np.max(table.working_set)), tier)
 
 
 def fit_models(
-    models: Sequence[Profiled], kernels: Sequence[KernelResult], device: DeviceSpec, counting: Counting, source: str
+    models: Sequence[Profiled],
+    kernels: Sequence[KernelResult],
+    device: DeviceSpec,
+    counting: Counting,
+    source: str,
+    tier: CacheTier | None = None,
 ) -> Fit:
-    return solve(build_design(models, kernels, device, counting), device, source)
+    return solve(build_design(models, kernels, device, counting), device, source, tier)

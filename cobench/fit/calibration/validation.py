@@ -12,7 +12,7 @@ import numpy as np
 from scipy import stats
 
 from cobench.fit.calibration.design import Profiled
-from cobench.fit.calibration.solve import fit_models
+from cobench.fit.calibration.solve import CacheTier, fit_models
 from cobench.hardware.devices import DeviceSpec
 from cobench.measure.kernels.results import KernelResult
 from cobench.predict.operators import Counting
@@ -61,6 +61,7 @@ def cross_validate(
     counting: Counting,
     folds: int = 5,
     seed: int = 0,
+    tier: CacheTier | None = None,
 ) -> dict[str, np.ndarray]:
     """Out-of-fold log errors: each model predicted by a fit that never saw its architecture."""
     names = sorted({p.arch.name for p in models})
@@ -71,7 +72,7 @@ def cross_validate(
     for f in range(k):
         test = [i for i, p in enumerate(models) if fold_of[p.arch.name] == f]
         train = [p for p in models if fold_of[p.arch.name] != f]
-        params = fit_models(train, kernels, device, counting, "cv").params
+        params = fit_models(train, kernels, device, counting, "cv", tier).params
         errs = log_errors([models[i] for i in test], device, params, counting)
         for metric in out:
             out[metric][test] = errs[metric]
@@ -98,6 +99,7 @@ def learning_curve(
     evaluate_on: Sequence[Profiled] | None = None,
     repeats: int = 5,
     seed: int = 0,
+    tier: CacheTier | None = None,
 ) -> list[dict[str, Any]]:
     """Error vs number of profiled models: fits on random subsets of each size, scored on `evaluate_on`
     (default: the models left out of the subset). Size 0 is kernels alone."""
@@ -113,7 +115,7 @@ def learning_curve(
             test = list(evaluate_on) if evaluate_on else [p for p in models if p.arch.name not in chosen]
             if not test:
                 continue
-            params = fit_models(train, kernels, device, counting, "learning curve").params
+            params = fit_models(train, kernels, device, counting, "learning curve", tier).params
             errs = log_errors(test, device, params, counting)
             for metric in scores:
                 scores[metric].append(error_metrics(errs[metric])["mape"] or 0.0)
