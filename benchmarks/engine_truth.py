@@ -21,7 +21,8 @@ from cobench.arch.spec import presets
 from cobench.arch.workload import Workload
 from cobench.hardware.devices import get_device
 from cobench.measure.profile import task_for
-from cobench.measure.runners.ort_genai import build
+from cobench.measure.runners.engines import cpu_threads
+from cobench.measure.runners.ort_genai import build, load
 
 CANDIDATES = ("tiny-gqa-4l", "tiny-mqa-4l", "tiny-qwenlike-4l")
 WORKLOAD = Workload(prompt=256, generate=16, precision="fp32")
@@ -64,7 +65,7 @@ def main() -> int:
         for name in CANDIDATES:
             arch = presets()[name].arch
             built = build(arch, "fp32", "cpu", Path(tmp))  # the model cobench's ort-genai runner runs
-            model = og.Model(str(built.directory / "model"))
+            model = load(built.directory / "model", cpu_threads({}))  # as many threads as cobench's runner
             ids = np.random.default_rng(0).integers(0, arch.vocab_size, (1, WORKLOAD.prompt)).astype(np.int32)
             task = task_for(arch, "fp32", device, settings)
             shared = lambda r, x=ids: bare_generation(r.model, x)  # noqa: E731

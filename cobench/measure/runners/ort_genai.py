@@ -107,6 +107,15 @@ def validate(folder: Path, module: Any, arch: Architecture, precision: str, devi
     return check_last_logits(f"ort-genai ({device})", arch, precision, module, logits_after, TOLERANCE[precision], norm)
 
 
+def load(folder: Path, threads: int) -> Any:
+    """ORT GenAI's model in `folder`, told its intra-op threads: left to itself it ran one on a 2-core VM."""
+    import onnxruntime_genai as og
+
+    config = og.Config(str(folder))
+    config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}))
+    return og.Model(config)
+
+
 def _params(model: Any, batch: int, max_length: int) -> Any:
     import onnxruntime_genai as og
 
@@ -130,14 +139,10 @@ class OrtGenAIRunner:
         cls, arch: Architecture, precision: str, device: str, cache_dir: Path, options: dict[str, Any]
     ) -> OrtGenAIRunner:
         check_available(device)
-        import onnxruntime_genai as og
-
         built = build(arch, precision, device, cache_dir, int(options.get("seed") or 0))
         t0 = time.perf_counter()
-        config = og.Config(str(built.directory / "model"))
-        threads = cpu_threads(options)  # left to itself ORT GenAI ran one thread on two cores
-        config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}))
-        model = og.Model(config)
+        threads = cpu_threads(options)
+        model = load(built.directory / "model", threads)
         capacity = int(options.get("capacity") or arch.max_seq_len)
         return cls(built, model, device, capacity, threads, time.perf_counter() - t0)
 
