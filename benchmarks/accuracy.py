@@ -105,6 +105,9 @@ def main() -> int:
         "--precision", default="fp32", help="e.g. q4_k_m with llama.cpp: the GGUF mix the roofline counts by tensor"
     )
     parser.add_argument(
+        "--threads", type=int, default=None, metavar="N", help="CPU threads of every profile [default: all]"
+    )
+    parser.add_argument(
         "--tier-from",
         type=Path,
         default=None,
@@ -120,6 +123,7 @@ def main() -> int:
     args.store.parent.mkdir(parents=True, exist_ok=True)
     store = str(args.store)
     profile_flags = ["--backend", b, "--precision", precision, "--max-time-s", "4"]
+    profile_flags += ["--threads", str(args.threads)] if args.threads else []
     t0 = time.perf_counter()
     specs, prompts = architecture_files(args.out, b)
 
