@@ -70,6 +70,12 @@ def test_ort_runner_decodes_like_torch(cache: Path) -> None:
     """Greedy generation through the ORT runner's torch.export graphs (past ++ new) equals the torch module's."""
     runner = open_runner("ort", TINY, "fp32", "cpu", cache, {"graph": "export"})
     assert runner.info()["providers"][0] == "CPUExecutionProvider"
+    # ORT picks one thread per physical core when none is set: the record says so rather than os.cpu_count()
+    assert runner.info()["intra_op_threads"] == "onnxruntime's default: one per physical core"
+    assert (
+        open_runner("ort", TINY, "fp32", "cpu", cache, {"graph": "export", "threads": 1}).info()["intra_op_threads"]
+        == 1
+    )
     model = build_model(TINY)
     ids = np.random.default_rng(0).integers(0, TINY.vocab_size, (1, 12))
     cache_ort = runner.prefill(ids)

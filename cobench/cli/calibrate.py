@@ -124,9 +124,11 @@ def _print(run: CalibrationRun) -> None:
     columns = ["op class", "compute η", "memory η", "overhead per op"]
     out.print(table("fitted parameters (efficiencies relative to the device file's peaks)", columns, rows, {1, 2, 3}))
     if p.cache_speedup > 1.0 and p.cache_bytes > 0:
+        held = (c.report.get("cache_tier") or {}).get("from")
+        how = f"held at {held}'s" if held else "fitted from the profiles and the warm `cache` kernels"
         out.print(
             f"cache tier: a pass whose working set fits about {si(p.cache_bytes, 'B')} reads it "
-            f"×{p.cache_speedup:.2f} faster than memory (fitted from the profiles and the warm `cache` kernels)"
+            f"×{p.cache_speedup:.2f} faster than memory ({how})"
         )
     for metric, iv in c.intervals.items():
         if iv:

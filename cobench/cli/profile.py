@@ -148,7 +148,13 @@ def profile_cmd(
     cooldown_s: Annotated[float, typer.Option("--cooldown-s", metavar="S", help="Pause between candidates, s.")] = 1.0,
     timeout_s: Annotated[float, typer.Option("--timeout-s", metavar="S", help="Per-candidate time limit, s.")] = 600.0,
     threads: Annotated[
-        int | None, typer.Option("--threads", metavar="N", help="CPU threads for the runner [default: all].")
+        int | None,
+        typer.Option(
+            "--threads",
+            metavar="N",
+            help="CPU threads for the runner [default: ort-genai and llama.cpp every usable CPU; ort one per"
+            " physical core, torch its own: each runtime's choice, recorded].",
+        ),
     ] = None,
     cuda_graphs: Annotated[
         bool, typer.Option("--cuda-graphs", help="torch on CUDA: replay decode as a CUDA graph.")

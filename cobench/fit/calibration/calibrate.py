@@ -17,7 +17,7 @@ from cobench.errors import InputError
 from cobench.files import write_atomic
 from cobench.fit.calibration.design import Profiled
 from cobench.fit.calibration.record import Calibration
-from cobench.fit.calibration.solve import CacheTier, fit_models
+from cobench.fit.calibration.solve import TIER_PAST, CacheTier, fit_models, tier_placed
 from cobench.fit.calibration.validation import cross_validate, error_metrics, interval, learning_curve, log_errors
 from cobench.hardware.devices import DeviceSpec
 from cobench.measure.kernels.results import KernelResult
@@ -118,14 +118,23 @@ def calibrate(
     return Calibration(device.name, device.mode, backend, precision, full.params, counting, intervals, report)
 
 
-def borrowed_tier(source: Calibration, device: DeviceSpec) -> CacheTier:
-    """The cache tier of `source` to hold fixed: only one this device's own data placed."""
+def borrowed_tier(source: Calibration, device: DeviceSpec) -> tuple[CacheTier, str | None]:
+    """The cache tier of `source`, a calibration of this device, to hold fixed; and a note when `source`
+    fitted that tier from inside only too (its largest pass short of TIER_PAST × C)."""
     mode = f"@{device.mode}" if device.mode else ""
     if (source.device, source.power_mode) != (device.name, device.mode):
         raise InputError("tier-from", f"{source.label} was calibrated on another device than {device.name}{mode}")
-    if not (source.report.get("cache_tier") or {}).get("placed"):
-        raise InputError("tier-from", f"{source.label} did not place its cache tier either (fitted from inside only)")
-    return CacheTier.of(source.params, source.label)
+    held = source.report.get("cache_tier")
+    held = held if isinstance(held, dict) else {}
+    reach = held.get("reach_bytes")
+    reach = float(reach) if isinstance(reach, (int, float)) else 0.0
+    note = None
+    if not tier_placed(source.params, reach, "from" in held):
+        note = (
+            f"{source.label} fitted that tier from inside only too: its largest training pass read"
+            f" {reach / 1e6:.1f} MB again, {reach / source.params.cache_bytes:.2f} C (placed from {TIER_PAST:g} C)"
+        )
+    return CacheTier.of(source.params, source.label), note
 
 
 @dataclass(frozen=True)
@@ -176,7 +185,7 @@ def calibrate_from_store(
     `tier_from`: a calibration of this device whose cache tier to hold fixed."""
     if folds < 2:
         raise InputError("folds", f"cross-validation needs at least 2 folds, got {folds}")
-    tier = borrowed_tier(tier_from, device) if tier_from else None
+    tier, borrowed_note = borrowed_tier(tier_from, device) if tier_from else (None, None)
     what = f"{backend} {precision} profile on {device.name}"
     found = store.profiles.find(device.name, device.mode, backend, precision, status="ok", any_mode=False)
     rows = _chosen(found, arch, exclude, what)
@@ -205,6 +214,7 @@ def calibrate_from_store(
             f"the cache tier is held at {tier.source}'s (C = {tier.cache_bytes / 2**20:.0f} MiB,"
             f" ×{tier.cache_speedup:.2f}); everything else is fitted on these profiles"
         )
+        notes += [borrowed_note] if borrowed_note else []
     elif not c.report["cache_tier"]["placed"]:
         reach, p = c.report["cache_tier"]["reach_bytes"] / 1e6, c.params
         notes.append(
@@ -215,7 +225,7 @@ def calibrate_from_store(
         )
     mode = f"@{device.mode}" if device.mode else ""
     stem = out_dir / f"{device.name}{mode}-{backend}-{precision}-v{c.version}"
-    file = write_atomic(stem.with_suffix(".json"), json.dumps(c.to_json(), indent=1))
+    file = write_atomic(stem.with_name(stem.name + ".json"), json.dumps(c.to_json(), indent=1))  # "llama.cpp"
     figures = plot(c, stem.with_name(stem.name + "-parity")) if plot else []
     noisy = [r.arch_name for r in rows if r.measured and r.measured.noisy]
     return CalibrationRun(c, file, figures, len(models), len(kernels), noisy, notes)

@@ -123,11 +123,14 @@ class Fit:
 
     @property
     def tier_placed(self) -> bool:
-        """Whether the cache tier is placed: held at one whose calibration placed it, or an observation read
-        past the fitted one. If neither, its edge and speedup are fitted from inside only, and a bigger
-        model's prediction extrapolates them."""
-        p = self.params
-        return self.tier is not None or p.cache_speedup <= 1.0 + 1e-6 or self.reach_bytes >= TIER_PAST * p.cache_bytes
+        return tier_placed(self.params, self.reach_bytes, self.tier is not None)
+
+
+def tier_placed(params: RooflineParams, reach_bytes: float, held: bool) -> bool:
+    """Whether a fit's cache tier is placed: held at one whose calibration placed it, or an observation read
+    past it (or there is none). If not, its edge and speedup are fitted from inside only, and a bigger
+    model's prediction extrapolates them."""
+    return held or params.cache_speedup <= 1.0 + 1e-6 or reach_bytes >= TIER_PAST * params.cache_bytes
 
 
 def solve(table: DesignMatrix, device: DeviceSpec, source: str, tier: CacheTier | None = None) -> Fit:

@@ -7,7 +7,6 @@ on the device through IO binding, so host copies are not timed.
 from __future__ import annotations
 
 import importlib.util
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +19,13 @@ from cobench.arch.architecture import Architecture
 from cobench.errors import InputError, MissingDependency
 from cobench.measure.clocks import time_host
 from cobench.measure.export import Exported, export
-from cobench.measure.runners.ort_session import PROVIDERS, check_placement_after, check_precision, open_session
+from cobench.measure.runners.ort_session import (
+    PROVIDERS,
+    check_placement_after,
+    check_precision,
+    intra_op_threads,
+    open_session,
+)
 
 NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64}
 
@@ -76,7 +81,7 @@ class OrtRunner:
             "export_validation": self.exported.meta["validation"],
             "session_create_s": self.session_s,
             "export_s": sum(v for k, v in self.exported.meta.items() if k.endswith("_export_s")),
-            "intra_op_threads": self.sessions["prefill"].get_session_options().intra_op_num_threads or os.cpu_count(),
+            "intra_op_threads": intra_op_threads(self.sessions["prefill"]),
         }
 
     def _run(self, phase: str, feeds: dict[str, Any]) -> Any:

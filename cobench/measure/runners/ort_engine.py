@@ -10,7 +10,6 @@ CPU, that no engine pays)."""
 from __future__ import annotations
 
 import importlib.util
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from cobench.measure.engine_graph import rope_cache, state_shapes
 from cobench.measure.export import Exported, export_engine
 from cobench.measure.generation import fixed_step
 from cobench.measure.runners.ort import NUMPY_TYPES
-from cobench.measure.runners.ort_session import check_placement_after, open_session
+from cobench.measure.runners.ort_session import check_placement_after, intra_op_threads, open_session
 
 
 @dataclass
@@ -123,7 +122,7 @@ class OrtEngineRunner:
             "export_s": self.exported.meta.get("build_s"),
             "session_create_s": self.session_s,
             "kv_capacity": self.capacity,
-            "intra_op_threads": self.session.get_session_options().intra_op_num_threads or os.cpu_count(),
+            "intra_op_threads": intra_op_threads(self.session),
         }
 
     def new_cache(self, batch: int, fill: bool = False) -> Cache:

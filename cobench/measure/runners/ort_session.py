@@ -96,6 +96,12 @@ def preload(device: str) -> None:
             ort.preload_dlls()
 
 
+def intra_op_threads(session: Any) -> int | str:
+    """A session's threads for the environment record: the number set, or ORT's own rule when none was (0:
+    one thread per physical core, pinned — not os.cpu_count(), which counts SMT siblings too)."""
+    return session.get_session_options().intra_op_num_threads or "onnxruntime's default: one per physical core"
+
+
 def session_options(options: dict[str, Any], profile_dir: Path | None = None) -> Any:
     import onnxruntime as ort
 

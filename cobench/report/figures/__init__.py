@@ -17,10 +17,12 @@ def pyplot() -> Any:
 
 
 def save(fig: Any, out: Path) -> list[Path]:
-    """Write <out>.png and <out>.svg and close the figure."""
+    """Write <out>.png and <out>.svg and close the figure. The extensions are appended, not swapped in: a
+    name like `cpu-llama.cpp-q4_k_m-v2-parity` has no extension to replace."""
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    paths = [out.with_suffix(".png"), out.with_suffix(".svg")]
+    base = out.with_suffix("") if out.suffix in (".png", ".svg") else out
+    paths = [base.with_name(base.name + ext) for ext in (".png", ".svg")]
     for path in paths:
         fig.savefig(path)
     fig.clf()
