@@ -105,7 +105,11 @@ def main() -> int:
         "--precision", default="fp32", help="e.g. q4_k_m with llama.cpp: the GGUF mix the roofline counts by tensor"
     )
     parser.add_argument(
-        "--threads", type=int, default=None, metavar="N", help="CPU threads of every profile [default: all]"
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="CPU threads of every profile [default: `cobench profile`'s]",
     )
     parser.add_argument(
         "--tier-from",

@@ -52,8 +52,8 @@ def calibrate_cmd(
         typer.Option(
             "--tier-from",
             metavar="CALIBRATION.json",
-            help="Hold the cache tier at this calibration's (same device; one whose data placed it), e.g. the fp32"
-            " one for a 4-bit calibration whose training models all fit in the cache.",
+            help="Hold the cache tier at this calibration's (same device), e.g. the fp32 one for a 4-bit calibration"
+            " whose training models all fit in the cache; said when that tier was fitted from inside only too.",
         ),
     ] = None,
     out_dir: Annotated[

@@ -225,7 +225,8 @@ def calibrate_from_store(
         )
     mode = f"@{device.mode}" if device.mode else ""
     stem = out_dir / f"{device.name}{mode}-{backend}-{precision}-v{c.version}"
-    file = write_atomic(stem.with_name(stem.name + ".json"), json.dumps(c.to_json(), indent=1))  # "llama.cpp"
+    # appended, not with_suffix: "cpu-llama.cpp-fp32-v1" would lose ".cpp-fp32-v1" as if it were the extension
+    file = write_atomic(stem.with_name(stem.name + ".json"), json.dumps(c.to_json(), indent=1))
     figures = plot(c, stem.with_name(stem.name + "-parity")) if plot else []
     noisy = [r.arch_name for r in rows if r.measured and r.measured.noisy]
     return CalibrationRun(c, file, figures, len(models), len(kernels), noisy, notes)

@@ -91,7 +91,7 @@ def _prior(device: DeviceSpec) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass(frozen=True)
 class CacheTier:
-    """A cache tier held fixed in a fit, taken from a calibration whose data placed it: the tier is the
+    """A cache tier held fixed in a fit, taken from another calibration of the machine: the tier is the
     machine's, not the precision's, and a 4-bit training set seldom reads past the last cache level."""
 
     cache_bytes: float
