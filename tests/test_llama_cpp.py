@@ -117,11 +117,13 @@ def test_profile_through_llama_cpp_adds_up_and_fixed_steps_keep_their_context(tm
     assert r["status"] == "ok" and r["backend"] == "llama.cpp"
     m, env = r["measured"], r["environment"]["runner"]
     assert env["quantisation"] == "q8_0" and env["threads"] >= 1 and "AVX" in env["system_info"]
+    assert env["kv_cache"] == r["workload"]["kv_precision"] == "fp16"
     assert abs(m["e2e_gap"]) < 0.03 and m["fixed_decode_s"]["20"] > 0
     runner = LlamaCppRunner.open(SMALL, "q8_0", "cpu", cache, {"capacity": 64})
-    step = runner.fixed_decode(np.array([[7]]), runner.make_cache(1, 20))
     import llama_cpp
 
+    assert runner.engine.params.type_k == runner.engine.params.type_v == llama_cpp.GGML_TYPE_F16
+    step = runner.fixed_decode(np.array([[7]]), runner.make_cache(1, 20))
     memory = llama_cpp.llama_get_memory(runner.engine.ctx)
     for _ in range(3):
         step()

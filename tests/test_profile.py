@@ -217,6 +217,13 @@ def test_task_key_ignores_name_and_cache_location(cache: Path) -> None:
     assert a == b != c
 
 
+def test_a_task_records_the_kv_type_the_engine_keeps(cache: Path) -> None:
+    """Bug: llama.cpp's F16 cache was recorded (and predicted) as fp32 beside F32 weights."""
+    cpu = get_device("cpu")
+    assert task_for(TINY, "fp32", cpu, _settings(cache, "llama.cpp"))["workload"]["kv_precision"] == "fp16"
+    assert task_for(TINY, "fp32", cpu, _settings(cache))["workload"]["kv_precision"] == "fp32"
+
+
 def test_cli_profile_and_export(cache: Path, tmp_path: Path) -> None:
     spec = tmp_path / "tiny.yaml"
     spec.write_text(json.dumps({"architecture": TINY.to_dict()}))

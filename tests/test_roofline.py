@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from cobench.arch.architecture import ArchBatch, Architecture
 from cobench.arch.spec import presets
 from cobench.arch.workload import Workload
+from cobench.errors import InputError
 from cobench.hardware.devices import get_device
 from cobench.predict.operators import Counting, expected_experts, forward_ops
 from cobench.predict.roofline import RooflineParams, breakdown, predict
@@ -149,6 +151,34 @@ def test_memory_fit() -> None:
     assert not predict(mixtral, get_device("jetson-orin-nano-8gb"), Workload()).fits[0]
     assert predict(mixtral, get_device("h200"), Workload()).fits[0]
     assert predict(mixtral, get_device("jetson-agx-orin-64gb"), Workload(precision="int4")).fits[0]
+
+
+def test_a_kernel_that_loops_over_query_heads_reads_the_group_once_per_head() -> None:
+    """ORT's CPU GroupQueryAttention and ggml's attention read a group's K/V once per query head: a step of an MQA
+    model streams as many K/V bytes as its MHA twin, though its cache (the working set) is the compact one."""
+    gqa, mha = presets()["tiny-gqa-4l"].arch, replace(presets()["tiny-gqa-4l"].arch, n_kv_heads=8)
+    per_head = Counting(kv_per_query_head=True)
+
+    def attention(a: Architecture, counting: Counting) -> Any:
+        return next(o for o in forward_ops(ArchBatch.of([a]), 1, 1, 100, 4, 4, 4, counting) if o.name == "attention")
+
+    compact, looped, twin = attention(gqa, Counting()), attention(gqa, per_head), attention(mha, per_head)
+    assert float(looped.bytes[0]) == float(twin.bytes[0]) > float(compact.bytes[0])
+    assert float(looped.kv_bytes[0]) == float(compact.kv_bytes[0]) == 101 * 2 * gqa.n_kv_heads * gqa.head_dim * 4
+    assert float(attention(mha, Counting()).bytes[0]) == float(twin.bytes[0])  # MHA: nothing read twice
+    expanded = replace(per_head, kv_expand=True)  # the graph's wide copy is what is read then
+    assert float(attention(gqa, expanded).bytes[0]) == float(attention(gqa, Counting(kv_expand=True)).bytes[0])
+
+
+def test_an_engines_own_kv_type_is_what_is_counted() -> None:
+    """llama.cpp keeps F16 K/V under F32 weights: its cache is half what the fp32 workload alone would say."""
+    a, w = presets()["tiny-gqa-4l"].arch, Workload(1, 512, 16, "fp32")
+    cpu = get_device("cpu")
+    own, nominal = predict(a, cpu, w, counting=Counting(kv_cache="fp16")), predict(a, cpu, w, counting=Counting())
+    assert float(own.kv_cache_bytes[0]) == float(nominal.kv_cache_bytes[0]) / 2
+    assert Counting.from_json({"kv_cache": "fp16"}).kv_cache == "fp16"
+    with pytest.raises(InputError, match=r"counting\.kv_cache.*fp16"):
+        Counting.from_json({"kv_cache": "f16"})
 
 
 def test_concat_kv_update_copies_the_cache() -> None:

@@ -39,7 +39,7 @@ from cobench.measure.rounds import bad_rounds, choose, combine
 from cobench.measure.stats import median_ci
 from cobench.measure.telemetry.nvml import BENIGN
 from cobench.measure.timing import HarnessConfig
-from cobench.predict.latency_model import LatencyModel
+from cobench.predict.latency_model import LatencyModel, backend_counting
 from cobench.predict.predictions import predicted_beside_profile
 from cobench.records import content_id
 from cobench.store import Store
@@ -101,7 +101,15 @@ class ProfileSettings:
 
 
 def task_for(arch: Architecture, precision: str, device: DeviceSpec, s: ProfileSettings) -> dict[str, Any]:
-    w = Workload(batch=s.workload.batch, prompt=s.workload.prompt, generate=s.workload.generate, precision=precision)
+    """The worker's task. Its workload's KV type is the one the engine keeps (llama.cpp: F16, whatever the
+    weights), so the record and the prediction beside it say what ran."""
+    w = Workload(
+        batch=s.workload.batch,
+        prompt=s.workload.prompt,
+        generate=s.workload.generate,
+        precision=precision,
+        kv_precision=backend_counting(s.backend, device).kv_cache,
+    )
     return {
         "arch": arch.to_dict(),
         "precision": precision,

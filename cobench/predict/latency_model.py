@@ -23,15 +23,20 @@ if TYPE_CHECKING:
 # GroupQueryAttention on a preallocated cache written in place, K/V shared across a group. Its CPU kernel
 # (contrib_ops/cpu/bert/gqa_attention_base.h) is one op but not a fused kernel: per query head it GEMMs the
 # whole S × T score matrix into an fp32 buffer (no causal skipping), softmaxes it in place and GEMMs it with V,
-# so the scores are memory traffic. torch's eager module and TensorRT's engines run the exported graphs, which
-# return past ++ new (the KV cache copied every step). ORT GenAI's builder graph runs the same GQA kernel on
-# one shared buffer and computes every prompt position's logits, into a buffer it allocates for each prompt.
+# so the scores are memory traffic; and it reads its group's K/V again for every query head. torch's eager
+# module and TensorRT's engines run the exported graphs, which return past ++ new (the KV cache copied every
+# step). ORT GenAI's builder graph runs the same GQA kernel on one shared buffer and computes every prompt
+# position's logits, into a buffer it allocates for each prompt. llama.cpp keeps its cache in F16 (its default
+# type_k/type_v, whatever the weights) and its CPU attention (ggml's flash_attn_ext) also walks the cache once
+# per query head.
 BACKEND_COUNTING = {
-    "ort": Counting(causal=False, fused_attention=False, moe_loop=True, window_skip=False),
+    "ort": Counting(causal=False, fused_attention=False, moe_loop=True, window_skip=False, kv_per_query_head=True),
     "torch": Counting(moe_loop=True, window_skip=False),
     "trt": Counting(causal=False, kv_update="concat", kv_expand=True, moe_loop=True, window_skip=False),
-    "ort-genai": Counting(causal=False, fused_attention=False, logits="all", window_skip=False, fresh_logits=True),
-    "llama.cpp": Counting(),  # its own kernels and KV cache, causal attention, the last logits
+    "ort-genai": Counting(
+        causal=False, fused_attention=False, logits="all", window_skip=False, fresh_logits=True, kv_per_query_head=True
+    ),
+    "llama.cpp": Counting(kv_per_query_head=True, kv_cache="fp16"),  # its own kernels, causal, the last logits
 }
 # On a GPU, ORT's GroupQueryAttention runs flash / memory-efficient attention kernels: no score matrix in memory.
 GPU_FUSED = ("ort", "ort-genai")
@@ -40,9 +45,10 @@ GPU_FUSED = ("ort", "ort-genai")
 def backend_counting(backend: str | None, device: DeviceSpec) -> Counting:
     """The counting conventions of `backend` on the processor that runs `device`'s profiles."""
     counting = BACKEND_COUNTING.get(backend or "", Counting())
-    if device.runner == "cuda" and backend in GPU_FUSED:
-        return replace(counting, fused_attention=True)
-    return counting
+    if device.runner != "cuda":
+        return counting
+    # a GPU's kernels re-read a group's K/V from its L2, many times faster than memory: the compact cache counts
+    return replace(counting, fused_attention=counting.fused_attention or backend in GPU_FUSED, kv_per_query_head=False)
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,14 @@ Counting conventions (the FLOP-counter test and the exported graphs follow the s
   (ORT's CPU GroupQueryAttention) the scores are an operator of class "scores": SCORE_PASSES passes over
   B·H·pairs values, memory only.
 - Bytes are split into weights, activations and KV cache, so it is visible why an op is memory-bound.
-  Each weight and each KV element is read once per forward (batch and GQA groups share the read).
+  Each weight and each KV element is read once per forward (batch and GQA groups share the read; but see
+  `kv_per_query_head` below).
 - KV-cache update (op class "kv", memory only): "append" writes only the new positions; "concat" (what
   the exported graphs and the eager module do) also copies the cached ones into a new tensor every step.
 - GQA/MQA K/V expansion: with `kv_expand` the graph repeats K and V to all query heads before attention
   (the eager module's repeat_interleave, hence the exported graphs), writing and reading the wide copy.
+  With `kv_per_query_head` the kernel shares K/V in memory but reads its group's K/V once per query head
+  (ORT's CPU GroupQueryAttention, ggml's CPU attention): the cache is the compact one, the reads are H-wide.
 - Sliding-window layers: with `window_skip` (the default) a query attends at most `window` keys and the
   cache read per step is capped at the window; without it the window is a mask over the whole context.
 - MLA: a prompt decompresses keys and values per head; a step against a cache attends over the latent
@@ -48,6 +51,7 @@ from cobench.arch.architecture import (
     norm_params,
     qkv_width,
 )
+from cobench.arch.precision import KV_PRECISIONS, kv_bytes
 from cobench.errors import InputError
 
 OP_CLASSES = ("matmul", "attention", "elementwise", "gather", "kv", "scores", "fresh")
@@ -84,10 +88,14 @@ class Counting:
     # returns past ++ new as a fresh tensor, so the whole cache is read and written again (cobench's
     # exported ONNX graphs and the eager torch module do this)
     kv_expand: bool = False  # K/V repeated to n_heads before attention (cobench's graphs), not shared
+    kv_per_query_head: bool = False  # shared K/V read again for every query head of the group (CPU kernels that
+    # loop over query heads: ORT's GroupQueryAttention, ggml's), the re-reads from wherever the cache sits
     moe_loop: bool = False  # experts run one after another, each its own kernels (cobench's graphs), not grouped
     window_skip: bool = True  # a sliding layer's kernel skips keys outside its window (FlashAttention's local
     # window, llama.cpp's SWA cache); False: masked but computed and read, as ORT's CPU GroupQueryAttention
     # and the torch module do (measured: a 5 : 1 model at P = 4096 prefilled no faster than full attention)
+    kv_cache: str | None = None  # the type the engine keeps its KV cache in, whatever the workload's (None: the
+    # workload's): llama.cpp stores F16 K/V by default (type_k, type_v) for F32 and quantised weights alike
     fresh_logits: bool = False  # the engine allocates the prompt's logits afresh for every prompt, so a buffer
     # past the C library's mmap threshold is new pages that the kernel faults in and zeroes as the LM head
     # writes them (ORT GenAI on Linux: its [B, P, V] fp32 logits; measured ≈ 1.2 ms per 2 MB on a Xeon VM)
@@ -97,16 +105,20 @@ class Counting:
         """From a stored or user-given mapping: booleans must be booleans, kinds one of theirs."""
         if not isinstance(data, dict):
             raise InputError(where, f"expected a mapping, got {type(data).__name__}")
-        choices = {"logits": ("last", "all"), "kv_update": ("append", "concat")}
+        choices = {"logits": ("last", "all"), "kv_update": ("append", "concat"), "kv_cache": (None, *KV_PRECISIONS)}
         known = {f.name: f for f in fields(cls)}
         for key, value in data.items():
             if key not in known:
                 raise InputError(f"{where}.{key}", f"unknown field (known: {', '.join(known)})")
             if key in choices and value not in choices[key]:
-                raise InputError(f"{where}.{key}", f"one of {', '.join(choices[key])}, got {value!r}")
+                raise InputError(f"{where}.{key}", f"one of {', '.join(map(str, choices[key]))}, got {value!r}")
             if key not in choices and not isinstance(value, bool):
                 raise InputError(f"{where}.{key}", f"expected true/false, got {value!r}")
         return cls(**data)
+
+    def kv_element_bytes(self, workload_kv: float) -> float:
+        """Bytes per KV element the engine really stores: its own cache type where it has one."""
+        return kv_bytes(self.kv_cache, "counting.kv_cache") if self.kv_cache else workload_kv
 
 
 def linear(
@@ -215,8 +227,9 @@ def mixer_ops(
     ]:
         sinks = a.attention_sinks * a.n_heads * wb
         kv = batch * seen * 2 * attended_width * kvb
+        reread = np.where(grouped, 0, batch * seen * 2 * (q_width - kv_width) * kvb * counting.kv_per_query_head)
         ops += attention_ops(
-            name, count, a.head_dim, pairs, 2 * n * q_width * ab, kv, ab, counting, softmax_flops, sinks
+            name, count, a.head_dim, pairs, 2 * n * q_width * ab + reread, kv, ab, counting, softmax_flops, sinks
         )
     ops += [
         elementwise("output_gate", 2 * n * q_width, n * q_width, 4, gqa * a.attn_output_gate, ab),

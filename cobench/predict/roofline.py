@@ -206,13 +206,13 @@ def decode_contexts(w: Workload) -> np.ndarray:
 
 def phase_ops(a: ArchBatch, w: Workload, phase: str, counting: Counting) -> list[Op]:
     """Prefill: (N,) arrays. Decode: (N, S) arrays over the sampled decode contexts."""
-    t = w.types
+    t, kvb = w.types, counting.kv_element_bytes(w.kv_bytes)
     if phase == "prefill":
-        ops = forward_ops(a, w.batch, w.prompt, 0, t.weight_bytes, t.act_bytes, w.kv_bytes, counting)
+        ops = forward_ops(a, w.batch, w.prompt, 0, t.weight_bytes, t.act_bytes, kvb, counting)
         return stored_as(ops, t.weight_bytes, op_weight_bytes(a, w.precision))
     column = ArchBatch(**{k: v[:, None] for k, v in a.__dict__.items()})
     past = decode_contexts(w)[None, :]
-    ops = forward_ops(column, w.batch, 1, past, t.weight_bytes, t.act_bytes, w.kv_bytes, counting)
+    ops = forward_ops(column, w.batch, 1, past, t.weight_bytes, t.act_bytes, kvb, counting)
     return stored_as(ops, t.weight_bytes, op_weight_bytes(column, w.precision))
 
 
@@ -276,7 +276,7 @@ def memory_footprint(a: ArchBatch, w: Workload, counting: Counting) -> tuple[np.
     state), and the largest prefill transient."""
     t = w.types
     weights = weight_bytes(a, w.precision)
-    kv = w.batch * cache_bytes(a, w.context, w.kv_bytes)
+    kv = w.batch * cache_bytes(a, w.context, counting.kv_element_bytes(w.kv_bytes))
     gated = np.where(a.gated, 2, 1)
     key, value = linear_widths(a)
     widest = np.maximum.reduce(

@@ -9,7 +9,9 @@ Precisions are GGUF types: fp32 (F32) and fp16 (F16) written by cobench; q8_0, q
 256-value super-blocks in another type: the bytes each tensor really has are read back from the file and
 recorded beside what the roofline counts for it, arch/gguf_types.py). A generation: the cache emptied, the
 prompt decoded as one batch, its last logits picked greedily (TTFT); then each token decoded and picked (a
-step). Thread counts and llama.cpp's build (system info) go into the environment record.
+step). Thread counts, the KV cache's type and llama.cpp's build (system info) go into the environment record.
+The cache is F16, llama.cpp's default whatever the weights, set explicitly from the latency model's counting
+(predict/latency_model.py) so that what runs and what is predicted cannot part.
 """
 
 from __future__ import annotations
@@ -30,10 +32,13 @@ from cobench.errors import InputError, MissingDependency
 from cobench.measure.clocks import time_host
 from cobench.measure.export import Exported, ExportError, cached_build, export_key, file_sha256
 from cobench.measure.runners.engines import built_record, check_last_logits, cpu_threads
+from cobench.predict.latency_model import BACKEND_COUNTING
 
 INSTALL = "the llama.cpp backend needs llama-cpp-python and gguf: pip install 'cobench[llamacpp]' (builds llama.cpp)"
 QUANTISED = {"q8_0": 7, "q4_0": 2, "q4_k_m": 15}  # llama_ftype values (llama.h)
 PRECISIONS = ("fp32", "fp16", *QUANTISED)
+GGML_KV = {"fp32": "GGML_TYPE_F32", "fp16": "GGML_TYPE_F16"}  # KV cache types by cobench's KV precision name
+KV_CACHE = str(BACKEND_COUNTING["llama.cpp"].kv_cache)
 TOLERANCE = {"fp32": 5e-3, "fp16": 5e-2, "q8_0": 0.1, "q4_0": 0.6, "q4_k_m": 0.6}  # last logits, max (fp) / rms (q)
 
 
@@ -115,6 +120,7 @@ class Engine:
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = params.n_batch = params.n_ubatch = capacity  # the prompt in one batch
         params.n_threads = params.n_threads_batch = threads
+        params.type_k = params.type_v = getattr(llama_cpp, GGML_KV[KV_CACHE])
         ctx = llama_cpp.llama_init_from_model(model, params)
         vocab = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(model))
         return cls(model, ctx, int(vocab), params, (llama_cpp.llama_token * 1)())
@@ -199,6 +205,7 @@ class LlamaCppRunner:
             "llama_cpp_python": meta["llama_cpp_python"],
             "system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip(),
             "flash_attn_type": int(self.engine.params.flash_attn_type),  # -1: auto (llama.cpp's default)
+            "kv_cache": KV_CACHE,
             "device": "cpu",
             "quantisation": meta["precision"],
             "tensor_bytes": meta["tensor_bytes"],
