@@ -14,7 +14,8 @@ MAPE on TTFT and 3 % on TPOT.
 `--backend ort-genai` (ONNX Runtime GenAI) and `--backend llama.cpp` (F32 GGUF) are the same study on an
 engine (issue 12: target ≤ 5 % held-out MAPE): the architectures it can take (ORT GenAI the dense Llama/Qwen2
 layouts, llama.cpp those and Mixtral-style experts: the others are left out), a calibration of its own on its
-profiles alone. `--precision` (default fp32) runs the study at another precision, e.g. llama.cpp's q4_k_m.
+profiles (ORT GenAI's with ORT's attention kernels at its threads: onnxruntime's GroupQueryAttention is what it
+runs). `--precision` (default fp32) runs the study at another precision, e.g. llama.cpp's q4_k_m.
 """
 
 from __future__ import annotations
@@ -30,11 +31,13 @@ import yaml
 from cli import cobench
 
 from cobench.arch.spec import presets
+from cobench.fit.calibration.calibrate import engine_kernels
 from cobench.fit.calibration.design import Profiled
 from cobench.fit.calibration.record import Calibration
 from cobench.fit.calibration.solve import CacheTier
 from cobench.fit.calibration.validation import error_metrics, learning_curve, log_errors
 from cobench.hardware.devices import get_device
+from cobench.measure.runners.engines import cpu_threads
 from cobench.predict.roofline import RooflineParams
 from cobench.store import Store
 
@@ -133,6 +136,10 @@ def main() -> int:
 
     if b == "ort":  # an engine is calibrated on its own profiles (its kernels run inside it only)
         cobench("kernels", "run", "--backend", "ort", "--precision", precision, "--store", store)
+    if b == "ort-genai" and precision in ("fp32", "fp16"):  # but for ORT's attention, which runs inside ORT GenAI
+        threads = str(cpu_threads({"threads": args.threads}))
+        cobench("kernels", "run", "attention", "--backend", "ort", "--threads", threads, "--precision", precision,
+                "--store", store)  # fmt: skip
     names = {spec: Path(spec).stem for role in specs.values() for spec in role}
 
     def profile_all(roles: tuple[str, ...], into: str) -> None:
@@ -160,7 +167,9 @@ def main() -> int:
     device = get_device("cpu")
     with Store(args.store) as db:
         rows = db.profiles.find(backend=b, precision=precision, status="ok")
-        kernels = db.kernels.find("cpu", precision=precision, backend="ort") if b == "ort" else []
+        stored = db.kernels.find("cpu", precision=precision)
+    # the kernels the calibration took: ORT's for ORT, those that run inside the engine for an engine
+    kernels = [k for k in stored if k.backend == "ort"] if b == "ort" else engine_kernels(stored, b, rows)[0]
     chosen = [r for r in rows if r.workload.prompt in prompts.get(r.arch_name, [])]
     missing = [n for n in train + held_out if not any(r.arch_name == n for r in chosen)]
     if missing:

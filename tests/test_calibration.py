@@ -375,28 +375,47 @@ def test_bandwidth_factor_falls_from_the_speedup_to_one_past_the_cache() -> None
     assert np.all(RooflineParams.ideal().bandwidth_factor(w) == 1.0)
 
 
-def test_an_engine_is_calibrated_on_its_own_profiles_not_another_runtimes_kernels(tmp_path: Path) -> None:
+def test_an_engine_is_calibrated_on_its_own_profiles_and_the_kernels_that_run_inside_it(tmp_path: Path) -> None:
     """ORT's standalone kernels pinned efficiencies ORT GenAI's graph does not reach (held-out TPOT 26.6 % with
-    them, 18.5 % without, on this VM): an engine's calibration leaves them out and says so."""
+    them, 18.5 % without, on this VM): an engine's calibration leaves them out and says so — but for ORT's
+    attention, onnxruntime's own GroupQueryAttention that ORT GenAI runs, taken where it ran on the profiles'
+    onnxruntime and thread count (and only there: the same op on another thread count is another kernel)."""
     from cobench.fit.calibration.calibrate import calibrate_from_store
 
     rng = np.random.default_rng(13)
+    runtime = {"onnxruntime": "1.32.0", "intra_op_threads": 2}
     with Store(tmp_path / "e.db") as db:
         device_id = db.catalog.put_device(CPU)
         for a in _archs(4, seed=13):
             m = _measure(a, 256, rng, 0.01)
             measured = Measured(m.ttft_s, m.tpot_s, m.ttft_s + 15 * m.tpot_s, m.decode_s)
-            for backend in ("ort", "ort-genai"):
+            for backend in ("ort", "ort-genai", "llama.cpp"):
                 r = ProfileResult(
                     f"{backend}-{a.name}", a, CPU.name, None, backend, "fp32", m.workload, (256,), "ok", {}
                 )
-                db.profiles.put(replace(r, measured=measured, seconds=1.0), device_id)
-        for k in _kernels(rng, 0.01):
+                ran = {} if backend == "ort" else runtime  # ORT left to its default: no thread count set
+                r = replace(r, measured=measured, seconds=1.0, environment={"runner": ran | {"backend": backend}})
+                db.profiles.put(r, device_id)
+        kernels = _kernels(rng, 0.01)
+        for k in kernels:  # the default suites, on ORT's default threads as the ORT profiles
             db.kernels.put(replace(k, key=k.spec.label + str(k.cold), backend="ort"), device_id)
+        alone = calibrate_from_store(db, CPU, "ort-genai", "fp32", tmp_path, folds=2, curve=False)
+        attention = [k for k in kernels if k.spec.kind == "attention"]
+        for threads in (1, 2):
+            for k in attention:
+                record = runtime | {"intra_op_threads": threads}
+                db.kernels.put(
+                    replace(k, key=f"{k.spec.label}-{threads}", backend="ort", environment=record), device_id
+                )
         engine = calibrate_from_store(db, CPU, "ort-genai", "fp32", tmp_path, folds=2, curve=False)
+        llama = calibrate_from_store(db, CPU, "llama.cpp", "fp32", tmp_path, folds=2, curve=False)
         ort = calibrate_from_store(db, CPU, "ort", "fp32", tmp_path, folds=2, curve=False)
-    assert engine.n_kernels == 0 and any("profiles only" in n for n in engine.notes)
-    assert ort.n_kernels == len(_kernels(rng, 0.01)) and not ort.notes
+    assert alone.n_kernels == 0 and any("profiles and the ort attention kernels only" in n for n in alone.notes)
+    assert any("cobench kernels run attention --backend ort --threads 2" in n for n in alone.notes)
+    assert engine.n_kernels == len(attention) == 3 and not any("kernels run" in n for n in engine.notes)
+    assert llama.n_kernels == 0 and any("profiles only" in n for n in llama.notes)
+    assert ort.n_kernels == len(kernels)  # those on ORT's default threads, as its profiles ran
+    assert ort.notes == [f"left out {2 * len(attention)} kernels run on another thread count than the profiles"]
 
 
 def test_ort_on_a_cpu_counts_its_attention_scores_as_memory_traffic() -> None:

@@ -14,6 +14,7 @@ from cobench.errors import InputError
 from cobench.measure.kernels.results import ceilings
 from cobench.measure.kernels.run import run_kernel
 from cobench.measure.kernels.suites import KernelSpec, cost, load_suites
+from cobench.measure.runners.ort_session import ORT_DEFAULT_THREADS
 from cobench.measure.timing import HarnessConfig
 from cobench.store import Store
 
@@ -190,6 +191,29 @@ def test_ort_backend_rejects_what_it_cannot_run() -> None:
         ort_calls(KernelSpec("t", "triad", {"elements": 8}, "fp32"))
     with pytest.raises(InputError, match="precision"):
         ort_calls(KernelSpec("t", "gemm", {"m": 2, "n": 2, "k": 2}, "bf16"))
+
+
+def test_ort_kernels_run_on_the_threads_asked_and_are_kept_apart_from_ort_defaults(tmp_path: Path) -> None:
+    """An engine that runs ORT's attention inside it (ORT GenAI) is calibrated on that kernel at its own thread
+    count: a run with --threads is its own kernel, recorded with the threads and the onnxruntime it loaded."""
+    import onnxruntime
+
+    suite = tmp_path / "gqa.yaml"
+    shape = {"batch": 1, "heads": 4, "q": 16, "kv": 16, "head_dim": 32}
+    suite.write_text(yaml.safe_dump({"name": "gqa", "precisions": ["fp32"], "kernels": [
+        {"kind": "attention", "shapes": [shape]}]}))  # fmt: skip
+    store = str(tmp_path / "k.db")
+    flags = ["kernels", "run", "gqa", "--backend", "ort", "--kernels-path", str(suite), "--store", store, "--json"]
+    flags += ["--max-time-s", "0.1"]
+    for threads in ([], ["--threads", "1"], ["--threads", "1"]):
+        result = CliRunner().invoke(app, flags + threads)
+        assert result.exit_code == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert sorted(str(r["environment"]["intra_op_threads"]) for r in found) == ["1", ORT_DEFAULT_THREADS]
+    assert {r["environment"]["onnxruntime"] for r in found} == {onnxruntime.__version__}
+    for bad, backend in (("0", "ort"), ("2", "torch")):
+        refused = CliRunner().invoke(app, [*flags[:4], backend, *flags[5:], "--threads", bad])
+        assert refused.exit_code == 2 and "threads" in refused.stderr and len(refused.stderr.splitlines()) == 1
 
 
 def test_from_space_derives_the_shapes_candidates_use(tmp_path: Path) -> None:

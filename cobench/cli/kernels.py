@@ -71,6 +71,15 @@ def kernels_run(
     max_time_s: Annotated[
         float, typer.Option("--max-time-s", metavar="S", help="Maximum timed duration per kernel, seconds.")
     ] = KERNEL_HARNESS.max_time_s,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            metavar="N",
+            help="ORT's intra-op threads [default: onnxruntime's, one per physical core]: match an engine that runs"
+            " ORT's kernels inside it (ort-genai's `profile --threads`, default every usable CPU).",
+        ),
+    ] = None,
     store: StoreOpt = STORE_DEFAULT,
     devices_path: DevicesPathOpt = None,
     kernels_path: KernelsPathOpt = None,
@@ -87,7 +96,19 @@ def kernels_run(
 
     with Store(store) as db:
         run = run_kernels(
-            d, backend, db, suite, runner_device, not warm, precision, force, from_space, max_time_s, kernels_path, show
+            d,
+            backend,
+            db,
+            suite,
+            runner_device,
+            not warm,
+            precision,
+            force,
+            from_space,
+            max_time_s,
+            kernels_path,
+            show,
+            threads,
         )
     if json_out:
         return emit_json(run)

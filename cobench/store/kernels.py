@@ -44,7 +44,7 @@ class Kernels:
 
     def find(self, device: str, precision: str | None = None, backend: str | None = None) -> list[KernelResult]:
         """A device's kernel results (of one precision / backend if given), by suite, kind and age: the newest
-        of each kernel (backend, runner device, shape, precision, cache state) where a store holds it twice
+        of each kernel (backend, runner device, shape, precision, cache state, threads) where a store holds it twice
         (measured under an earlier identity of the device)."""
         sql, args = where({"d.name": device, "k.precision": precision, "k.backend": backend})
         rows = self.c.rows(
@@ -53,7 +53,8 @@ class Kernels:
             " JOIN devices d ON d.id = k.device_id" + sql + " ORDER BY k.suite, k.kind, k.created_at",
             args,
         )
-        newest = {tuple(r[k] for k in KERNEL_IDENTITY): r for r in rows}  # rows come oldest first
+        # rows come oldest first; ORT kernels run on a set thread count are other kernels than ORT's default's
+        newest = {(*(r[k] for k in KERNEL_IDENTITY), _threads(r["environment_json"])): r for r in rows}
         return [KernelResult.from_json(_decoded(r)) for r in newest.values()]
 
     def device_names(self) -> list[str]:
@@ -62,6 +63,10 @@ class Kernels:
             "SELECT DISTINCT d.name FROM kernel_results k JOIN devices d ON d.id = k.device_id ORDER BY d.name"
         )
         return [r[0] for r in rows]
+
+
+def _threads(environment_json: str) -> Any:
+    return json.loads(environment_json).get("intra_op_threads")
 
 
 def _decoded(r: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +24,7 @@ from cobench.hardware.devices import DeviceSpec
 from cobench.measure.kernels.results import KernelResult
 from cobench.measure.kernels.run import KERNEL_BACKENDS
 from cobench.measure.result import ProfileResult
+from cobench.measure.runners.ort_session import ORT_DEFAULT_THREADS
 from cobench.predict.latency_model import backend_counting
 from cobench.predict.roofline import RooflineParams
 from cobench.store import Store
@@ -165,6 +167,54 @@ def _chosen(
     return [r for r in rows if (not arch or r.arch_name in arch) and r.arch_name not in (exclude or [])]
 
 
+# Kernels that run inside an engine though another backend times them alone: ORT GenAI loads the onnxruntime
+# package and runs its GroupQueryAttention, the op ORT's attention suite times — on the same library and threads,
+# the engine's own attention kernel. Its other ops are its builder's graph, fused otherwise than ORT's suites.
+INSIDE = {"ort-genai": ("ort", ("attention",))}
+
+
+def engine_kernels(
+    stored: Sequence[KernelResult], backend: str, rows: Sequence[ProfileResult]
+) -> tuple[list[KernelResult], list[str]]:
+    """The stored kernels that run inside an engine (INSIDE), on the onnxruntime and thread count its profiles
+    ran; and what the calibration should say about the rest."""
+    inside, kinds = INSIDE.get(backend, ("", ()))
+    ran = {_runtime(_runner(r)) for r in rows}
+    usable = [k for k in stored if k.backend == inside and k.spec.kind in kinds and _runtime(k.environment) in ran]
+    notes, what = [], "/".join(kinds)
+    if len(stored) > len(usable):
+        also = f" and the {inside} {what} kernels" if inside else ""
+        notes.append(
+            f"{backend} is fitted on its profiles{also} only: kernels of another runtime would pin efficiencies it"
+            " does not reach (docs/calibration.md)"
+        )
+    if inside and not usable:
+        threads = ", ".join(sorted({str(t) for _, t in ran}))
+        notes.append(
+            f"no {inside} {what} kernels at the profiles' onnxruntime and {threads} threads, which run inside"
+            f" {backend}: `cobench kernels run {' '.join(kinds)} --backend {inside} --threads {threads}`"
+        )
+    return usable, notes
+
+
+def same_threads(kernels: Sequence[KernelResult], rows: Sequence[ProfileResult]) -> list[KernelResult]:
+    """The kernels run on the thread count the profiles ran (ORT's default where neither set one)."""
+    ran = {_threads(_runner(r)) for r in rows}
+    return [k for k in kernels if _threads(k.environment) in ran]
+
+
+def _runner(r: ProfileResult) -> dict[str, Any]:
+    return (r.environment or {}).get("runner") or {}
+
+
+def _threads(record: dict[str, Any]) -> Any:
+    return record.get("intra_op_threads", ORT_DEFAULT_THREADS)
+
+
+def _runtime(record: dict[str, Any]) -> tuple[Any, Any]:
+    return record.get("onnxruntime"), _threads(record)
+
+
 def calibrate_from_store(
     store: Store,
     device: DeviceSpec,
@@ -195,15 +245,16 @@ def calibrate_from_store(
     stored = [k for k in found_kernels if k.runner_device == device.runner]  # never another processor's ceilings
     same_backend = [k for k in stored if k.backend == backend]
     engine = backend not in KERNEL_BACKENDS  # ORT GenAI, llama.cpp: their kernels run inside the engine only
-    kernels = same_backend if engine else same_backend or stored
+    kernels, engine_notes = engine_kernels(stored, backend, rows) if engine else (same_backend or stored, [])
     notes = []
     if len(stored) < len(found_kernels):
         notes.append(f"left out {len(found_kernels) - len(stored)} kernels not run on {device.name}'s {device.runner}")
-    if engine and stored:
-        notes.append(
-            f"{backend} is fitted on its profiles only: kernels of another runtime would pin efficiencies it does not"
-            " reach (docs/calibration.md)"
-        )
+    matched = kernels if engine else same_threads(kernels, rows)  # an engine's are matched on its runtime
+    if len(matched) < len(kernels):
+        notes.append(f"left out {len(kernels) - len(matched)} kernels run on another thread count than the profiles")
+    kernels = matched
+    if engine:
+        notes += engine_notes if use_kernels else []
     elif use_kernels and not kernels:
         notes.append(f"no {precision} kernel results for {device.name}: fitting profiles only (`cobench kernels run`)")
     elif kernels and not same_backend:

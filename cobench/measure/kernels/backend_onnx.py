@@ -166,8 +166,9 @@ def _feeds(spec: KernelSpec, ins: Inputs, rng: np.random.Generator) -> dict[str,
     }
 
 
-def ort_calls(spec: KernelSpec) -> tuple[int, Callable[[int], Callable[[], Any]]]:
-    """Operand bytes, and a factory of independent calls (each with its own inputs and bound output)."""
+def ort_calls(spec: KernelSpec, threads: int | None = None) -> tuple[int, Callable[[int], Callable[[], Any]]]:
+    """Operand bytes, and a factory of independent calls (each with its own inputs and bound output); `threads`:
+    ORT's intra-op threads (None: its default, one per physical core)."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -177,6 +178,8 @@ def ort_calls(spec: KernelSpec) -> tuple[int, Callable[[int], Callable[[], Any]]
     model, ins, outs = _graph(spec, engine=True)
     so = ort.SessionOptions()
     so.log_severity_level = 3
+    if threads:
+        so.intra_op_num_threads = threads
     session = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
     def call(i: int) -> Callable[[], Any]:

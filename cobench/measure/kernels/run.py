@@ -22,6 +22,7 @@ from cobench.measure.clocks import time_cuda, time_host
 from cobench.measure.kernels.backend_torch import last_level_cache_bytes, native_precisions, torch_calls
 from cobench.measure.kernels.results import KernelResult
 from cobench.measure.kernels.suites import ELEMENT_BYTES, KernelSpec, cost, load_suites
+from cobench.measure.runners.ort_session import ORT_DEFAULT_THREADS
 from cobench.measure.stats import summarize
 from cobench.measure.timing import HarnessConfig, run
 from cobench.records import content_id
@@ -86,14 +87,16 @@ def run_kernel(
     cfg: HarnessConfig = KERNEL_HARNESS,
     cache_bytes: int | None = None,
     backend: str = "torch",
+    threads: int | None = None,
 ) -> KernelResult:
-    """Time one kernel on torch, ORT (CPU) or TensorRT; cold (unless the kernel's suite is warm): rotate through
-    copies of the operands totalling > 2x the last-level cache, so no call finds its operands cached."""
+    """Time one kernel on torch, ORT (CPU, on `threads` intra-op threads if given) or TensorRT; cold (unless the
+    kernel's suite is warm): rotate through copies of the operands totalling > 2x the last-level cache, so no
+    call finds its operands cached."""
     cold = spec.timed_cold(cold)
     if backend in ("ort", "trt"):
         from cobench.measure.kernels.backend_onnx import ort_calls, trt_calls
 
-        operand_bytes, make_call = (ort_calls if backend == "ort" else trt_calls)(spec)
+        operand_bytes, make_call = ort_calls(spec, threads) if backend == "ort" else trt_calls(spec)
     else:
         operand_bytes, make_call = torch_calls(spec, device)
     flops, nbytes = cost(spec.kind, spec.shape, ELEMENT_BYTES[spec.precision])
@@ -158,6 +161,14 @@ def runner_device_of(backend: str, runner_device: str | None, device: DeviceSpec
     return where
 
 
+def ort_runtime(threads: int | None) -> dict[str, Any]:
+    """What an ORT kernel ran on, for its record: the onnxruntime it loaded and its intra-op threads, which an
+    engine's profiles are matched against before its calibration takes the kernel (fit/calibration)."""
+    import importlib.metadata as md
+
+    return {"onnxruntime": md.version("onnxruntime"), "intra_op_threads": threads or ORT_DEFAULT_THREADS}
+
+
 def run_kernels(
     device: DeviceSpec,
     backend: str,
@@ -171,14 +182,18 @@ def run_kernels(
     max_time_s: float = KERNEL_HARNESS.max_time_s,
     kernels_path: list[Path] | None = None,
     progress: Callable[[int, int, KernelResult], None] | None = None,
+    threads: int | None = None,
 ) -> KernelRun:
     """Time every kernel of the suites (and a space's shapes) not stored yet for this device, backend,
-    runner device and cache state; only the precisions this runner device runs natively unless asked."""
+    runner device, cache state and thread count; only the precisions this runner device runs natively unless
+    asked. `threads` (ORT only): its intra-op threads, as an engine that runs ORT's kernels inside it sets them."""
     from cobench.measure.kernels.backend_onnx import ONNX_KINDS
     from cobench.measure.runners import check_available
 
     if backend not in KERNEL_BACKENDS:
         raise InputError("backend", f"kernel suites run on {', '.join(KERNEL_BACKENDS)}, not {backend!r}")
+    if threads is not None and (backend != "ort" or isinstance(threads, bool) or threads < 1):
+        raise InputError("threads", f"a positive thread count for ort kernels, got {threads!r} for {backend}")
     where = runner_device_of(backend, runner_device, device)
     check_available(backend, where)
     wanted = precisions or sorted(native_precisions(where))
@@ -192,14 +207,16 @@ def run_kernels(
         raise InputError("max_time_s", f"must be positive, got {max_time_s}")
     cfg = replace(KERNEL_HARNESS, max_time_s=max_time_s, min_time_s=min(KERNEL_HARNESS.min_time_s, max_time_s))
     llc = last_level_cache_bytes(where)
+    runtime = ort_runtime(threads) if backend == "ort" else {}
     device_id = store.catalog.put_device(device)
     for i, spec in enumerate(specs, 1):
         method = [ORT_ATTENTION] if backend == "ort" and spec.kind == "attention" else []  # older graph: not reused
+        method += [f"threads={threads}"] if threads else []  # ORT's default keeps the keys it always had
         key = content_id([device_id, backend, where, spec.key_fields(), spec.timed_cold(cold), *method])
         if store.kernels.has(key) and not force:
             continue
-        r = run_kernel(spec, where, cold=cold, cfg=cfg, cache_bytes=llc, backend=backend)
-        r = replace(r, key=key, environment={"llc_bytes": llc})
+        r = run_kernel(spec, where, cold=cold, cfg=cfg, cache_bytes=llc, backend=backend, threads=threads)
+        r = replace(r, key=key, environment={"llc_bytes": llc} | runtime)
         store.kernels.put(r, device_id)
         if progress:
             progress(i, len(specs), r)

@@ -23,6 +23,8 @@ from typing import Any
 
 from cobench.errors import CobenchError, InputError, MissingDependency
 
+ORT_DEFAULT_THREADS = "onnxruntime's default: one per physical core"  # the record of a session left to choose
+
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 # Nodes that may run on the host in a GPU session: ORT's CUDA provider places shape arithmetic there on
@@ -99,7 +101,7 @@ def preload(device: str) -> None:
 def intra_op_threads(session: Any) -> int | str:
     """A session's threads for the environment record: the number set, or ORT's own rule when none was (0:
     one thread per physical core, pinned — not os.cpu_count(), which counts SMT siblings too)."""
-    return session.get_session_options().intra_op_num_threads or "onnxruntime's default: one per physical core"
+    return session.get_session_options().intra_op_num_threads or ORT_DEFAULT_THREADS
 
 
 def session_options(options: dict[str, Any], profile_dir: Path | None = None) -> Any:
