@@ -129,7 +129,8 @@ def main() -> int:
     args.out = args.out or HERE / "out" / f"accuracy{suffix}"
     args.store.parent.mkdir(parents=True, exist_ok=True)
     store = str(args.store)
-    profile_flags = ["--backend", b, "--precision", precision, "--max-time-s", "4"]
+    # --retry-failed: a run resumed after an interruption measures again what the interruption killed
+    profile_flags = ["--backend", b, "--precision", precision, "--max-time-s", "4", "--retry-failed"]
     profile_flags += ["--threads", str(args.threads)] if args.threads else []
     t0 = time.perf_counter()
     specs, prompts = architecture_files(args.out, b)
