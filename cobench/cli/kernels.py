@@ -96,20 +96,9 @@ def kernels_run(
 
     with Store(store) as db:
         run = run_kernels(
-            d,
-            backend,
-            db,
-            suite,
-            runner_device,
-            not warm,
-            precision,
-            force,
-            from_space,
-            max_time_s,
-            kernels_path,
-            show,
-            threads,
-        )
+            d, backend, db, suite, runner_device, not warm, precision, force, from_space, max_time_s, kernels_path,
+            progress=show, threads=threads,
+        )  # fmt: skip
     if json_out:
         return emit_json(run)
     if run.skipped_precisions:
