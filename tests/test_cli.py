@@ -85,6 +85,15 @@ def test_predict_raw_is_faster_than_default() -> None:
     assert raw["ttft_s"] < default["ttft_s"] and raw["params_source"].startswith("ideal")
 
 
+def test_predict_for_llama_cpp_counts_and_shows_its_f16_cache() -> None:
+    """Bug: llama.cpp's F16 cache was predicted and shown as fp32 beside fp32 weights (twice its bytes)."""
+    flags = ["-a", "tiny-gqa-4l", "-d", "cpu", "--precision", "fp32", "--uncalibrated", "--no-store", "--no-ops"]
+    llama, ort = (run_json("predict", *flags, "--backend", b)[0] for b in ("llama.cpp", "ort"))  # --no-ops: a list
+    assert (llama["workload"]["kv_precision"], ort["workload"]["kv_precision"]) == ("fp16", "fp32")
+    assert llama["kv_cache_bytes"] == ort["kv_cache_bytes"] / 2
+    assert "fp32 weights, fp16 KV" in run("predict", *flags, "--backend", "llama.cpp").stdout
+
+
 def test_sweep_json_resume_and_export(tmp_path: Path) -> None:
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump(SMALL))

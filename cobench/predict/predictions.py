@@ -85,18 +85,21 @@ def predict_all(
     store: Store | None,
     with_operators: bool,
 ) -> Predicted:
-    """Every architecture on every device; stored as predictions unless `store` is None."""
-    records, details = [], []
+    """Every architecture on every device; stored as predictions unless `store` is None. An engine that keeps
+    its cache in a type of its own (llama.cpp: F16) is predicted, recorded and shown with that KV type."""
+    records, details, used = [], [], set()
     for d in devices:
         m = model_for(d)
         counting: Counting = replace(m.counting, **counting_override)
+        wd = replace(w, kv_precision=counting.kv_cache) if counting.kv_cache else w
+        used.add(wd)
         for a in archs:
-            p = predict(a, d, w, m.params, counting)
-            rec = prediction_record(a, d, w, p, m)
+            p = predict(a, d, wd, m.params, counting)
+            rec = prediction_record(a, d, wd, p, m)
             records.append(rec)
             if store is not None:
                 arch_id, device_id = store.catalog.put_architecture(a), store.catalog.put_device(d)
-                store.predictions.put(arch_id, device_id, w.to_dict(), asdict(m.params), rec)
+                store.predictions.put(arch_id, device_id, wd.to_dict(), asdict(m.params), rec)
             if with_operators and len(archs) * len(devices) == 1:
-                details = [asdict(r) for r in breakdown(a, d, w, m.params, counting)]
-    return Predicted(records, details, w)
+                details = [asdict(r) for r in breakdown(a, d, wd, m.params, counting)]
+    return Predicted(records, details, used.pop() if len(used) == 1 else w)

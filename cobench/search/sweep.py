@@ -115,7 +115,7 @@ def keep_mask(
     columns.update(
         params_total=counts.total,
         params_active=counts.active,
-        kv_bytes_per_token=kv_cache_bytes_per_token(batch, w.kv_bytes),
+        kv_bytes_per_token=kv_cache_bytes_per_token(batch, counting.kv_element_bytes(w.kv_bytes)),
         ttft_s=p.ttft_s,
         tpot_s=p.tpot_s,
         e2e_s=p.e2e_s,
