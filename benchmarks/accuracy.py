@@ -31,7 +31,7 @@ import yaml
 from cli import cobench
 
 from cobench.arch.spec import presets
-from cobench.fit.calibration.calibrate import engine_kernels, same_threads
+from cobench.fit.calibration.calibrate import chosen_kernels
 from cobench.fit.calibration.design import Profiled
 from cobench.fit.calibration.record import Calibration
 from cobench.fit.calibration.solve import CacheTier
@@ -169,9 +169,8 @@ def main() -> int:
     with Store(args.store) as db:
         rows = db.profiles.find(backend=b, precision=precision, status="ok")
         stored = db.kernels.find("cpu", precision=precision)
-    # the kernels the calibration took: ORT's for ORT, those that run inside the engine for an engine
-    ort = [k for k in stored if k.backend == "ort"]
-    kernels = same_threads(ort, rows) if b == "ort" else engine_kernels(stored, b, rows)[0]
+    trained = [r for r in rows if r.arch_name in train]
+    kernels = chosen_kernels(stored, device, b, precision, trained)[0]  # the ones the calibration took
     chosen = [r for r in rows if r.workload.prompt in prompts.get(r.arch_name, [])]
     missing = [n for n in train + held_out if not any(r.arch_name == n for r in chosen)]
     if missing:

@@ -215,6 +215,37 @@ def _runtime(record: dict[str, Any]) -> tuple[Any, Any]:
     return record.get("onnxruntime"), _threads(record)
 
 
+def chosen_kernels(
+    found: Sequence[KernelResult],
+    device: DeviceSpec,
+    backend: str,
+    precision: str,
+    rows: Sequence[ProfileResult],
+    use_kernels: bool = True,
+) -> tuple[list[KernelResult], list[str]]:
+    """The stored kernels a calibration of `backend` fits beside its profiles `rows`, and what to say about the
+    rest: those run on this device's processor and on the profiles' thread count — the backend's own (any
+    backend's if it has none), or for an engine those that run inside it (engine_kernels)."""
+    stored = [k for k in found if k.runner_device == device.runner]  # never another processor's ceilings
+    same_backend = [k for k in stored if k.backend == backend]
+    engine = backend not in KERNEL_BACKENDS  # ORT GenAI, llama.cpp: their kernels run inside the engine only
+    kernels, engine_notes = engine_kernels(stored, backend, rows) if engine else (same_backend or stored, [])
+    notes = []
+    if len(stored) < len(found):
+        notes.append(f"left out {len(found) - len(stored)} kernels not run on {device.name}'s {device.runner}")
+    matched = kernels if engine else same_threads(kernels, rows)  # an engine's are matched on its runtime
+    if len(matched) < len(kernels):
+        notes.append(f"left out {len(kernels) - len(matched)} kernels run on another thread count than the profiles")
+    kernels = matched
+    if engine:
+        notes += engine_notes if use_kernels else []
+    elif use_kernels and not kernels:
+        notes.append(f"no {precision} kernel results for {device.name}: fitting profiles only (`cobench kernels run`)")
+    elif kernels and not same_backend:
+        notes.append(f"no {backend} kernels stored; using {len(kernels)} from {kernels[0].backend}")
+    return kernels, notes
+
+
 def calibrate_from_store(
     store: Store,
     device: DeviceSpec,
@@ -242,23 +273,7 @@ def calibrate_from_store(
     models = [Profiled.of(r) for r in rows]
     require_models(models, f"{device.name} {backend} {precision}")
     found_kernels = store.kernels.find(device.name, precision) if use_kernels else []
-    stored = [k for k in found_kernels if k.runner_device == device.runner]  # never another processor's ceilings
-    same_backend = [k for k in stored if k.backend == backend]
-    engine = backend not in KERNEL_BACKENDS  # ORT GenAI, llama.cpp: their kernels run inside the engine only
-    kernels, engine_notes = engine_kernels(stored, backend, rows) if engine else (same_backend or stored, [])
-    notes = []
-    if len(stored) < len(found_kernels):
-        notes.append(f"left out {len(found_kernels) - len(stored)} kernels not run on {device.name}'s {device.runner}")
-    matched = kernels if engine else same_threads(kernels, rows)  # an engine's are matched on its runtime
-    if len(matched) < len(kernels):
-        notes.append(f"left out {len(kernels) - len(matched)} kernels run on another thread count than the profiles")
-    kernels = matched
-    if engine:
-        notes += engine_notes if use_kernels else []
-    elif use_kernels and not kernels:
-        notes.append(f"no {precision} kernel results for {device.name}: fitting profiles only (`cobench kernels run`)")
-    elif kernels and not same_backend:
-        notes.append(f"no {backend} kernels stored; using {len(kernels)} from {kernels[0].backend}")
+    kernels, notes = chosen_kernels(found_kernels, device, backend, precision, rows, use_kernels)
     c = store.calibrations.put(calibrate(models, kernels, device, backend, precision, folds, curve, seed, tier))
     if tier:
         notes.append(
