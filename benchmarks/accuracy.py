@@ -12,7 +12,7 @@ Targets (issue 11): held-out MAPE ≤ 3 % TTFT, ≤ 4 % TPOT, ≥ 95 % within ±
 MAPE on TTFT and 3 % on TPOT.
 
 `--backend ort-genai` (ONNX Runtime GenAI) and `--backend llama.cpp` (F32 GGUF) are the same study on an
-engine (issue 12: target ≤ 5 % held-out MAPE): the architectures it can take (ORT GenAI the dense Llama/Qwen2
+engine (issue 12: target ≤ 5 % held-out MAPE): the architectures it can take (ORT GenAI the dense Llama/Qwen2/Qwen3
 layouts, llama.cpp those and Mixtral-style experts: the others are left out), a calibration of its own on its
 profiles (ORT GenAI's with ORT's attention kernels at its threads: onnxruntime's GroupQueryAttention is what it
 runs). `--precision` (default fp32) runs the study at another precision, e.g. llama.cpp's q4_k_m.

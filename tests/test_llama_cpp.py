@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_ort_genai import QWEN, SMALL, _greedy
+from test_ort_genai import QWEN, QWEN3, SMALL, _greedy
 
 from cobench.arch.architecture import Architecture
 from cobench.arch.spec import presets
@@ -39,7 +39,9 @@ def test_rope_rows_go_from_halves_to_pairs() -> None:
 MIXTRAL = replace(SMALL, name="gguf-moe", n_experts=4, top_k=2, d_ff_expert=96)
 
 
-@pytest.mark.parametrize("arch", [SMALL, QWEN, MIXTRAL], ids=["llama", "qwen2-biases", "mixtral-experts"])
+@pytest.mark.parametrize(
+    "arch", [SMALL, QWEN, QWEN3, MIXTRAL], ids=["llama", "qwen2-biases", "qwen3-qk-norm", "mixtral-experts"]
+)
 def test_llama_cpp_generates_what_the_torch_module_generates(arch: Architecture, cache: Path) -> None:
     built = build(arch, "fp32", cache)
     assert built.meta["validation"]["last_logits"] < runner_module.TOLERANCE["fp32"]
@@ -68,6 +70,7 @@ GGUF_SHAPES = {  # depths that pick different layers for Q6_K; rows of 256, 320,
     "5l-mha-bias": {"n_layers": 5, "d_model": 512, "n_heads": 8, "n_kv_heads": 8, "d_ff": 1024, "qkv_bias": True},
     "4l-8-experts": {"n_experts": 8, "top_k": 2, "d_ff_expert": 352},  # Mixtral's count: attention kept finer
     "8l-4-experts": {"n_layers": 8, "n_experts": 4, "top_k": 2, "d_ff_expert": 512},
+    "6l-qwen3": {"n_layers": 6, "qk_norm": "head", "head_dim": 128},  # llama.cpp's qwen3: q/k norms kept F32
 }
 
 

@@ -16,6 +16,7 @@ from test_cli import run
 
 from cobench.arch.architecture import Architecture
 from cobench.arch.model import build_model
+from cobench.arch.spec import load_architecture
 from cobench.errors import InputError, MissingDependency
 from cobench.measure.hf_layout import hf_config, hf_type
 
@@ -26,6 +27,7 @@ from cobench.measure.runners.ort_genai import OrtGenAIRunner, build  # noqa: E40
 SMALL = Architecture(name="genai-small", vocab_size=512, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128,
                      max_seq_len=256)  # fmt: skip
 QWEN = replace(SMALL, name="genai-qwen", qkv_bias=True, tie_embeddings=True)
+QWEN3 = replace(SMALL, name="genai-qwen3", qk_norm="head", head_dim=32)  # heads × head_dim ≠ d_model, as Qwen3's
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +48,7 @@ def _greedy(a: Architecture, ids: np.ndarray, n: int) -> list[int]:
     return out
 
 
-@pytest.mark.parametrize("arch", [SMALL, QWEN], ids=["llama", "qwen2"])
+@pytest.mark.parametrize("arch", [SMALL, QWEN, QWEN3], ids=["llama", "qwen2", "qwen3-qk-norm"])
 def test_the_engine_generates_what_the_torch_module_generates(arch: Architecture, cache: Path) -> None:
     built = build(arch, "fp32", "cpu", cache)
     assert built.meta["validation"]["last_logits"] < 1e-4 and built.meta["hf_type"] == hf_type(arch)
@@ -124,6 +126,12 @@ def test_what_the_engine_cannot_run_is_said_before_any_worker(tmp_path: Path, mo
     assert "ort-genai on cpu runs fp32, int4, not 'fp16'" in err
     with pytest.raises(InputError, match="routed experts"):
         hf_config(Architecture.from_dict(SMALL.to_dict() | {"n_experts": 4, "top_k": 1, "d_ff_expert": 32}))
+    hf = Path(__file__).parent / "fixtures" / "hf"
+    assert hf_type(load_architecture(str(hf / "qwen3-0.6b.json"))) == "qwen3"  # the shipped family loads
+    with pytest.raises(InputError, match="olmo-2.* has a QK-norm over the whole projection"):
+        hf_type(load_architecture(str(hf / "olmo-2-0425-1b.json")))
+    with pytest.raises(InputError, match="a per-head QK-norm beside experts or biases"):
+        hf_type(replace(QWEN3, qkv_bias=True))  # Qwen3's layout has no q/k/v-only biases
     import importlib.util
 
     real = importlib.util.find_spec

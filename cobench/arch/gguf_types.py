@@ -1,7 +1,7 @@
 """The GGUF type llama.cpp's quantiser gives each weight tensor, and so the bytes a pass really reads.
 
 A GGUF file type names a mix, not one type. These are the rules of llama.cpp's `llama_tensor_get_type` for its
-`llama` architecture (the layout measure/gguf_layout.py writes), checked tensor by tensor against files the
+`llama` and `qwen3` architectures (the layouts measure/gguf_layout.py writes), checked tensor by tensor against files the
 installed llama.cpp quantised (tests/test_gguf_types.py):
 - The output matrix (the token embedding when tied) is Q6_K, unless the file type is Q8_0.
 - Q4_K_M gives attn_v and ffn_down Q6_K in the layers llama.cpp's `use_more_bits` picks (the first and last
@@ -12,7 +12,7 @@ installed llama.cpp quantised (tests/test_gguf_types.py):
 - Routed experts (Mixtral's layout): the router stays F32; ffn_down_exps follows ffn_down's rule, the other
   experts the base type. With exactly 8 experts (Mixtral 8x7B's case) attn_k and attn_v are Q8_0 and, at Q4_K_M,
   attn_output Q5_K.
-- Vectors (norms, biases) stay F32.
+- Vectors (norms, QK-norms, biases) stay F32.
 Everything is vectorised over architecture columns, as operators.py is.
 """
 
@@ -29,6 +29,7 @@ from cobench.arch.architecture import (
     norm_params,
     norms_per_layer,
     param_counts,
+    qk_norm_params,
     qkv_width,
 )
 from cobench.arch.precision import precision
@@ -128,5 +129,10 @@ def weight_bytes(a: ArchLike, name: str) -> Any:
     if not real:
         return total
     counted = op_weights(a)
-    vectors = (a.n_layers * norms_per_layer(a) + 1) * norm_params(a) + a.n_layers * a.qkv_bias * qkv_width(a)
+    kinds = layers_of(a)
+    vectors = (
+        (a.n_layers * norms_per_layer(a) + 1) * norm_params(a)
+        + a.n_layers * a.qkv_bias * qkv_width(a)
+        + (kinds["full"] + kinds["sliding"]) * qk_norm_params(a)
+    )
     return total + sum(counted[k] * (real[k] - nominal) for k in real) + vectors * (4 - nominal)

@@ -2,7 +2,9 @@
 
 llama.cpp's `llama` architecture: the names of its converter (token_embd, blk.N.attn_q, …, output), q and
 k rows permuted from rotate-half RoPE (cobench, Hugging Face) to llama.cpp's interleaved pairs as its
-converter does, the output matrix left out when tied. The vocabulary is 256 byte tokens `<0xNN>` and
+converter does, the output matrix left out when tied. A per-head QK-norm is llama.cpp's `qwen3`
+architecture: the same names plus attn_q_norm/attn_k_norm, and rows left as they are (its RoPE is
+rotate-half, NeoX's). The vocabulary is 256 byte tokens `<0xNN>` and
 `t256 …` (llama.cpp's SentencePiece loader wants the bytes; nothing reads text). F32 or F16; llama.cpp
 quantises from F32 (runners/llama_cpp.py). SwiGLU/RMSNorm, dense as for ORT GenAI (hf_layout.hf_type) or with
 Mixtral's routed experts: llama.cpp's `llama` architecture runs those too (a softmax router, the top k
@@ -28,6 +30,8 @@ _LAYER = {  # cobench module name inside layers.N → llama.cpp tensor name insi
     "attn.q_proj.bias": "attn_q.bias",
     "attn.k_proj.bias": "attn_k.bias",
     "attn.v_proj.bias": "attn_v.bias",
+    "attn.q_norm.weight": "attn_q_norm.weight",
+    "attn.k_norm.weight": "attn_k_norm.weight",
     "ffn_norm.weight": "ffn_norm.weight",
     "ffn.gate_proj.weight": "ffn_gate.weight",
     "ffn.up_proj.weight": "ffn_up.weight",
@@ -43,9 +47,16 @@ def interleave_rope(w: np.ndarray, heads: int) -> np.ndarray:
     return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
+def gguf_architecture(a: Architecture) -> str:
+    """llama.cpp's architecture for `a`: `qwen3` for a per-head QK-norm, else `llama` (biases and experts
+    included); a clear error for what neither runs."""
+    return "qwen3" if hf_type(a, experts=True) == "qwen3" else "llama"
+
+
 def gguf_tensors(a: Architecture, state: dict[str, Any]) -> dict[str, np.ndarray]:
     """The module's state dict as llama.cpp's tensors (numpy, float32); a layer's experts stacked into one
     tensor per projection, (experts, rows, columns), as llama.cpp's converter stacks Mixtral's."""
+    interleaved = gguf_architecture(a) == "llama"  # llama.cpp's `llama` rotates pairs; `qwen3` halves
     found: dict[str, np.ndarray] = {}
     experts: dict[str, list[np.ndarray]] = {}
     for name, t in state.items():
@@ -60,9 +71,9 @@ def gguf_tensors(a: Architecture, state: dict[str, Any]) -> dict[str, np.ndarray
             projection = rest.split(".")[3]  # ffn.experts.E.<projection>.weight, E in order
             experts.setdefault(f"blk.{i}.{_EXPERTS[projection]}", []).append(w)
             continue
-        if rest.startswith("attn.q_proj"):
+        if interleaved and rest.startswith("attn.q_proj"):
             w = interleave_rope(w, a.n_heads)
-        elif rest.startswith("attn.k_proj"):
+        elif interleaved and rest.startswith("attn.k_proj"):
             w = interleave_rope(w, a.n_kv_heads)
         found[f"blk.{i}.{_LAYER[rest]}"] = w
     return found | {name: np.stack(ws) for name, ws in experts.items()}
@@ -74,9 +85,9 @@ def write_gguf(a: Architecture, path: Path, seed: int = 0, f16: bool = False) ->
 
     from cobench.arch.model import build_model
 
-    hf_type(a, experts=True)  # ORT GenAI's layouts and Mixtral's: a clear error for the others
+    architecture = gguf_architecture(a)  # a clear error for what llama.cpp cannot take
     model = build_model(a, seed)
-    w = gguf.GGUFWriter(str(path), "llama")
+    w = gguf.GGUFWriter(str(path), architecture)
     w.add_name(a.name)
     w.add_block_count(a.n_layers)
     w.add_context_length(a.max_seq_len)

@@ -2,8 +2,8 @@
 own torch module, for the engines whose builders start from one (ONNX Runtime GenAI).
 
 The weights are the module's (random, seeded), so the parameter count and the numerics an engine is checked
-against are cobench's. Layouts: Llama (SwiGLU, RMSNorm, no biases or an MLP/attention bias) and Qwen2 (q/k/v
-bias only). The tokenizer is a word-level vocabulary `t0 … t{V−1}`: engines need one; nothing reads text.
+against are cobench's. Layouts: Llama (SwiGLU, RMSNorm, no biases or an MLP/attention bias), Qwen2 (q/k/v
+bias only) and Qwen3 (no biases, an RMSNorm of each query and key head before RoPE). The tokenizer is a word-level vocabulary `t0 … t{V−1}`: engines need one; nothing reads text.
 """
 
 from __future__ import annotations
@@ -17,13 +17,14 @@ from cobench.errors import InputError
 
 RMS_EPS = 1e-6  # arch/model.py's RMSNorm
 
-_RENAME = (  # cobench module name → Hugging Face (Llama/Qwen2) name, applied in order
+_RENAME = (  # cobench module name → Hugging Face (Llama/Qwen2/Qwen3) name, applied in order
     ("layers.", "model.layers."),
     (".attn.", ".self_attn."),
     (".attn_norm.", ".input_layernorm."),
     (".ffn_norm.", ".post_attention_layernorm."),
     (".ffn.", ".mlp."),
 )
+_VARIANTS = {"rope_theta", "qk_norm"}  # the variants a layout below can say (qk_norm: Qwen3's per-head one)
 _TOP = {
     "embed.weight": "model.embed_tokens.weight",
     "norm.weight": "model.norm.weight",
@@ -34,28 +35,33 @@ _TOP = {
 def hf_type(a: Architecture, experts: bool = False) -> str:
     """The Hugging Face model type whose layout `a` has, or an error naming what no such type has. With
     `experts` (llama.cpp), Mixtral's routed experts (top-k of a softmax router, no shared ones) too."""
+    qk_norm = a.qk_norm == "head"
     unsupported = [
         (a.is_moe and not experts, "routed experts"),
+        (a.qk_norm == "proj", "a QK-norm over the whole projection"),
         (a.n_shared_experts > 0, "shared experts"),
         (a.ffn != "swiglu", f"a {a.ffn} MLP"),
         (a.norm != "rmsnorm", f"{a.norm}"),
         (a.o_bias and not a.qkv_bias, "an output-projection bias without q/k/v biases"),
-        (bool(set(a.variants) - {"rope_theta"}), f"{', '.join(sorted(set(a.variants) - {'rope_theta'}))} set"),
+        (bool(set(a.variants) - _VARIANTS), f"{', '.join(sorted(set(a.variants) - _VARIANTS))} set"),
+        (qk_norm and (a.is_moe or a.qkv_bias or a.o_bias or a.mlp_bias), "a per-head QK-norm beside experts or biases"),
     ]
     for bad, what in unsupported:
         if bad:
-            raise InputError("arch", f"{a.name} has {what}: ort-genai gets the dense Llama/Qwen2 layouts cobench "
-                             "writes (SwiGLU, RMSNorm, full attention), llama.cpp those and Mixtral's "
+            raise InputError("arch", f"{a.name} has {what}: ort-genai gets the dense Llama/Qwen2/Qwen3 layouts "
+                             "cobench writes (SwiGLU, RMSNorm, full attention), llama.cpp those and Mixtral's "
                              "routed experts")  # fmt: skip
     if a.is_moe:
         return "mixtral"
+    if qk_norm:
+        return "qwen3"
     return "qwen2" if a.qkv_bias and not a.o_bias and not a.mlp_bias else "llama"
 
 
 def hf_config(a: Architecture) -> dict[str, Any]:
     kind = hf_type(a)
     config: dict[str, Any] = {
-        "architectures": ["Qwen2ForCausalLM" if kind == "qwen2" else "LlamaForCausalLM"],
+        "architectures": [{"qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}.get(kind, "LlamaForCausalLM")],
         "model_type": kind,
         "hidden_size": a.d_model,
         "intermediate_size": a.d_ff,

@@ -61,7 +61,7 @@ def build(arch: Architecture, precision: str, cache_dir: Path, seed: int = 0) ->
 def _build_into(work: Path, arch: Architecture, precision: str, seed: int) -> dict[str, Any]:
     import llama_cpp
 
-    from cobench.measure.gguf_layout import write_gguf
+    from cobench.measure.gguf_layout import gguf_architecture, write_gguf
 
     t0 = time.perf_counter()
     written = work / ("model-f16.gguf" if precision == "fp16" else "model-f32.gguf")
@@ -80,6 +80,7 @@ def _build_into(work: Path, arch: Architecture, precision: str, seed: int) -> di
     return {
         "arch": arch.to_dict(),
         "engine": "llama.cpp",
+        "gguf_architecture": gguf_architecture(arch),
         "llama_cpp_python": md.version("llama-cpp-python"),
         "precision": precision,
         "build_s": build_s,
