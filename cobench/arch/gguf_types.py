@@ -1,8 +1,8 @@
 """The GGUF type llama.cpp's quantiser gives each weight tensor, and so the bytes a pass really reads.
 
 A GGUF file type names a mix, not one type. These are the rules of llama.cpp's `llama_tensor_get_type` for its
-`llama` and `qwen3` architectures (the layouts measure/gguf_layout.py writes), checked tensor by tensor against files the
-installed llama.cpp quantised (tests/test_gguf_types.py):
+`llama` and `qwen3` architectures (the layouts measure/gguf_layout.py writes), checked tensor by tensor against
+files the installed llama.cpp quantised (tests/test_gguf_types.py):
 - The output matrix (the token embedding when tied) is Q6_K, unless the file type is Q8_0.
 - Q4_K_M gives attn_v and ffn_down Q6_K in the layers llama.cpp's `use_more_bits` picks (the first and last
   eighth of the layers and every third one between), Q4_K elsewhere.

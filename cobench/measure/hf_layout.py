@@ -3,7 +3,8 @@ own torch module, for the engines whose builders start from one (ONNX Runtime Ge
 
 The weights are the module's (random, seeded), so the parameter count and the numerics an engine is checked
 against are cobench's. Layouts: Llama (SwiGLU, RMSNorm, no biases or an MLP/attention bias), Qwen2 (q/k/v
-bias only) and Qwen3 (no biases, an RMSNorm of each query and key head before RoPE). The tokenizer is a word-level vocabulary `t0 … t{V−1}`: engines need one; nothing reads text.
+bias only) and Qwen3 (no biases, an RMSNorm of each query and key head before RoPE). The tokenizer is a
+word-level vocabulary `t0 … t{V−1}`: engines need one; nothing reads text.
 """
 
 from __future__ import annotations
