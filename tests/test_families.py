@@ -190,8 +190,10 @@ def test_profile_says_which_kinds_a_backend_cannot_run(tmp_path) -> None:
 def test_engines_refuse_variants_their_builders_do_not_get() -> None:
     from cobench.measure.runners import check_runs
 
-    a = from_hf_config(hf("qwen3-0.6b"), "q")
-    with pytest.raises(InputError, match="qk_norm"):
+    check_runs("llama.cpp", from_hf_config(hf("qwen3-0.6b"), "q"), "fp32", {})  # Qwen3's per-head QK-norm: both
+    check_runs("ort-genai", from_hf_config(hf("qwen3-0.6b"), "q"), "fp32", {})
+    a = from_hf_config(hf("olmo-2-0425-1b"), "o")
+    with pytest.raises(InputError, match="a QK-norm over the whole projection"):
         check_runs("llama.cpp", a, "fp32", {})
     check_runs("ort", a, "fp32", {})  # QK-norm runs on the engine graph
     with pytest.raises(InputError, match="mla layers"):

@@ -12,8 +12,8 @@ import pytest
 from test_ort_genai import QWEN, QWEN3, SMALL, _greedy
 
 from cobench.arch.architecture import Architecture
-from cobench.arch.spec import presets
-from cobench.errors import MissingDependency
+from cobench.arch.spec import load_architecture, presets
+from cobench.errors import InputError, MissingDependency
 
 pytest.importorskip("llama_cpp")
 pytest.importorskip("gguf")
@@ -21,7 +21,7 @@ from test_cli import run  # noqa: E402
 
 from cobench.arch.architecture import as_arch_like  # noqa: E402
 from cobench.arch.gguf_types import weight_bytes  # noqa: E402
-from cobench.measure.gguf_layout import interleave_rope, write_gguf  # noqa: E402
+from cobench.measure.gguf_layout import gguf_architecture, interleave_rope, write_gguf  # noqa: E402
 from cobench.measure.runners import llama_cpp as runner_module  # noqa: E402
 from cobench.measure.runners.llama_cpp import LlamaCppRunner, build  # noqa: E402
 
@@ -37,10 +37,27 @@ def test_rope_rows_go_from_halves_to_pairs() -> None:
 
 
 MIXTRAL = replace(SMALL, name="gguf-moe", n_experts=4, top_k=2, d_ff_expert=96)
+GEMMA3 = replace(  # sliding every other layer, a window shorter than the prompt, one RoPE base: none of them
+    # llama.cpp's defaults for gemma3 (every sixth layer global, base 10,000 for the sliding ones)
+    SMALL,
+    name="gguf-gemma3",
+    n_layers=4,
+    head_dim=32,
+    ffn="geglu",
+    norm_layout="sandwich",
+    qk_norm="head",
+    embedding_multiplier=8.0,
+    layer_types=("sliding", "full") * 2,
+    sliding_window=8,
+    tie_embeddings=True,
+    rope_theta=1e6,
+)
 
 
 @pytest.mark.parametrize(
-    "arch", [SMALL, QWEN, QWEN3, MIXTRAL], ids=["llama", "qwen2-biases", "qwen3-qk-norm", "mixtral-experts"]
+    "arch",
+    [SMALL, QWEN, QWEN3, MIXTRAL, GEMMA3],
+    ids=["llama", "qwen2-biases", "qwen3-qk-norm", "mixtral-experts", "gemma3-sliding"],
 )
 def test_llama_cpp_generates_what_the_torch_module_generates(arch: Architecture, cache: Path) -> None:
     built = build(arch, "fp32", cache)
@@ -71,6 +88,16 @@ GGUF_SHAPES = {  # depths that pick different layers for Q6_K; rows of 256, 320,
     "4l-8-experts": {"n_experts": 8, "top_k": 2, "d_ff_expert": 352},  # Mixtral's count: attention kept finer
     "8l-4-experts": {"n_layers": 8, "n_experts": 4, "top_k": 2, "d_ff_expert": 512},
     "6l-qwen3": {"n_layers": 6, "qk_norm": "head", "head_dim": 128},  # llama.cpp's qwen3: q/k norms kept F32
+    "6l-gemma3": {
+        "n_layers": 6,
+        "ffn": "geglu",
+        "norm_layout": "sandwich",
+        "qk_norm": "head",
+        "tie_embeddings": True,
+        "embedding_multiplier": 16.0,
+        "layer_types": ("sliding",) * 5 + ("full",),
+        "sliding_window": 64,
+    },
 }
 
 
@@ -140,6 +167,13 @@ def test_what_llama_cpp_cannot_run_is_said_before_any_worker(tmp_path: Path, mon
     err = run("profile", "-a", "tiny-gqa-4l", "--backend", "llama.cpp", "--precision", "int8", "--store", store,
               code=2).stderr  # fmt: skip
     assert "llama.cpp runs fp32, fp16, q8_0, q4_0, q4_k_m, not 'int8'" in err
+    hf = Path(__file__).parent / "fixtures" / "hf"
+    err = run("profile", "-a", str(hf / "gemma-2-2b.json"), "--backend", "llama.cpp", "--store", store,
+              code=2).stderr  # fmt: skip
+    assert "gemma-2-2b has some of Gemma 3's parts but not all" in err and len(err.strip().splitlines()) == 1
+    assert gguf_architecture(load_architecture(str(hf / "gemma-3-1b-it.json"))) == "gemma3"
+    with pytest.raises(InputError, match="an attention scale other than 1/√head_dim"):
+        gguf_architecture(replace(GEMMA3, attention_multiplier=0.5))  # llama.cpp's gemma3 takes 1/√head_dim
     import importlib.util
 
     real = importlib.util.find_spec

@@ -132,6 +132,8 @@ def test_what_the_engine_cannot_run_is_said_before_any_worker(tmp_path: Path, mo
         hf_type(load_architecture(str(hf / "olmo-2-0425-1b.json")))
     with pytest.raises(InputError, match="a per-head QK-norm beside experts or biases"):
         hf_type(replace(QWEN3, qkv_bias=True))  # Qwen3's layout has no q/k/v-only biases
+    with pytest.raises(InputError, match="ORT GenAI 0.18's builder cannot read under transformers 5"):
+        hf_type(load_architecture(str(hf / "gemma-3-1b-it.json")))  # llama.cpp takes it (test_llama_cpp.py)
     import importlib.util
 
     real = importlib.util.find_spec

@@ -2,13 +2,15 @@
 
 llama.cpp's `llama` architecture: the names of its converter (token_embd, blk.N.attn_q, …, output), q and
 k rows permuted from rotate-half RoPE (cobench, Hugging Face) to llama.cpp's interleaved pairs as its
-converter does, the output matrix left out when tied. A per-head QK-norm is llama.cpp's `qwen3`
-architecture: the same names plus attn_q_norm/attn_k_norm, and rows left as they are (its RoPE is
-rotate-half, NeoX's). The vocabulary is 256 byte tokens `<0xNN>` and
-`t256 …` (llama.cpp's SentencePiece loader wants the bytes; nothing reads text). F32 or F16; llama.cpp
-quantises from F32 (runners/llama_cpp.py). SwiGLU/RMSNorm, dense as for ORT GenAI (hf_layout.hf_type) or with
-Mixtral's routed experts: llama.cpp's `llama` architecture runs those too (a softmax router, the top k
-renormalised, which is cobench's MoE without shared experts).
+converter does, the output matrix left out when tied; dense SwiGLU/RMSNorm layouts (hf_layout.hf_type) and
+Mixtral's routed experts (a softmax router, the top k renormalised: cobench's MoE without shared experts).
+A per-head QK-norm is llama.cpp's `qwen3` architecture: the same names plus attn_q_norm/attn_k_norm, and
+rows left as they are (its RoPE is rotate-half, NeoX's). Gemma 3's layout is its `gemma3`: those names plus
+post_attention_norm/post_ffw_norm, rows as they are, norms stored as the multipliers cobench's module
+applies (Hugging Face's Gemma keeps weight − 1), and which layers slide, their window and their RoPE base
+written out (llama.cpp's defaults would be every sixth layer global and a base of 10,000 for the sliding
+ones). The vocabulary is 256 byte tokens `<0xNN>` and `t256 …` (llama.cpp's SentencePiece loader wants the
+bytes; nothing reads text). F32 or F16; llama.cpp quantises from F32 (runners/llama_cpp.py).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ _LAYER = {  # cobench module name inside layers.N → llama.cpp tensor name insi
     "attn.v_proj.bias": "attn_v.bias",
     "attn.q_norm.weight": "attn_q_norm.weight",
     "attn.k_norm.weight": "attn_k_norm.weight",
+    "attn_post_norm.weight": "post_attention_norm.weight",
+    "ffn_post_norm.weight": "post_ffw_norm.weight",
     "ffn_norm.weight": "ffn_norm.weight",
     "ffn.gate_proj.weight": "ffn_gate.weight",
     "ffn.up_proj.weight": "ffn_up.weight",
@@ -48,9 +52,10 @@ def interleave_rope(w: np.ndarray, heads: int) -> np.ndarray:
 
 
 def gguf_architecture(a: Architecture) -> str:
-    """llama.cpp's architecture for `a`: `qwen3` for a per-head QK-norm, else `llama` (biases and experts
-    included); a clear error for what neither runs."""
-    return "qwen3" if hf_type(a, experts=True) == "qwen3" else "llama"
+    """llama.cpp's architecture for `a`: `qwen3` for a per-head QK-norm, `gemma3` for Gemma 3's layout, else
+    `llama` (biases and experts included); a clear error for what none runs."""
+    kind = hf_type(a, "llama.cpp")
+    return kind if kind in ("qwen3", "gemma3") else "llama"
 
 
 def gguf_tensors(a: Architecture, state: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -102,6 +107,10 @@ def write_gguf(a: Architecture, path: Path, seed: int = 0, f16: bool = False) ->
     w.add_value_length(a.head_dim)
     w.add_rope_dimension_count(a.head_dim)
     w.add_rope_freq_base(a.rope_theta)
+    if architecture == "gemma3":
+        w.add_float32(gguf.Keys.Rope.FREQ_BASE_SWA.format(arch=architecture), a.rope_theta)
+        w.add_sliding_window(a.sliding_window or a.max_seq_len)
+        w.add_sliding_window_pattern([kind == "sliding" for kind in a.kinds])
     w.add_layer_norm_rms_eps(RMS_EPS)
     w.add_vocab_size(a.vocab_size)
     w.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if f16 else gguf.LlamaFileType.ALL_F32)

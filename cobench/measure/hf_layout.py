@@ -10,6 +10,7 @@ word-level vocabulary `t0 … t{V−1}`: engines need one; nothing reads text.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -25,38 +26,78 @@ _RENAME = (  # cobench module name → Hugging Face (Llama/Qwen2/Qwen3) name, ap
     (".ffn_norm.", ".post_attention_layernorm."),
     (".ffn.", ".mlp."),
 )
-_VARIANTS = {"rope_theta", "qk_norm"}  # the variants a layout below can say (qk_norm: Qwen3's per-head one)
 _TOP = {
     "embed.weight": "model.embed_tokens.weight",
     "norm.weight": "model.norm.weight",
     "lm_head.weight": "lm_head.weight",
 }
+ENGINE_LAYOUTS = {  # the layouts each engine's own tools take from cobench
+    "ort-genai": ("llama", "qwen2", "qwen3"),
+    "llama.cpp": ("llama", "qwen2", "qwen3", "mixtral", "gemma3"),
+}
+_VARIANTS = {  # the variants each layout can say
+    "llama": {"rope_theta"},
+    "qwen2": {"rope_theta"},
+    "mixtral": {"rope_theta"},
+    "qwen3": {"rope_theta", "qk_norm"},
+    "gemma3": {
+        "rope_theta",
+        "qk_norm",
+        "norm_layout",
+        "embedding_multiplier",
+        "attention_multiplier",
+        "layer_types",
+        "sliding_window",
+    },  # fmt: skip
+}
+_REFUSED = {  # why an engine refuses a layout another engine takes
+    "mixtral": "routed experts",
+    "gemma3": "Gemma 3's layout, which ORT GenAI 0.18's builder cannot read under transformers 5 (its RoPE per "
+    "layer type)",
+}
+_TAKES = ("ort-genai gets the dense Llama/Qwen2/Qwen3 layouts cobench writes (SwiGLU, RMSNorm, full attention), "
+          "llama.cpp those, Mixtral's routed experts and Gemma 3's layout")  # fmt: skip
 
 
-def hf_type(a: Architecture, experts: bool = False) -> str:
-    """The Hugging Face model type whose layout `a` has, or an error naming what no such type has. With
-    `experts` (llama.cpp), Mixtral's routed experts (top-k of a softmax router, no shared ones) too."""
-    qk_norm = a.qk_norm == "head"
-    unsupported = [
-        (a.is_moe and not experts, "routed experts"),
-        (a.qk_norm == "proj", "a QK-norm over the whole projection"),
-        (a.n_shared_experts > 0, "shared experts"),
+def _layout(a: Architecture) -> tuple[str, list[tuple[bool, str]]]:
+    """The layout `a` comes closest to, and what in `a` that layout cannot say."""
+    biases = a.qkv_bias or a.o_bias or a.mlp_bias
+    common = [(a.n_shared_experts > 0, "shared experts"), (a.qk_norm == "proj", "a QK-norm over the whole projection")]
+    if a.ffn == "geglu" or a.norm_layout == "sandwich":  # Gemma's parts: Gemma 3's layout, all of it
+        scale = a.attention_multiplier
+        return "gemma3", common + [
+            (a.norm != "rmsnorm", f"{a.norm}"),
+            (a.ffn != "geglu" or a.norm_layout != "sandwich" or a.qk_norm != "head",
+             "some of Gemma 3's parts but not all (GeGLU, norms around each sub-layer, per-head QK-norm)"),
+            (a.is_moe or biases, "Gemma 3's layout with experts or biases"),
+            (not set(a.kinds) <= {"full", "sliding"}, "layers other than full and sliding attention"),
+            (not math.isclose(a.embedding_multiplier, math.sqrt(a.d_model), rel_tol=1e-6),
+             "an embedding scale other than Gemma's √d_model"),
+            (bool(scale) and not math.isclose(scale, a.head_dim**-0.5, rel_tol=1e-6),
+             "an attention scale other than 1/√head_dim"),
+        ]  # fmt: skip
+    wrong = common + [
         (a.ffn != "swiglu", f"a {a.ffn} MLP"),
         (a.norm != "rmsnorm", f"{a.norm}"),
         (a.o_bias and not a.qkv_bias, "an output-projection bias without q/k/v biases"),
-        (bool(set(a.variants) - _VARIANTS), f"{', '.join(sorted(set(a.variants) - _VARIANTS))} set"),
-        (qk_norm and (a.is_moe or a.qkv_bias or a.o_bias or a.mlp_bias), "a per-head QK-norm beside experts or biases"),
     ]
-    for bad, what in unsupported:
-        if bad:
-            raise InputError("arch", f"{a.name} has {what}: ort-genai gets the dense Llama/Qwen2/Qwen3 layouts "
-                             "cobench writes (SwiGLU, RMSNorm, full attention), llama.cpp those and Mixtral's "
-                             "routed experts")  # fmt: skip
+    if a.qk_norm == "head":
+        return "qwen3", wrong + [(a.is_moe or biases, "a per-head QK-norm beside experts or biases")]
     if a.is_moe:
-        return "mixtral"
-    if qk_norm:
-        return "qwen3"
-    return "qwen2" if a.qkv_bias and not a.o_bias and not a.mlp_bias else "llama"
+        return "mixtral", wrong
+    return ("qwen2" if a.qkv_bias and not a.o_bias and not a.mlp_bias else "llama"), wrong
+
+
+def hf_type(a: Architecture, engine: str = "ort-genai") -> str:
+    """The Hugging Face model type whose layout `a` has, among those `engine` takes (ENGINE_LAYOUTS), or an
+    error naming what in `a` no such layout has."""
+    kind, wrong = _layout(a)
+    extra = sorted(set(a.variants) - _VARIANTS[kind])
+    refused = (kind not in ENGINE_LAYOUTS[engine], _REFUSED.get(kind, kind))
+    for bad, what in [*wrong, refused, (bool(extra), f"{', '.join(extra)} set")]:
+        if bad:
+            raise InputError("arch", f"{a.name} has {what}: {_TAKES}")
+    return kind
 
 
 def hf_config(a: Architecture) -> dict[str, Any]:

@@ -84,13 +84,13 @@ def check_runs(backend: str, arch: Architecture, precision: str, options: dict[s
     """Refuse, before anything is built, a candidate with layers this backend cannot run, naming them: torch
     runs every kind; the engine graph (ort) every kind but MLA (engine_graph.unsupported); the exported
     graphs (ort with graph=export, trt) hold K and V per position only; the engines' builders take the dense
-    Llama/Qwen2/Qwen3 layouts (ort-genai) and Mixtral's routed experts (llama.cpp)."""
+    Llama/Qwen2/Qwen3 layouts (ort-genai), Mixtral's routed experts and Gemma 3's layout (llama.cpp)."""
     from cobench.arch.model import uncached_kinds
     from cobench.measure.engine_graph import ENGINE_PRECISIONS, unsupported
     from cobench.measure.hf_layout import hf_type
 
     if backend in ("ort-genai", "llama.cpp"):
-        hf_type(arch, experts=backend == "llama.cpp")
+        hf_type(arch, backend)
         return
     if backend == "torch":
         return
