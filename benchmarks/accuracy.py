@@ -50,7 +50,10 @@ TARGET_ENGINE_MAPE = {"ort-genai": 5.0, "llama.cpp": 5.0}  # issue 12, per engin
 
 
 def runs_on(backend: str, entry: dict) -> bool:
-    """Whether `backend` can run the architecture of an entry of accuracy/architectures.yaml."""
+    """Whether `backend`'s study takes an entry of accuracy/architectures.yaml: one it can run, and one
+    meant for it (`backends`, when the entry names some)."""
+    if backend not in entry.get("backends", [backend]):
+        return False
     if backend not in ("ort-genai", "llama.cpp"):
         return True
     from cobench.arch.architecture import Architecture

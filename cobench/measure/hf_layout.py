@@ -3,8 +3,9 @@ own torch module, for the engines whose builders start from one (ONNX Runtime Ge
 
 The weights are the module's (random, seeded), so the parameter count and the numerics an engine is checked
 against are cobench's. Layouts: Llama (SwiGLU, RMSNorm, no biases or an MLP/attention bias), Qwen2 (q/k/v
-bias only) and Qwen3 (no biases, an RMSNorm of each query and key head before RoPE). The tokenizer is a
-word-level vocabulary `t0 … t{V−1}`: engines need one; nothing reads text.
+bias only) and Qwen3 (no biases, an RMSNorm of each query and key head before RoPE). `hf_type` also says
+which layouts llama.cpp takes (measure/gguf_layout.py writes them: those, Mixtral's and Gemma 3's). The
+tokenizer is a word-level vocabulary `t0 … t{V−1}`: engines need one; nothing reads text.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ _VARIANTS = {  # the variants each layout can say
         "attention_multiplier",
         "layer_types",
         "sliding_window",
-    },  # fmt: skip
+    },
 }
 _REFUSED = {  # why an engine refuses a layout another engine takes
     "mixtral": "routed experts",
