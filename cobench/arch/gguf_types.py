@@ -26,10 +26,7 @@ from cobench.arch.architecture import (
     ArchLike,
     layers_of,
     moe_layers,
-    norm_params,
-    norms_per_layer,
     param_counts,
-    qk_norm_params,
     qkv_width,
 )
 from cobench.arch.precision import precision
@@ -121,18 +118,12 @@ def op_weights(a: ArchLike) -> dict[str, Any]:
 
 
 def weight_bytes(a: ArchLike, name: str) -> Any:
-    """Resident weight bytes at precision `name`: a GGUF mix counted tensor by tensor (its vectors in F32), any
-    other precision as parameters × its bytes per weight."""
-    nominal = precision(name).weight_bytes
-    total = param_counts(a).total * nominal
+    """Resident weight bytes at precision `name`: a GGUF mix counted tensor by tensor (every parameter outside
+    its matrices — norms, QK-norms, biases — a vector llama.cpp keeps in F32), any other precision as
+    parameters × its bytes per weight."""
+    total = param_counts(a).total
     real = op_weight_bytes(a, name)
     if not real:
-        return total
+        return total * precision(name).weight_bytes
     counted = op_weights(a)
-    kinds = layers_of(a)
-    vectors = (
-        (a.n_layers * norms_per_layer(a) + 1) * norm_params(a)
-        + a.n_layers * a.qkv_bias * qkv_width(a)
-        + (kinds["full"] + kinds["sliding"]) * qk_norm_params(a)
-    )
-    return total + sum(counted[k] * (real[k] - nominal) for k in real) + vectors * (4 - nominal)
+    return sum(counted[k] * real[k] for k in real) + (total - sum(counted.values())) * 4

@@ -58,10 +58,11 @@ def gguf_architecture(a: Architecture) -> str:
     return kind if kind in ("qwen3", "gemma3") else "llama"
 
 
-def gguf_tensors(a: Architecture, state: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The module's state dict as llama.cpp's tensors (numpy, float32); a layer's experts stacked into one
-    tensor per projection, (experts, rows, columns), as llama.cpp's converter stacks Mixtral's."""
-    interleaved = gguf_architecture(a) == "llama"  # llama.cpp's `llama` rotates pairs; `qwen3` halves
+def gguf_tensors(a: Architecture, state: dict[str, Any], architecture: str) -> dict[str, np.ndarray]:
+    """The module's state dict as llama.cpp's tensors (numpy, float32) for `architecture` (gguf_architecture);
+    a layer's experts stacked into one tensor per projection, (experts, rows, columns), as llama.cpp's
+    converter stacks Mixtral's."""
+    interleaved = architecture == "llama"  # llama.cpp's `llama` rotates pairs; `qwen3` and `gemma3` halves
     found: dict[str, np.ndarray] = {}
     experts: dict[str, list[np.ndarray]] = {}
     for name, t in state.items():
@@ -120,7 +121,7 @@ def write_gguf(a: Architecture, path: Path, seed: int = 0, f16: bool = False) ->
     w.add_token_types([gguf.TokenType.BYTE] * 256 + [gguf.TokenType.NORMAL] * (a.vocab_size - 256))
     w.add_bos_token_id(1)
     w.add_eos_token_id(2)
-    for name, t in gguf_tensors(a, model.state_dict()).items():
+    for name, t in gguf_tensors(a, model.state_dict(), architecture).items():
         w.add_tensor(name, t.astype(np.float16) if f16 and t.ndim == 2 else t)
     w.write_header_to_file()
     w.write_kv_data_to_file()

@@ -101,14 +101,10 @@ class ProfileSettings:
 
 
 def task_for(arch: Architecture, precision: str, device: DeviceSpec, s: ProfileSettings) -> dict[str, Any]:
-    """The worker's task. Its workload's KV type is the one the engine keeps (llama.cpp: F16, whatever the
-    weights), so the record and the prediction beside it say what ran."""
-    w = Workload(
-        batch=s.workload.batch,
-        prompt=s.workload.prompt,
-        generate=s.workload.generate,
-        precision=precision,
-        kv_precision=backend_counting(s.backend, device).kv_cache,
+    """The worker's task. Its workload's KV type is the one the engine keeps (Counting.workload), so the record
+    and the prediction beside it say what ran."""
+    w = backend_counting(s.backend, device).workload(
+        Workload(batch=s.workload.batch, prompt=s.workload.prompt, generate=s.workload.generate, precision=precision)
     )
     return {
         "arch": arch.to_dict(),

@@ -52,6 +52,7 @@ from cobench.arch.architecture import (
     qkv_width,
 )
 from cobench.arch.precision import KV_PRECISIONS, kv_bytes
+from cobench.arch.workload import Workload
 from cobench.errors import InputError
 
 OP_CLASSES = ("matmul", "attention", "elementwise", "gather", "kv", "scores", "fresh")
@@ -119,6 +120,11 @@ class Counting:
     def kv_element_bytes(self, workload_kv: float) -> float:
         """Bytes per KV element the engine really stores: its own cache type where it has one."""
         return kv_bytes(self.kv_cache, "counting.kv_cache") if self.kv_cache else workload_kv
+
+    def workload(self, w: Workload) -> Workload:
+        """`w` as the engine runs it: with its own KV type where it keeps one (llama.cpp: F16, whatever the
+        weights), so a record says what ran."""
+        return replace(w, kv_precision=self.kv_cache) if self.kv_cache else w
 
 
 def linear(

@@ -91,7 +91,7 @@ def predict_all(
     for d in devices:
         m = model_for(d)
         counting: Counting = replace(m.counting, **counting_override)
-        wd = replace(w, kv_precision=counting.kv_cache) if counting.kv_cache else w
+        wd = counting.workload(w)
         used.add(wd)
         for a in archs:
             p = predict(a, d, wd, m.params, counting)
