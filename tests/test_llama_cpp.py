@@ -54,11 +54,16 @@ GEMMA3 = replace(  # sliding every other layer, a window shorter than the prompt
 )
 
 
+STARCODER2 = replace(SMALL, name="gguf-starcoder2", ffn="gelu", norm="layernorm", o_bias=True, mlp_bias=True)
+LLAMA_BIASES = replace(SMALL, name="gguf-llama-biases", qkv_bias=True, o_bias=True, mlp_bias=True)  # once a KeyError
+
+
 @pytest.mark.parametrize(
     "arch",
-    [SMALL, QWEN, QWEN3, MIXTRAL, GEMMA3],
-    ids=["llama", "qwen2-biases", "qwen3-qk-norm", "mixtral-experts", "gemma3-sliding"],
-)
+    [SMALL, QWEN, QWEN3, MIXTRAL, GEMMA3, STARCODER2, LLAMA_BIASES],
+    ids=["llama", "qwen2-biases", "qwen3-qk-norm", "mixtral-experts", "gemma3-sliding", "starcoder2-gelu-layernorm",
+         "llama-every-bias"],
+)  # fmt: skip
 def test_llama_cpp_generates_what_the_torch_module_generates(arch: Architecture, cache: Path) -> None:
     built = build(arch, "fp32", cache)
     assert built.meta["validation"]["last_logits"] < runner_module.TOLERANCE["fp32"]
@@ -98,6 +103,7 @@ GGUF_SHAPES = {  # depths that pick different layers for Q6_K; rows of 256, 320,
         "layer_types": ("sliding",) * 5 + ("full",),
         "sliding_window": 64,
     },
+    "4l-starcoder2": {"ffn": "gelu", "norm": "layernorm", "o_bias": True, "mlp_bias": True, "qkv_bias": True},
 }
 
 
@@ -174,6 +180,11 @@ def test_what_llama_cpp_cannot_run_is_said_before_any_worker(tmp_path: Path, mon
     assert gguf_architecture(load_architecture(str(hf / "gemma-3-1b-it.json"))) == "gemma3"
     with pytest.raises(InputError, match="an attention scale other than 1/√head_dim"):
         gguf_architecture(replace(GEMMA3, attention_multiplier=0.5))  # llama.cpp's gemma3 takes 1/√head_dim
+    assert gguf_architecture(presets()["tiny-gelu-4l"].arch) == "starcoder2"  # q/k/v biases are optional there
+    with pytest.raises(InputError, match="without output and MLP biases, which llama.cpp's starcoder2 requires"):
+        gguf_architecture(replace(STARCODER2, mlp_bias=False))
+    with pytest.raises(InputError, match="a swiglu MLP with layernorm"):
+        gguf_architecture(replace(STARCODER2, ffn="swiglu"))
     import importlib.util
 
     real = importlib.util.find_spec

@@ -9,7 +9,8 @@ rows left as they are (its RoPE is rotate-half, NeoX's). Gemma 3's layout is its
 post_attention_norm/post_ffw_norm, rows as they are, norms stored as the multipliers cobench's module
 applies (Hugging Face's Gemma keeps weight − 1), and which layers slide, their window and their RoPE base
 written out (llama.cpp's defaults would be every sixth layer global and a base of 10,000 for the sliding
-ones). The vocabulary is 256 byte tokens `<0xNN>` and `t256 …` (llama.cpp's SentencePiece loader wants the
+ones). GELU with LayerNorm is its `starcoder2`: the same names plus the norms' biases, rows as they are, and
+the output and MLP biases its loader requires (hf_layout refuses a candidate without them). The vocabulary is 256 byte tokens `<0xNN>` and `t256 …` (llama.cpp's SentencePiece loader wants the
 bytes; nothing reads text). F32 or F16; llama.cpp quantises from F32 (runners/llama_cpp.py).
 """
 
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from cobench.arch.architecture import Architecture
-from cobench.measure.hf_layout import RMS_EPS, hf_type
+from cobench.measure.hf_layout import LAYER_NORM_EPS, RMS_EPS, hf_type
 
 _LAYER = {  # cobench module name inside layers.N → llama.cpp tensor name inside blk.N
     "attn_norm.weight": "attn_norm.weight",
@@ -32,18 +33,29 @@ _LAYER = {  # cobench module name inside layers.N → llama.cpp tensor name insi
     "attn.q_proj.bias": "attn_q.bias",
     "attn.k_proj.bias": "attn_k.bias",
     "attn.v_proj.bias": "attn_v.bias",
+    "attn.o_proj.bias": "attn_output.bias",
+    "attn_norm.bias": "attn_norm.bias",
     "attn.q_norm.weight": "attn_q_norm.weight",
     "attn.k_norm.weight": "attn_k_norm.weight",
     "attn_post_norm.weight": "post_attention_norm.weight",
     "ffn_post_norm.weight": "post_ffw_norm.weight",
     "ffn_norm.weight": "ffn_norm.weight",
+    "ffn_norm.bias": "ffn_norm.bias",
     "ffn.gate_proj.weight": "ffn_gate.weight",
     "ffn.up_proj.weight": "ffn_up.weight",
     "ffn.down_proj.weight": "ffn_down.weight",
+    "ffn.gate_proj.bias": "ffn_gate.bias",
+    "ffn.up_proj.bias": "ffn_up.bias",
+    "ffn.down_proj.bias": "ffn_down.bias",
     "ffn.router.weight": "ffn_gate_inp.weight",
 }
 _EXPERTS = {"gate_proj": "ffn_gate_exps.weight", "up_proj": "ffn_up_exps.weight", "down_proj": "ffn_down_exps.weight"}
-_TOP = {"embed.weight": "token_embd.weight", "norm.weight": "output_norm.weight", "lm_head.weight": "output.weight"}
+_TOP = {
+    "embed.weight": "token_embd.weight",
+    "norm.weight": "output_norm.weight",
+    "norm.bias": "output_norm.bias",
+    "lm_head.weight": "output.weight",
+}
 
 
 def interleave_rope(w: np.ndarray, heads: int) -> np.ndarray:
@@ -52,17 +64,18 @@ def interleave_rope(w: np.ndarray, heads: int) -> np.ndarray:
 
 
 def gguf_architecture(a: Architecture) -> str:
-    """llama.cpp's architecture for `a`: `qwen3` for a per-head QK-norm, `gemma3` for Gemma 3's layout, else
-    `llama` (biases and experts included); a clear error for what none runs."""
+    """llama.cpp's architecture for `a`: `qwen3` for a per-head QK-norm, `gemma3` for Gemma 3's layout,
+    `starcoder2` for GELU with LayerNorm, else `llama` (biases and experts included); a clear error for what
+    none runs."""
     kind = hf_type(a, "llama.cpp")
-    return kind if kind in ("qwen3", "gemma3") else "llama"
+    return kind if kind in ("qwen3", "gemma3", "starcoder2") else "llama"
 
 
 def gguf_tensors(a: Architecture, state: dict[str, Any], architecture: str) -> dict[str, np.ndarray]:
     """The module's state dict as llama.cpp's tensors (numpy, float32) for `architecture` (gguf_architecture);
     a layer's experts stacked into one tensor per projection, (experts, rows, columns), as llama.cpp's
     converter stacks Mixtral's."""
-    interleaved = architecture == "llama"  # llama.cpp's `llama` rotates pairs; `qwen3` and `gemma3` halves
+    interleaved = architecture == "llama"  # llama.cpp's `llama` rotates pairs; the others halves (NeoX)
     found: dict[str, np.ndarray] = {}
     experts: dict[str, list[np.ndarray]] = {}
     for name, t in state.items():
@@ -112,7 +125,10 @@ def write_gguf(a: Architecture, path: Path, seed: int = 0, f16: bool = False) ->
         w.add_float32(gguf.Keys.Rope.FREQ_BASE_SWA.format(arch=architecture), a.rope_theta)
         w.add_sliding_window(a.sliding_window or a.max_seq_len)
         w.add_sliding_window_pattern([kind == "sliding" for kind in a.kinds])
-    w.add_layer_norm_rms_eps(RMS_EPS)
+    if architecture == "starcoder2":
+        w.add_layer_norm_eps(LAYER_NORM_EPS)
+    else:
+        w.add_layer_norm_rms_eps(RMS_EPS)
     w.add_vocab_size(a.vocab_size)
     w.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if f16 else gguf.LlamaFileType.ALL_F32)
     w.add_tokenizer_model("llama")

@@ -4,7 +4,8 @@ own torch module, for the engines whose builders start from one (ONNX Runtime Ge
 The weights are the module's (random, seeded), so the parameter count and the numerics an engine is checked
 against are cobench's. Layouts: Llama (SwiGLU, RMSNorm, no biases or an MLP/attention bias), Qwen2 (q/k/v
 bias only) and Qwen3 (no biases, an RMSNorm of each query and key head before RoPE). `hf_type` also says
-which layouts llama.cpp takes (measure/gguf_layout.py writes them: those, Mixtral's and Gemma 3's). The
+which layouts llama.cpp takes (measure/gguf_layout.py writes them: those, Mixtral's, Gemma 3's and StarCoder2's
+for GELU with LayerNorm). The
 tokenizer is a word-level vocabulary `t0 … t{V−1}`: engines need one; nothing reads text.
 """
 
@@ -19,6 +20,7 @@ from cobench.arch.architecture import Architecture
 from cobench.errors import InputError
 
 RMS_EPS = 1e-6  # arch/model.py's RMSNorm
+LAYER_NORM_EPS = 1e-5  # and its LayerNorm (torch's default)
 
 _RENAME = (  # cobench module name → Hugging Face (Llama/Qwen2/Qwen3) name, applied in order
     ("layers.", "model.layers."),
@@ -34,12 +36,13 @@ _TOP = {
 }
 ENGINE_LAYOUTS = {  # the layouts each engine's own tools take from cobench
     "ort-genai": ("llama", "qwen2", "qwen3"),
-    "llama.cpp": ("llama", "qwen2", "qwen3", "mixtral", "gemma3"),
+    "llama.cpp": ("llama", "qwen2", "qwen3", "mixtral", "gemma3", "starcoder2"),
 }
 _VARIANTS = {  # the variants each layout can say
     "llama": {"rope_theta"},
     "qwen2": {"rope_theta"},
     "mixtral": {"rope_theta"},
+    "starcoder2": {"rope_theta"},
     "qwen3": {"rope_theta", "qk_norm"},
     "gemma3": {
         "rope_theta",
@@ -55,9 +58,11 @@ _REFUSED = {  # why an engine refuses a layout another engine takes
     "mixtral": "routed experts",
     "gemma3": "Gemma 3's layout, which ORT GenAI 0.18's builder cannot read under transformers 5 (its RoPE per "
     "layer type)",
+    "starcoder2": "a GELU MLP and LayerNorm in sequence (StarCoder2's layout), which ORT GenAI 0.18's builder does "
+    "not build (its Phi is parallel)",
 }
 _TAKES = ("ort-genai gets the dense Llama/Qwen2/Qwen3 layouts cobench writes (SwiGLU, RMSNorm, full attention), "
-          "llama.cpp those, Mixtral's routed experts and Gemma 3's layout")  # fmt: skip
+          "llama.cpp those, Mixtral's routed experts, Gemma 3's layout and StarCoder2's (GELU, LayerNorm, output and MLP biases)")  # fmt: skip
 
 
 def _layout(a: Architecture) -> tuple[str, list[tuple[bool, str]]]:
@@ -76,6 +81,15 @@ def _layout(a: Architecture) -> tuple[str, list[tuple[bool, str]]]:
              "an embedding scale other than Gemma's √d_model"),
             (bool(scale) and not math.isclose(scale, a.head_dim**-0.5, rel_tol=1e-6),
              "an attention scale other than 1/√head_dim"),
+        ]  # fmt: skip
+    if a.ffn == "gelu" or a.norm == "layernorm":  # GPT-2's parts, sequential with RoPE: StarCoder2's layout
+        return "starcoder2", common + [
+            (a.ffn != "gelu" or a.norm != "layernorm", f"a {a.ffn} MLP with {a.norm} (StarCoder2's layout is GELU "
+             "with LayerNorm)"),
+            (not (a.o_bias and a.mlp_bias), "GELU and LayerNorm without output and MLP biases, which llama.cpp's "
+             "starcoder2 requires"),
+            (a.is_moe, "GELU and LayerNorm with experts"),
+            (a.qk_norm != "none", "a QK-norm with GELU and LayerNorm"),
         ]  # fmt: skip
     wrong = common + [
         (a.ffn != "swiglu", f"a {a.ffn} MLP"),
