@@ -1,17 +1,18 @@
 """A candidate as a GGUF file for llama.cpp, from cobench's own torch module, written with `gguf`.
 
-llama.cpp's `llama` architecture: the names of its converter (token_embd, blk.N.attn_q, …, output), q and
-k rows permuted from rotate-half RoPE (cobench, Hugging Face) to llama.cpp's interleaved pairs as its
-converter does, the output matrix left out when tied; dense SwiGLU/RMSNorm layouts (hf_layout.hf_type) and
-Mixtral's routed experts (a softmax router, the top k renormalised: cobench's MoE without shared experts).
-A per-head QK-norm is llama.cpp's `qwen3` architecture: the same names plus attn_q_norm/attn_k_norm, and
-rows left as they are (its RoPE is rotate-half, NeoX's). Gemma 3's layout is its `gemma3`: those names plus
+llama.cpp's `llama` architecture: the names of its converter (token_embd, blk.N.attn_q, …, output), q and k rows
+permuted from rotate-half RoPE (cobench, Hugging Face) to llama.cpp's interleaved pairs as its converter
+does, the output matrix left out when tied; dense SwiGLU/RMSNorm layouts (hf_layout.hf_type) and Mixtral's
+routed experts (a softmax router, the top k renormalised: cobench's MoE without shared experts). A per-head
+QK-norm is llama.cpp's `qwen3` architecture: the same names plus attn_q_norm/attn_k_norm, and rows left as
+they are (its RoPE is rotate-half, NeoX's). Gemma 3's layout is its `gemma3`: those names plus
 post_attention_norm/post_ffw_norm, rows as they are, norms stored as the multipliers cobench's module
 applies (Hugging Face's Gemma keeps weight − 1), and which layers slide, their window and their RoPE base
 written out (llama.cpp's defaults would be every sixth layer global and a base of 10,000 for the sliding
 ones). GELU with LayerNorm is its `starcoder2`: the same names plus the norms' biases, rows as they are, and
-the output and MLP biases its loader requires (hf_layout refuses a candidate without them). The vocabulary is 256 byte tokens `<0xNN>` and `t256 …` (llama.cpp's SentencePiece loader wants the
-bytes; nothing reads text). F32 or F16; llama.cpp quantises from F32 (runners/llama_cpp.py).
+the output and MLP biases its loader requires (hf_layout refuses a candidate without them). The vocabulary
+is 256 byte tokens `<0xNN>` and `t256 …` (llama.cpp's SentencePiece loader wants the bytes; nothing reads
+text). F32 or F16; llama.cpp quantises from F32 (runners/llama_cpp.py).
 """
 
 from __future__ import annotations

@@ -62,7 +62,8 @@ _REFUSED = {  # why an engine refuses a layout another engine takes
     "not build (its Phi is parallel)",
 }
 _TAKES = ("ort-genai gets the dense Llama/Qwen2/Qwen3 layouts cobench writes (SwiGLU, RMSNorm, full attention), "
-          "llama.cpp those, Mixtral's routed experts, Gemma 3's layout and StarCoder2's (GELU, LayerNorm, output and MLP biases)")  # fmt: skip
+          "llama.cpp those, Mixtral's routed experts, Gemma 3's layout and StarCoder2's (GELU, LayerNorm, output "
+          "and MLP biases)")  # fmt: skip
 
 
 def _layout(a: Architecture) -> tuple[str, list[tuple[bool, str]]]:
