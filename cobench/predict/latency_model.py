@@ -36,7 +36,8 @@ BACKEND_COUNTING = {
     "ort-genai": Counting(
         causal=False, fused_attention=False, logits="all", window_skip=False, fresh_logits=True, kv_per_query_head=True
     ),
-    "llama.cpp": Counting(kv_per_query_head=True, kv_cache="fp16"),  # its own kernels, causal, the last logits
+    "llama.cpp": Counting(kv_per_query_head=True, kv_cache="fp16", last_layer_outputs=True),  # its own kernels,
+    # causal, the last logits, and the last layer's FFN on the last row only
 }
 # On a GPU, ORT's GroupQueryAttention runs flash / memory-efficient attention kernels: no score matrix in memory.
 GPU_FUSED = ("ort", "ort-genai")
