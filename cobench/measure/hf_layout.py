@@ -4,9 +4,9 @@ own torch module, for the engines whose builders start from one (ONNX Runtime Ge
 The weights are the module's (random, seeded), so the parameter count and the numerics an engine is checked
 against are cobench's. Layouts: Llama (SwiGLU, RMSNorm, no biases or an MLP/attention bias), Qwen2 (q/k/v
 bias only) and Qwen3 (no biases, an RMSNorm of each query and key head before RoPE). `hf_type` also says
-which layouts llama.cpp takes (measure/gguf_layout.py writes them: those, Mixtral's, Gemma 3's and StarCoder2's
-for GELU with LayerNorm). The
-tokenizer is a word-level vocabulary `t0 … t{V−1}`: engines need one; nothing reads text.
+which layouts llama.cpp takes (measure/gguf_layout.py writes them: those, Mixtral's, Gemma 3's and
+StarCoder2's for GELU with LayerNorm). The tokenizer is a word-level vocabulary `t0 … t{V−1}`: engines need
+one; nothing reads text.
 """
 
 from __future__ import annotations

@@ -359,7 +359,8 @@ def forward_ops(
         Op("attn_norm", "elementwise", layers, 4 * n * d, norm * ab, 2 * n * d * ab),
         *mixer_ops(a, batch, tokens, past, wb, ab, kvb, counting),
     ]
-    if counting.last_layer_outputs:  # the last layer (MoE where any is: they come last) past its mixer
+    if counting.last_layer_outputs and logit_rows < n:  # a prompt: the last layer (MoE where any is: they come
+        # last) past its mixer on the kept rows; a step keeps all its rows and needs no second set of ops
         last_moe = np.where(moe_count > 0, 1, 0)
         ops += ffn_ops(a, n, layers - 1, moe_count - last_moe, wb, ab, counting.moe_loop)
         ops += ffn_ops(a, logit_rows, 1, last_moe, wb, ab, counting.moe_loop)
