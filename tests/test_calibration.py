@@ -375,6 +375,29 @@ def test_bandwidth_factor_falls_from_the_speedup_to_one_past_the_cache() -> None
     assert np.all(RooflineParams.ideal().bandwidth_factor(w) == 1.0)
 
 
+def test_activations_are_found_by_their_own_size_whatever_the_pass_streams() -> None:
+    """Bug: every operator was priced by its pass's working set, so a model past the cache had its norms and
+    residuals priced at memory speed though they run on activations written just before (llama.cpp's prompt of
+    MobileLLM-125M came out +28 % slow). Weights and the KV cache still go by the pass; score matrices too."""
+    big, act = 10 * TRUE.cache_bytes, 2**20
+    g = TRUE.bandwidth_factor
+    assert TRUE.op_bandwidth_factor(act, act, big) == pytest.approx(g(act))  # a norm: activations only
+    assert TRUE.op_bandwidth_factor(8 * act, 0.0, big) == pytest.approx(g(big))  # a weight read
+    assert 1 / TRUE.op_bandwidth_factor(2 * act, act, big) == pytest.approx(0.5 / g(act) + 0.5 / g(big))
+    assert TRUE.op_bandwidth_factor(act, act, np.inf) == 1.0  # a cold kernel: memory for everything
+    w = Workload(1, 512, 4, "fp32")
+    small, wide = (Architecture(1024, 256, 2, 4, d_ff, name=f"ff{d_ff}", max_seq_len=1024) for d_ff in (704, 65536))
+
+    def seconds(arch: Architecture, op: str) -> float:
+        ops = phase_ops(as_arch_like(arch), w, "prefill", ORT)
+        return float(np.ravel(next(t.time_s for t in time_ops(ops, CPU, w, TRUE) if t.op.name == op))[0])
+
+    weights = [predict(a, CPU, w, TRUE, ORT).weight_bytes[0] for a in (small, wide)]
+    assert weights[0] < TRUE.cache_bytes / 4 and weights[1] > 5 * TRUE.cache_bytes
+    assert seconds(wide, "attn_norm") == pytest.approx(seconds(small, "attn_norm"), rel=0.01)  # same activations
+    assert seconds(wide, "attention_scores") > 1.5 * seconds(small, "attention_scores")  # ORT's scores: by the pass
+
+
 def test_an_engine_is_calibrated_on_its_own_profiles_and_the_kernels_that_run_inside_it(tmp_path: Path) -> None:
     """ORT's standalone kernels pinned efficiencies ORT GenAI's graph does not reach (held-out TPOT 26.6 % with
     them, 18.5 % without, on this VM): an engine's calibration leaves them out and says so — but for ORT's

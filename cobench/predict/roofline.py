@@ -9,7 +9,10 @@ g(W) is the cache tier: a forward pass streams its working set W (every weight i
 attends over) once per step, so when W fits the last cache level that a calibration found (C bytes, S×
 faster than memory), step after step reads it from there. A CPU shows it plainly: 2 vCPUs of a Xeon read
 45 GB/s up to ~96 MiB and 21 GB/s past 192 MiB, so a model calibrated on small models predicted ones past
-the cache ~40 % too fast per token (docs/calibration.md).
+the cache ~40 % too fast per token (docs/calibration.md). An operator's activations were written just before
+it runs, so they are found by their own size, whatever W is: a 125 M-parameter model's norms and residuals run
+from the cache while its weights stream from memory (priced by W, llama.cpp's prompt of MobileLLM-125M came
+out +28 % slow).
 
 Phases: TTFT is the prefill of the prompt (which yields the first token). TPOT is the mean decode step
 over the G − 1 further tokens, whose cached context grows from P to P + G − 2; more than
@@ -54,8 +57,10 @@ DEFAULT_COMPUTE_EFFICIENCY = {
 DEFAULT_MEMORY_EFFICIENCY = 0.8
 DEFAULT_OP_OVERHEAD_US = 4.0
 OWN_BUFFERS = ("fresh",)  # classes whose bytes are freshly mapped pages, faulted in: where the pass's working set
-# sits does not speed them. (Scores stay in the tier: a pass whose weights leave the last cache level free keeps
-# its score matrices there — with them outside it, the fit priced ORT's cold GQA kernels 40 % fast.)
+# sits does not speed them
+PASS_BUFFERS = ("scores",)  # activations found where the pass's working set is, not by their own size: ORT's CPU
+# attention's score matrices, as large as the cache at long prompts (with them always outside the tier, the fit
+# priced ORT's cold GQA kernels 40 % fast; by their own size, ORT GenAI's 2,048-token MQA prompt came out +31 %)
 CACHE_SHARPNESS = 4.0  # k of the hit fraction 1 / (1 + (W/C)^k): fits a warm read sweep on a Xeon VM
 
 
@@ -92,6 +97,16 @@ class RooflineParams:
         w = np.asarray(working_set, dtype=np.float64)
         hit = 1.0 / (1.0 + (w / self.cache_bytes) ** CACHE_SHARPNESS)
         return 1.0 / (hit / self.cache_speedup + 1.0 - hit)
+
+    def op_bandwidth_factor(self, nbytes: Any, near: Any, working_set: Any) -> Any:
+        """An operator's g: the weights and KV cache it reads sit where the pass's working set W lets them, but
+        its activations (`near` of its bytes) where their own size does — a layer's activations were written just
+        before, so a big model's weights streaming past do not push them out of the cache. Cold (W = ∞): memory."""
+        nbytes, near = np.asarray(nbytes, dtype=np.float64), np.asarray(near, dtype=np.float64)
+        far = self.bandwidth_factor(working_set)
+        seconds = near / np.where(np.isinf(working_set), 1.0, self.bandwidth_factor(near)) + (nbytes - near) / far
+        factor = np.broadcast_to(far, np.broadcast(nbytes, far).shape).copy()
+        return np.divide(nbytes, seconds, out=factor, where=seconds > 0)
 
     @classmethod
     def ideal(cls) -> RooflineParams:
@@ -170,6 +185,12 @@ def op_seconds(
     return compute, memory, np.maximum(compute, memory) + overhead_s * launches * present
 
 
+def near_bytes(op: Op) -> Any:
+    """The bytes of `op` found where their own size lets them sit: its activations, but for the classes in
+    PASS_BUFFERS."""
+    return 0.0 if op.op_class in PASS_BUFFERS else op.act_bytes
+
+
 def working_set(ops: Sequence[Op]) -> Any:
     """The bytes a forward pass must find again on the next step: every weight it reads and the cache it
     attends over (per candidate, and per sampled context in decode)."""
@@ -178,9 +199,10 @@ def working_set(ops: Sequence[Op]) -> Any:
 
 def time_ops(ops: list[Op], device: DeviceSpec, w: Workload, params: RooflineParams) -> list[OpTime]:
     timed = []
-    tiered = device.bandwidth_bytes_s * params.bandwidth_factor(working_set(ops))
+    found_again = working_set(ops)
     for op in ops:
         c = op.op_class
+        tiered = device.bandwidth_bytes_s * params.op_bandwidth_factor(op.bytes, near_bytes(op), found_again)
         terms = op_seconds(
             op.flops,
             op.bytes,

@@ -36,6 +36,7 @@ from cobench.predict.roofline import (
     OWN_BUFFERS,
     PHASES,
     RooflineParams,
+    near_bytes,
     op_seconds,
     peak_flops,
     phase_ops,
@@ -84,6 +85,7 @@ class DesignMatrix:
     weight: np.ndarray  # (M,) occurrences per call
     flops: np.ndarray  # (M,) per occurrence
     bytes: np.ndarray
+    near_bytes: np.ndarray  # (M,) those found where their own size lets them sit (RooflineParams.op_bandwidth_factor)
     peak: np.ndarray  # (M,) FLOP/s ceiling of the row's class and precision
     launches: np.ndarray  # (M,) kernel launches per occurrence
     step: np.ndarray  # (N,) index into STEPS
@@ -98,7 +100,7 @@ class DesignMatrix:
         eta_m = np.array([params.memory_efficiency[c] for c in OP_CLASSES])[self.op_class]
         over = np.array([params.op_overhead_s[c] for c in OP_CLASSES])[self.op_class]
         half = np.array([params.intensity_half[c] for c in OP_CLASSES])[self.op_class]
-        tiered = params.bandwidth_factor(self.working_set)[self.obs]
+        tiered = params.op_bandwidth_factor(self.bytes, self.near_bytes, self.working_set[self.obs])
         bandwidth = self.bandwidth * np.where(self.own_buffer, 1.0, tiered)
         _, _, t = op_seconds(self.flops, self.bytes, self.peak, bandwidth, eta_c, eta_m, over, half, self.launches)
         steps = np.array([params.step_overhead_s["prefill"], params.step_overhead_s["decode"], kernel_call_s])
@@ -107,7 +109,7 @@ class DesignMatrix:
 
 def _rows(ops: Sequence[Any], device: DeviceSpec, w: Workload) -> tuple[list[np.ndarray], ...]:
     """Flatten one call's operators; decode ops over S sampled contexts are averaged (weight count/S)."""
-    cls, weight, flops, nbytes, peak, launches = [], [], [], [], [], []
+    cls, weight, flops, nbytes, near, peak, launches = [], [], [], [], [], [], []
     for op in ops:
         shape = np.broadcast(op.count, op.flops, op.bytes, op.launches).shape
         n = int(np.prod(shape)) if shape else 1
@@ -115,17 +117,18 @@ def _rows(ops: Sequence[Any], device: DeviceSpec, w: Workload) -> tuple[list[np.
         weight.append(np.broadcast_to(op.count, shape).ravel() / n)
         flops.append(np.broadcast_to(op.flops, shape).ravel().astype(float))
         nbytes.append(np.broadcast_to(op.bytes, shape).ravel().astype(float))
+        near.append(np.broadcast_to(near_bytes(op), shape).ravel().astype(float))
         peak.append(np.full(n, peak_flops(op.op_class, device, w)))
         launches.append(np.broadcast_to(op.launches, shape).ravel().astype(float))
-    return cls, weight, flops, nbytes, peak, launches
+    return cls, weight, flops, nbytes, near, peak, launches
 
 
 def kernel_ops(k: KernelResult, device: DeviceSpec) -> list[Op]:
     """A kernel as the operators that price it. An attention kernel is the operator model's attention as the
     backend ran it, by that backend's own counting: ORT's is its CPU GroupQueryAttention, which writes the scores
     to memory; torch's SDPA and TensorRT's fused attention keep them in the kernel."""
-    if k.spec.kind != "attention":
-        return [Op(k.spec.label, KERNEL_CLASS.get(k.spec.kind, "elementwise"), 1, k.flops, 0, k.bytes)]
+    if k.spec.kind != "attention":  # the buffer it sweeps is its working set (weights' place: not by its size)
+        return [Op(k.spec.label, KERNEL_CLASS.get(k.spec.kind, "elementwise"), 1, k.flops, k.bytes, 0)]
     s, elem = k.spec.shape, ELEMENT_BYTES[k.spec.precision]
     b, h, q, kv, d = s["batch"], s["heads"], s["q"], s["kv"], s["head_dim"]
     counting = backend_counting(k.backend, device)
@@ -137,7 +140,8 @@ def build_design(
     profiled: Sequence[Profiled], kernels: Sequence[KernelResult], device: DeviceSpec, counting: Counting
 ) -> DesignMatrix:
     """Observations: each model's prefill and each measured decode step, then each kernel."""
-    columns: list[list[np.ndarray]] = [[], [], [], [], [], [], []]  # obs, class, weight, flops, bytes, peak, launches
+    columns: list[list[np.ndarray]] = [[], [], [], [], [], [], [], []]  # obs, class, weight, flops, bytes, near,
+    # peak, launches
     step, measured, group_weight, found_again = [], [], [], []
 
     def add(
@@ -173,8 +177,9 @@ def build_design(
         weight=cat[2],
         flops=cat[3],
         bytes=cat[4],
-        peak=cat[5],
-        launches=cat[6],
+        near_bytes=cat[5],
+        peak=cat[6],
+        launches=cat[7],
         step=np.array(step),
         measured_s=np.array(measured),
         fit_weight=np.array(group_weight),
