@@ -12,9 +12,10 @@ Counting conventions (the FLOP-counter test and the exported graphs follow the s
   FLOPs are counted but never make them compute-bound).
 - Fresh memory (class "fresh", memory only): with `fresh_logits`, an all-position logits buffer larger than
   MMAP_THRESHOLD is first-touched on every prompt (page faults, not bandwidth).
-- Attention is fused by default (the score matrix never leaves the kernel). With `fused_attention=False`
-  (ORT's CPU GroupQueryAttention) the scores are an operator of class "scores": SCORE_PASSES passes over
-  B·H·pairs values, memory only.
+- The softmax over the B·H·pairs scores is class "scores" (compute: exponentials cost far more per score
+  than the FLOPs counted for them). Attention is fused by default (the score matrix never leaves the kernel).
+  With `fused_attention=False` (ORT's CPU GroupQueryAttention) the scores are also an operator of class
+  "scores" in memory: SCORE_PASSES passes over B·H·pairs values.
 - Bytes are split into weights, activations and KV cache, so it is visible why an op is memory-bound.
   Each weight and each KV element is read once per forward (batch and GQA groups share the read; but see
   `kv_per_query_head` below).
@@ -189,15 +190,17 @@ def attention_ops(
     weight_bytes: Any = 0,
 ) -> list[Op]:
     """Scaled dot-product attention over `pairs` (query, key) pairs (all heads): QKᵀ and AV, and the softmax.
-    Fused, the scores never leave the kernel. Materialised (`fused_attention=False`), they are an operator of
-    their own class, "scores" (memory only): QKᵀ writes them, the softmax reads and rewrites them, AV reads
-    them (SCORE_PASSES). Their class is apart because its rate is nothing like a streamed KV cache's: ORT's CPU
-    GroupQueryAttention costs ~2 ns per score and query head at head sizes 32 to 128 alike (measured), far
-    above its FLOPs, so one shared attention efficiency cannot price both its prompt and its decode step. A
-    model's layers and the attention kernels of calibration are priced by this one function."""
+    A score costs far more than its head size's dot products say, at every head size: ORT's CPU
+    GroupQueryAttention ~2 ns per score and query head at head sizes 32 to 128 alike, ggml's CPU flash attention
+    4 ns plus 0.07 ns per head dimension (measured), so the per-score work has a class of its own, "scores",
+    apart from the attention's head-size-proportional dot products. The softmax (its max, exponentials and sums,
+    or a fused kernel's online rescaling) is its compute. Materialised (`fused_attention=False`), the scores are
+    also an operator of that class in memory: QKᵀ writes them, the softmax reads and rewrites them, AV reads
+    them (SCORE_PASSES). A model's layers and the attention kernels of calibration are priced by this one
+    function."""
     ops = [
         Op(name, "attention", count, 4 * head_dim * pairs, weight_bytes, act_bytes, kv_bytes),
-        Op(f"{name}_softmax", "elementwise", count, softmax_flops * pairs, 0, 0),
+        Op(f"{name}_softmax", "scores", count, softmax_flops * pairs, 0, 0),
     ]
     if not counting.fused_attention:
         ops.append(Op(f"{name}_scores", "scores", count, 0, 0, SCORE_PASSES * pairs * ab))

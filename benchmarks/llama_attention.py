@@ -1,0 +1,100 @@
+"""llama.cpp attention probe: what one (query, key) pair costs in ggml's CPU flash attention, by head size and
+grouping, for the operator model's `scores` class (docs/calibration.md).
+
+Four-layer models whose attention is nearly all of the work (a 256-token vocabulary, d_ff 64), F32 weights and
+llama.cpp's F16 cache, through llama.cpp's own C API: the prompt's time at several lengths, fitted as
+a·P + b·P² (b per visible pair and head), and a decode step's time after prompts of several lengths (its slope
+per cached position and head). Best of three per point; run it on a quiet machine (llama.cpp logs to stderr:
+`python benchmarks/llama_attention.py 2>/dev/null`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cobench.arch.architecture import Architecture
+from cobench.measure.runners.llama_cpp import build
+
+SHAPES = {  # name: (d_model, n_heads, n_kv_heads, head_dim)
+    "MHA hd32": (192, 6, 6, 32),
+    "GQA 4/2 hd32": (128, 4, 2, 32),
+    "MHA hd64": (256, 4, 4, 64),
+    "GQA 9/3 hd64": (576, 9, 3, 64),
+    "MQA hd64": (256, 4, 1, 64),
+    "MQA hd128": (256, 2, 1, 128),
+}
+LAYERS = 4
+PROMPTS = (256, 768, 1536, 2304, 3072)
+STEPS = 24
+
+
+def probe(arch: Architecture, path: Path, threads: int) -> tuple[float, float]:
+    """(ns per visible prompt pair and head, ns per decode step's cached position and head)."""
+    import llama_cpp
+
+    model = llama_cpp.llama_model_load_from_file(str(path).encode(), llama_cpp.llama_model_default_params())
+    cp = llama_cpp.llama_context_default_params()
+    cp.n_ctx = cp.n_batch = cp.n_ubatch = max(PROMPTS) + STEPS
+    cp.n_threads = cp.n_threads_batch = threads
+    ctx = llama_cpp.llama_init_from_model(model, cp)
+    one = (llama_cpp.llama_token * 1)()
+    prefill: dict[int, float] = {}
+    step: dict[int, float] = {}
+    try:
+        for _ in range(3):
+            for p in PROMPTS:
+                ids = np.random.default_rng(p).integers(0, arch.vocab_size, p)
+                prompt = (llama_cpp.llama_token * p)(*ids.tolist())
+                llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
+                t0 = time.perf_counter()
+                llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(prompt, p))
+                llama_cpp.llama_get_logits_ith(ctx, -1)
+                prefill[p] = min(prefill.get(p, np.inf), time.perf_counter() - t0)
+                times = []
+                for i in range(STEPS):
+                    one[0] = i % arch.vocab_size
+                    t0 = time.perf_counter()
+                    llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(one, 1))
+                    llama_cpp.llama_get_logits_ith(ctx, -1)
+                    times.append(time.perf_counter() - t0)
+                step[p] = min(step.get(p, np.inf), float(np.median(times[4:])))
+    finally:
+        llama_cpp.llama_free(ctx)
+        llama_cpp.llama_model_free(model)
+    x = np.array(PROMPTS, dtype=float)
+    quadratic = np.linalg.lstsq(np.stack([x, x * x], 1), [prefill[p] for p in PROMPTS], rcond=None)[0][1]
+    slope = np.polyfit(x, [step[p] for p in PROMPTS], 1)[0]
+    heads = LAYERS * arch.n_heads
+    return 2 * quadratic / heads * 1e9, slope / heads * 1e9  # 2: P²/2 visible pairs
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        print("llama-cpp-python is not installed (pip install '.[llamacpp]')")
+        return 1
+    print(f"llama.cpp attention, F32 weights, F16 cache, {args.threads} thread(s), {LAYERS} layers, prompts {PROMPTS}")
+    print("| shape | head size | prompt: ns per visible pair and head | decode: ns per cached position and head |")
+    print("|---|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (d, heads, kv, hd) in SHAPES.items():
+            arch = Architecture(256, d, LAYERS, heads, 64, name=f"probe-{d}-{heads}-{kv}", n_kv_heads=kv,
+                                head_dim=hd, max_seq_len=4096)  # fmt: skip
+            path = build(arch, "fp32", Path(tmp)).directory / "model.gguf"
+            pair, position = probe(arch, path, args.threads)
+            print(f"| {name} | {hd} | {pair:.2f} | {position:.1f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
