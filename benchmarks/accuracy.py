@@ -132,8 +132,11 @@ def main() -> int:
     args.out = args.out or HERE / "out" / f"accuracy{suffix}"
     args.store.parent.mkdir(parents=True, exist_ok=True)
     store = str(args.store)
-    # --retry-failed: a run resumed after an interruption measures again what the interruption killed
-    profile_flags = ["--backend", b, "--precision", precision, "--max-time-s", "4", "--retry-failed"]
+    # --retry-failed: a run resumed after an interruption measures again what the interruption killed. Five short
+    # rounds, not three long ones: this VM has slow windows of minutes that a median of three rounds takes
+    # when two of them fall in one (ho-moe-8x1 on llama.cpp, 2026-12-06: rounds of 117, 117 and 81 ms; 82 ms
+    # measured alone an hour later)
+    profile_flags = ["--backend", b, "--precision", precision, "--rounds", "5", "--max-time-s", "2.5", "--retry-failed"]
     profile_flags += ["--threads", str(args.threads)] if args.threads else []
     t0 = time.perf_counter()
     specs, prompts = architecture_files(args.out, b)
