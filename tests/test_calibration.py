@@ -410,10 +410,12 @@ def test_activations_are_found_by_their_own_size_whatever_the_pass_streams() -> 
     MobileLLM-125M came out +28 % slow). Weights and the KV cache still go by the pass; score matrices too."""
     big, act = 10 * TRUE.cache_bytes, 2**20
     g = TRUE.bandwidth_factor
-    assert TRUE.op_bandwidth_factor(act, act, big) == pytest.approx(g(act))  # a norm: activations only
-    assert TRUE.op_bandwidth_factor(8 * act, 0.0, big) == pytest.approx(g(big))  # a weight read
-    assert 1 / TRUE.op_bandwidth_factor(2 * act, act, big) == pytest.approx(0.5 / g(act) + 0.5 / g(big))
-    assert TRUE.op_bandwidth_factor(act, act, np.inf) == 1.0  # a cold kernel: memory for everything
+    assert TRUE.op_bandwidth_factor(act, act, g(big)) == pytest.approx(g(act))  # a norm: activations only
+    assert TRUE.op_bandwidth_factor(8 * act, 0.0, g(big)) == pytest.approx(g(big))  # a weight read
+    assert 1 / TRUE.op_bandwidth_factor(2 * act, act, g(big)) == pytest.approx(0.5 / g(act) + 0.5 / g(big))
+    cold = [k for k in _kernels(np.random.default_rng(0), 0.0) if k.cold and k.spec.kind == "attention"]
+    table = build_design([], cold, CPU, ORT)  # a cold kernel: memory for everything, its Q and O included
+    assert cold and np.all(table.near_bytes == 0) and np.any([o.act_bytes > 0 for o in kernel_ops(cold[0], CPU)])
     w = Workload(1, 512, 4, "fp32")
     small, wide = (Architecture(1024, 256, 2, 4, d_ff, name=f"ff{d_ff}", max_seq_len=1024) for d_ff in (704, 65536))
 

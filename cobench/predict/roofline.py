@@ -98,13 +98,13 @@ class RooflineParams:
         hit = 1.0 / (1.0 + (w / self.cache_bytes) ** CACHE_SHARPNESS)
         return 1.0 / (hit / self.cache_speedup + 1.0 - hit)
 
-    def op_bandwidth_factor(self, nbytes: Any, near: Any, working_set: Any) -> Any:
-        """An operator's g: the weights and KV cache it reads sit where the pass's working set W lets them, but
-        its activations (`near` of its bytes) where their own size does — a layer's activations were written just
-        before, so a big model's weights streaming past do not push them out of the cache. Cold (W = ∞): memory."""
+    def op_bandwidth_factor(self, nbytes: Any, near: Any, far: Any) -> Any:
+        """An operator's g: the weights and KV cache it reads sit where the pass's working set lets them (`far`,
+        g of that working set, computed once per pass), but its activations (`near` of its bytes) where their own
+        size does — a layer's activations were written just before, so a big model's weights streaming past do
+        not push them out of the cache."""
         nbytes, near = np.asarray(nbytes, dtype=np.float64), np.asarray(near, dtype=np.float64)
-        far = self.bandwidth_factor(working_set)
-        seconds = near / np.where(np.isinf(working_set), 1.0, self.bandwidth_factor(near)) + (nbytes - near) / far
+        seconds = near / self.bandwidth_factor(near) + (nbytes - near) / far
         factor = np.broadcast_to(far, np.broadcast(nbytes, far).shape).copy()
         return np.divide(nbytes, seconds, out=factor, where=seconds > 0)
 
@@ -199,10 +199,10 @@ def working_set(ops: Sequence[Op]) -> Any:
 
 def time_ops(ops: list[Op], device: DeviceSpec, w: Workload, params: RooflineParams) -> list[OpTime]:
     timed = []
-    found_again = working_set(ops)
+    far = params.bandwidth_factor(working_set(ops))
     for op in ops:
         c = op.op_class
-        tiered = device.bandwidth_bytes_s * params.op_bandwidth_factor(op.bytes, near_bytes(op), found_again)
+        tiered = device.bandwidth_bytes_s * params.op_bandwidth_factor(op.bytes, near_bytes(op), far)
         terms = op_seconds(
             op.flops,
             op.bytes,

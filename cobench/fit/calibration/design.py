@@ -85,7 +85,8 @@ class DesignMatrix:
     weight: np.ndarray  # (M,) occurrences per call
     flops: np.ndarray  # (M,) per occurrence
     bytes: np.ndarray
-    near_bytes: np.ndarray  # (M,) those found where their own size lets them sit (RooflineParams.op_bandwidth_factor)
+    near_bytes: np.ndarray  # (M,) those found where their own size lets them sit (RooflineParams.op_bandwidth_factor;
+    # none in a cold kernel)
     peak: np.ndarray  # (M,) FLOP/s ceiling of the row's class and precision
     launches: np.ndarray  # (M,) kernel launches per occurrence
     step: np.ndarray  # (N,) index into STEPS
@@ -100,7 +101,9 @@ class DesignMatrix:
         eta_m = np.array([params.memory_efficiency[c] for c in OP_CLASSES])[self.op_class]
         over = np.array([params.op_overhead_s[c] for c in OP_CLASSES])[self.op_class]
         half = np.array([params.intensity_half[c] for c in OP_CLASSES])[self.op_class]
-        tiered = params.op_bandwidth_factor(self.bytes, self.near_bytes, self.working_set[self.obs])
+        tiered = params.op_bandwidth_factor(
+            self.bytes, self.near_bytes, params.bandwidth_factor(self.working_set)[self.obs]
+        )
         bandwidth = self.bandwidth * np.where(self.own_buffer, 1.0, tiered)
         _, _, t = op_seconds(self.flops, self.bytes, self.peak, bandwidth, eta_c, eta_m, over, half, self.launches)
         steps = np.array([params.step_overhead_s["prefill"], params.step_overhead_s["decode"], kernel_call_s])
@@ -177,7 +180,7 @@ def build_design(
         weight=cat[2],
         flops=cat[3],
         bytes=cat[4],
-        near_bytes=cat[5],
+        near_bytes=np.where(np.isinf(found_again)[cat[0].astype(np.int64)], 0.0, cat[5]),  # cold: all from memory
         peak=cat[6],
         launches=cat[7],
         step=np.array(step),
