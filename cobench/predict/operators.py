@@ -74,6 +74,8 @@ class Op:
     act_bytes: Any
     kv_bytes: Any = 0
     launches: Any = 1  # kernel launches per occurrence (a looped MoE runs every expert's kernels)
+    resident: Any = 1  # the weights a pass finds again on later steps, per weight byte it reads: a MoE's steps
+    # each read the experts their token chose, but cycle through all of them (roofline.working_set)
 
     @property
     def bytes(self) -> Any:
@@ -390,6 +392,7 @@ def ffn_ops(a: ArchLike, n: Any, layers: Any, moe_count: Any, wb: float, ab: flo
     gate = np.where(a.shared_expert_gate > 0, 1, 0)
     routed = n * a.top_k
     touched = expected_experts(a.n_experts, a.top_k, n)
+    cycled = np.divide(a.n_experts, touched, out=np.ones_like(touched, dtype=np.float64), where=touched > 0)
     norm = norm_params(a)
     expert_launches = np.maximum(a.n_experts, 1) if moe_loop else 1
     return [
@@ -406,6 +409,7 @@ def ffn_ops(a: ArchLike, n: Any, layers: Any, moe_count: Any, wb: float, ab: flo
         replace(
             linear("experts_up", routed, d, gated_in * a.d_ff_expert, a.mlp_bias, moe_count, wb, ab, copies=touched),
             launches=expert_launches,
+            resident=cycled,
         ),
         replace(
             elementwise("experts_act", gated_in * routed * a.d_ff_expert, routed * a.d_ff_expert, 5, moe_count, ab),
@@ -414,6 +418,7 @@ def ffn_ops(a: ArchLike, n: Any, layers: Any, moe_count: Any, wb: float, ab: flo
         replace(
             linear("experts_down", routed, a.d_ff_expert, d, a.mlp_bias, moe_count, wb, ab, copies=touched),
             launches=expert_launches,
+            resident=cycled,
         ),
     ]
 

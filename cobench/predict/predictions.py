@@ -55,11 +55,10 @@ def prediction_record(a: Architecture, d: DeviceSpec, w: Workload, p: Prediction
 def predicted_beside_profile(
     a: Architecture, d: DeviceSpec, w: Workload, contexts: tuple[int, ...], m: LatencyModel
 ) -> dict[str, Any]:
-    """The prediction stored beside a measurement: the record plus one decode step at each timed context."""
-    per_context = {
-        c: float(predict(a, d, Workload(w.batch, c, 1, w.precision, w.kv_precision), m.params, m.counting).tpot_s[0])
-        for c in contexts
-    }
+    """The prediction stored beside a measurement: the record plus one decode step at each timed context (a step
+    repeated on one cache: warm, no refill)."""
+    step = {c: Workload(w.batch, c, 1, w.precision, w.kv_precision) for c in contexts}
+    per_context = {c: float(predict(a, d, s, m.params, m.counting).decode.time_s[0]) for c, s in step.items()}
     return prediction_record(a, d, w, predict(a, d, w, m.params, m.counting), m) | {"decode_s": per_context}
 
 

@@ -14,10 +14,16 @@ it runs, so they are found by their own size, whatever W is: a 125 M-parameter m
 from the cache while its weights stream from memory (priced by W, llama.cpp's prompt of MobileLLM-125M came
 out +28 % slow).
 
+The prompt's own traffic pushes that working set out of the cache, so the first decode steps after it read
+what they would find cached from memory again (the refill): on llama.cpp and ORT GenAI on the Xeon VM, the first
+three steps after a 512-token prompt took 7–13 % of a 16-token generation's decode time beyond the steady step
+(docs/calibration.md). The refill is priced as `refill_reads` reads of the cached part of W at memory speed,
+scaled by the share of the cache the prompt's activations evicted, and spread over the steps by REFILL_DECAY.
+
 Phases: TTFT is the prefill of the prompt (which yields the first token). TPOT is the mean decode step
-over the G − 1 further tokens, whose cached context grows from P to P + G − 2; more than
-`MAX_DECODE_SAMPLES` steps are sampled evenly (step time is piecewise linear in the context, so the
-mean of even samples is exact up to rounding). End-to-end = TTFT + (G − 1) · TPOT.
+over the G − 1 further tokens, whose cached context grows from P to P + G − 2, plus the refill over those
+steps; more than `MAX_DECODE_SAMPLES` steps are sampled evenly (step time is piecewise linear in the context, so
+the mean of even samples is exact up to rounding). End-to-end = TTFT + (G − 1) · TPOT.
 """
 
 from __future__ import annotations
@@ -62,6 +68,8 @@ PASS_BUFFERS = ("scores",)  # activations found where the pass's working set is,
 # attention's score matrices, as large as the cache at long prompts (with them always outside the tier, the fit
 # priced ORT's cold GQA kernels 40 % fast; by their own size, ORT GenAI's 2,048-token MQA prompt came out +31 %)
 CACHE_SHARPNESS = 4.0  # k of the hit fraction 1 / (1 + (W/C)^k): fits a warm read sweep on a Xeon VM
+REFILL_DECAY = 0.4  # share of the refill left after each decode step: llama.cpp's first steps after a 512-token
+# prompt on the Xeon VM took 47–75 %, 20–37 % and 3–11 % of it
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,9 @@ class RooflineParams:
     # cache_speedup× faster than the bandwidth the efficiencies are relative to (0, 1: no tier)
     cache_bytes: float = 0.0
     cache_speedup: float = 1.0
+    # the refill (see the module's docstring): how many reads at memory speed of what a decode step finds cached
+    # the steps after a prefill take in all to find it cached again (0: none)
+    refill_reads: float = 0.0
 
     def bandwidth_factor(self, working_set: Any) -> Any:
         """g(W): how much faster than memory a pass with this working set (bytes) reads, between 1 (far
@@ -107,6 +118,17 @@ class RooflineParams:
         seconds = near / self.bandwidth_factor(near) + (nbytes - near) / far
         factor = np.broadcast_to(far, np.broadcast(nbytes, far).shape).copy()
         return np.divide(nbytes, seconds, out=factor, where=seconds > 0)
+
+    def refill_s(self, working_set: Any, evicting: Any, bandwidth: float) -> Any:
+        """The decode steps' extra time, all together, after a prefill whose activations streamed `evicting` bytes
+        through the cache: the share of the cache they evicted (1 − e^(−A/C)) of the working set's cached part
+        (what g(W) saves on it), read again `refill_reads` times at memory speed."""
+        w = np.asarray(working_set, dtype=np.float64)
+        if self.refill_reads <= 0 or self.cache_bytes <= 0:
+            return np.zeros_like(w)
+        cached = w * (1.0 - 1.0 / self.bandwidth_factor(w))
+        evicted = -np.expm1(-np.asarray(evicting, dtype=np.float64) / self.cache_bytes)
+        return self.refill_reads * evicted * cached / bandwidth
 
     @classmethod
     def ideal(cls) -> RooflineParams:
@@ -191,10 +213,28 @@ def near_bytes(op: Op) -> Any:
     return 0.0 if op.op_class in PASS_BUFFERS else op.act_bytes
 
 
+def refill_share(step: Any) -> Any:
+    """The share of the refill that decode step `step` (0: the first after the prompt) pays."""
+    return (1.0 - REFILL_DECAY) * REFILL_DECAY ** np.asarray(step, dtype=np.float64)
+
+
+def prompt_traffic(ops: Sequence[Op]) -> Any:
+    """The activation bytes a prefill streams through the cache (what evicts the decode's working set)."""
+    return sum(op.count * op.act_bytes for op in ops)
+
+
+def prompt_refill_s(ops: Mapping[str, list[Op]], device: DeviceSpec, params: RooflineParams) -> np.ndarray:
+    """The refill the decode steps after this prompt pay, all together (N,): `RooflineParams.refill_s` of the
+    steps' working set (mean over the contexts sampled) and the prompt's activation traffic."""
+    reread = np.mean(np.atleast_2d(working_set(ops["decode"])), axis=-1)
+    return params.refill_s(reread, prompt_traffic(ops["prefill"]), device.bandwidth_bytes_s)
+
+
 def working_set(ops: Sequence[Op]) -> Any:
-    """The bytes a forward pass must find again on the next step: every weight it reads and the cache it
-    attends over (per candidate, and per sampled context in decode)."""
-    return sum(op.count * (op.weight_bytes + op.kv_bytes) for op in ops)
+    """The bytes a forward pass must find again on later steps: every weight it reads (a MoE's steps: every
+    expert, which they cycle through) and the cache it attends over (per candidate, and per sampled context in
+    decode)."""
+    return sum(op.count * (op.weight_bytes * op.resident + op.kv_bytes) for op in ops)
 
 
 def time_ops(ops: list[Op], device: DeviceSpec, w: Workload, params: RooflineParams) -> list[OpTime]:
@@ -331,16 +371,16 @@ def predict(
     assert isinstance(a, ArchBatch)
     params = params or RooflineParams.for_device(device)
     counting = counting or Counting()
-    prefill, decode = (
-        _totals(time_ops(phase_ops(a, workload, phase, counting), device, workload, params), params, phase)
-        for phase in PHASES
-    )
+    ops = {phase: phase_ops(a, workload, phase, counting) for phase in PHASES}
+    prefill, decode = (_totals(time_ops(ops[p], device, workload, params), params, p) for p in PHASES)
+    steps = max(workload.generate - 1, 1)
+    tpot = decode.time_s + prompt_refill_s(ops, device, params) * float(np.sum(refill_share(np.arange(steps)))) / steps
     weights, kv, acts = memory_footprint(a, workload, counting)
     peak = weights + kv + acts
     return Prediction(
         ttft_s=prefill.time_s,
-        tpot_s=decode.time_s,
-        e2e_s=prefill.time_s + (workload.generate - 1) * decode.time_s,
+        tpot_s=tpot,
+        e2e_s=prefill.time_s + (workload.generate - 1) * tpot,
         prefill=prefill,
         decode=decode,
         weight_bytes=np.asarray(weights, dtype=np.float64),

@@ -12,7 +12,8 @@ small operators stay latency-bound. Standalone kernels pay one call overhead of 
 nuisance parameter that a model's step does not inherit. Each observation has a working set (a pass's
 weights and cache; a warm kernel's operands; a cold kernel none in cache), through which the cache tier
 prices its memory terms: cold kernels pin the memory bandwidth, warm ones of growing footprint where the
-cache ends and how much faster it is.
+cache ends and how much faster it is. A decode step pays its share of the refill after the prompt (by its place in
+the generation, `roofline.refill_share`), which is how the fit finds `refill_reads`.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from cobench.predict.roofline import (
     op_seconds,
     peak_flops,
     phase_ops,
+    prompt_traffic,
+    refill_share,
     working_set,
 )
 
@@ -95,6 +98,8 @@ class DesignMatrix:
     working_set: np.ndarray  # (N,) bytes the observation finds again call after call (inf: cold)
     bandwidth: float
     own_buffer: np.ndarray  # (M,) rows of an OWN_BUFFERS class: the cache tier does not speed them
+    evicting: np.ndarray  # (N,) a decode step's prompt's activation traffic (roofline.prompt_traffic)
+    refill_share: np.ndarray  # (N,) the share of the refill a decode step pays (0: a prefill or a kernel)
 
     def predict(self, params: RooflineParams, kernel_call_s: float) -> np.ndarray:
         eta_c = np.array([params.compute_efficiency[c] for c in OP_CLASSES])[self.op_class]
@@ -107,7 +112,12 @@ class DesignMatrix:
         bandwidth = self.bandwidth * np.where(self.own_buffer, 1.0, tiered)
         _, _, t = op_seconds(self.flops, self.bytes, self.peak, bandwidth, eta_c, eta_m, over, half, self.launches)
         steps = np.array([params.step_overhead_s["prefill"], params.step_overhead_s["decode"], kernel_call_s])
-        return np.bincount(self.obs, self.weight * t, minlength=len(self.step)) + steps[self.step]
+        refill = np.zeros(len(self.step))
+        after = self.refill_share > 0
+        refill[after] = self.refill_share[after] * params.refill_s(
+            self.working_set[after], self.evicting[after], self.bandwidth
+        )
+        return np.bincount(self.obs, self.weight * t, minlength=len(self.step)) + steps[self.step] + refill
 
 
 def _rows(ops: Sequence[Any], device: DeviceSpec, w: Workload) -> tuple[list[np.ndarray], ...]:
@@ -145,13 +155,21 @@ def build_design(
     """Observations: each model's prefill and each measured decode step, then each kernel."""
     columns: list[list[np.ndarray]] = [[], [], [], [], [], [], [], []]  # obs, class, weight, flops, bytes, near,
     # peak, launches
-    step, measured, group_weight, found_again = [], [], [], []
+    step, measured, group_weight, found_again, evicting, refill_shares = [], [], [], [], [], []
 
     def add(
-        ops: Sequence[Any], w: Workload, which: str, seconds: float, fit_weight: float, reused: float | None = None
+        ops: Sequence[Any],
+        w: Workload,
+        which: str,
+        seconds: float,
+        fit_weight: float,
+        reused: float | None = None,
+        refill: tuple[float, float] = (0.0, 0.0),
     ) -> None:
         parts = _rows(ops, device, w)
         found_again.append(float(np.mean(working_set(ops))) if reused is None else reused)
+        evicting.append(refill[0])
+        refill_shares.append(refill[1])
         columns[0].append(np.full(sum(len(c) for c in parts[0]), len(step)))
         for column, part in zip(columns[1:], parts, strict=True):
             column.extend(part)
@@ -162,10 +180,14 @@ def build_design(
     for p in profiled:
         batch = as_arch_like(p.arch)
         prefill = Workload(p.workload.batch, p.workload.prompt, 1, p.workload.precision, p.workload.kv_precision)
-        add(phase_ops(batch, prefill, "prefill", counting), prefill, "prefill", p.ttft_s, p.weight("ttft"))
+        prompt = phase_ops(batch, prefill, "prefill", counting)
+        add(prompt, prefill, "prefill", p.ttft_s, p.weight("ttft"))
+        traffic = float(np.sum(prompt_traffic(prompt)))
         for context, seconds in p.decode_s.items():
             w = replace(prefill, prompt=int(context))
-            add(phase_ops(batch, w, "decode", counting), w, "decode", seconds, p.weight("tpot") / len(p.decode_s))
+            after = (traffic, float(refill_share(int(context) - p.workload.prompt)))
+            add(phase_ops(batch, w, "decode", counting), w, "decode", seconds, p.weight("tpot") / len(p.decode_s),
+                refill=after)  # fmt: skip
     profile_weight = float(sum(group_weight))  # kernels together weigh KERNEL_SHARE of this
     for k in kernels:
         w = Workload(precision=k.spec.precision)
@@ -189,4 +211,6 @@ def build_design(
         working_set=np.array(found_again),
         bandwidth=device.bandwidth_bytes_s,
         own_buffer=np.isin(cat[1], [OP_CLASSES.index(c) for c in OWN_BUFFERS]),
+        evicting=np.array(evicting),
+        refill_share=np.array(refill_shares),
     )

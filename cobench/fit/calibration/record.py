@@ -80,6 +80,7 @@ class Calibration:
             # the cache tier is absent in older calibrations
             float(number(p.get("cache_bytes", 0.0), f"{at}.cache_bytes", low=0, high=1e13)),
             float(number(p.get("cache_speedup", 1.0), f"{at}.cache_speedup", low=1, high=1e3)),
+            float(number(p.get("refill_reads", 0.0), f"{at}.refill_reads", low=0, high=1e3)),  # absent in older ones
         )
         intervals = mapping(data["intervals"], f"{where}.intervals")
         for metric, iv in intervals.items():

@@ -27,6 +27,8 @@ DEFAULT_INTENSITY_HALF = 1.0  # prior centre: FLOP/B, i.e. no intensity dependen
 DEFAULT_CACHE_BYTES = 32 * 2**20  # prior centre of the cache tier's size (a CPU's LLC share, a GPU's L2)
 TIER_PAST = 2.0  # a working set of 2 C reads 94 % of itself from memory (CACHE_SHARPNESS 4): past the tier
 START_CACHE_SPEEDUP = 2.0  # where the fit starts the tier's speedup (at its prior, 1, the size has no gradient)
+NO_REFILL = 1e-3  # the refill's prior centre and floor: none, unless the steps after a prompt show one
+START_REFILL = 1.0  # where the fit starts it (at its floor its gradient vanishes)
 # The vector's blocks, in order: (name, length, lower bound, upper bound, prior σ), all in log space.
 BLOCKS = (
     ("compute_efficiency", N_CLASSES, np.log(1e-4), np.log(50.0), np.log(10.0)),
@@ -36,9 +38,11 @@ BLOCKS = (
     ("step_overhead_s", len(PHASES), np.log(1e-9), np.log(10.0), np.log(100.0)),
     ("cache_bytes", 1, np.log(1e5), np.log(1e13), np.log(100.0)),
     ("cache_speedup", 1, 0.0, np.log(20.0), np.log(10.0)),
+    ("refill_reads", 1, np.log(NO_REFILL), np.log(20.0), np.log(10.0)),
     ("kernel_call_s", 1, np.log(1e-9), np.log(10.0), np.log(100.0)),
 )
-CACHE_SPEEDUP = sum(b[1] for b in BLOCKS[:-1]) - 1  # index of the speedup in the vector
+CACHE_SPEEDUP = sum(b[1] for b in BLOCKS[:-2]) - 1  # index of the speedup in the vector
+REFILL = CACHE_SPEEDUP + 1
 
 
 def _block(column: int) -> np.ndarray:
@@ -57,6 +61,7 @@ def to_vector(params: RooflineParams, kernel_call_s: float) -> np.ndarray:
                 [max(params.intensity_half[c], 1e-3) for c in OP_CLASSES],
                 [max(params.step_overhead_s[p], floor) for p in PHASES],
                 [max(params.cache_bytes, 1e5), max(params.cache_speedup, 1.0)],
+                [max(params.refill_reads, NO_REFILL)],
                 [max(kernel_call_s, floor)],
             ]
         )
@@ -75,6 +80,7 @@ def from_vector(x: np.ndarray, source: str) -> tuple[RooflineParams, float]:
         source=source,
         cache_bytes=float(v[4 * n + 2]),
         cache_speedup=float(v[4 * n + 3]),
+        refill_reads=float(v[REFILL]),
     )
     return params, float(v[-1])
 
@@ -149,6 +155,7 @@ def solve(table: DesignMatrix, device: DeviceSpec, source: str, tier: CacheTier 
     slower = np.where(np.arange(len(centre)) < 2 * N_CLASSES, np.log(0.3), 0.0)  # second start: η × 0.3
     first = centre.copy()
     first[CACHE_SPEEDUP] = np.log(START_CACHE_SPEEDUP)
+    first[REFILL] = np.log(START_REFILL)
     if tier is not None:
         pinned = np.log([max(tier.cache_bytes, 1e5), max(tier.cache_speedup, 1.0)])
         at = slice(CACHE_SPEEDUP - 1, CACHE_SPEEDUP + 1)
