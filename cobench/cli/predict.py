@@ -100,7 +100,7 @@ def predict_cmd(
         return emit_json(result)
     _print_predictions(result)
     if result.operators:
-        _print_breakdown(result.operators)
+        _print_breakdown(result.operators, result.records[0]["tpot_refill_s"])
     return None
 
 
@@ -135,10 +135,15 @@ def _print_predictions(p: Predicted) -> None:
         err.print(f"model: {model}")
 
 
-def _print_breakdown(rows: list[dict[str, Any]]) -> None:
+def _print_breakdown(rows: list[dict[str, Any]], refill_s: float) -> None:
     columns = ["op", "class", "count", "FLOPs", "bytes", "weights", "KV", "FLOP/B", "bound", "time", "share"]
+    refill = f"; TPOT adds {ms(refill_s)} per token: the refill after the prompt" if refill_s > 0 else ""
     for phase in ("prefill", "decode"):
-        title = "prefill (whole prompt)" if phase == "prefill" else "decode (one step, mean over the generated tokens)"
+        title = (
+            "prefill (whole prompt)"
+            if phase == "prefill"
+            else f"decode (one step, mean over the generated tokens{refill})"
+        )
         cells = [
             [
                 r["name"],

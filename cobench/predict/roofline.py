@@ -320,7 +320,8 @@ class Prediction:
     """Predicted latencies (seconds) and memory (bytes) for N candidates at one workload."""
 
     ttft_s: np.ndarray
-    tpot_s: np.ndarray
+    tpot_s: np.ndarray  # the decode phase's mean step plus tpot_refill_s
+    tpot_refill_s: np.ndarray  # the refill after the prompt, per generated token
     e2e_s: np.ndarray
     prefill: PhaseTotals
     decode: PhaseTotals
@@ -374,12 +375,14 @@ def predict(
     ops = {phase: phase_ops(a, workload, phase, counting) for phase in PHASES}
     prefill, decode = (_totals(time_ops(ops[p], device, workload, params), params, p) for p in PHASES)
     steps = max(workload.generate - 1, 1)
-    tpot = decode.time_s + prompt_refill_s(ops, device, params) * float(np.sum(refill_share(np.arange(steps)))) / steps
+    refill = prompt_refill_s(ops, device, params) * float(np.sum(refill_share(np.arange(steps)))) / steps
+    tpot = decode.time_s + refill
     weights, kv, acts = memory_footprint(a, workload, counting)
     peak = weights + kv + acts
     return Prediction(
         ttft_s=prefill.time_s,
         tpot_s=tpot,
+        tpot_refill_s=refill,
         e2e_s=prefill.time_s + (workload.generate - 1) * tpot,
         prefill=prefill,
         decode=decode,
