@@ -16,7 +16,7 @@ out +28 % slow).
 
 The prompt's own traffic pushes that working set out of the cache, so the first decode steps after it read
 what they would find cached from memory again (the refill): on llama.cpp and ORT GenAI on the Xeon VM, the first
-three steps after a 512-token prompt took 7–13 % of a 16-token generation's decode time beyond the steady step
+three steps after a 512-token prompt took 5–22 % of a 16-token generation's decode time beyond the steady step
 (docs/calibration.md). The refill is priced as `refill_reads` reads of the cached part of W at memory speed,
 scaled by the share of the cache the prompt's activations evicted, and spread over the steps by REFILL_DECAY.
 
