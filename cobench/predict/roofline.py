@@ -223,10 +223,14 @@ def prompt_traffic(ops: Sequence[Op]) -> Any:
     return sum(op.count * op.act_bytes for op in ops)
 
 
-def prompt_refill_s(ops: Mapping[str, list[Op]], device: DeviceSpec, params: RooflineParams) -> np.ndarray:
+def prompt_refill_s(
+    ops: Mapping[str, list[Op]], device: DeviceSpec, params: RooflineParams, found_again: Any = None
+) -> np.ndarray:
     """The refill the decode steps after this prompt pay, all together (N,): `RooflineParams.refill_s` of the
-    steps' working set (mean over the contexts sampled) and the prompt's activation traffic."""
-    reread = np.mean(np.atleast_2d(working_set(ops["decode"])), axis=-1)
+    steps' working set (`found_again`, if the caller has it; mean over the contexts sampled) and the prompt's
+    activation traffic."""
+    found = working_set(ops["decode"]) if found_again is None else found_again
+    reread = np.mean(np.atleast_2d(found), axis=-1)
     return params.refill_s(reread, prompt_traffic(ops["prefill"]), device.bandwidth_bytes_s)
 
 
@@ -237,9 +241,12 @@ def working_set(ops: Sequence[Op]) -> Any:
     return sum(op.count * (op.weight_bytes * op.resident + op.kv_bytes) for op in ops)
 
 
-def time_ops(ops: list[Op], device: DeviceSpec, w: Workload, params: RooflineParams) -> list[OpTime]:
+def time_ops(
+    ops: list[Op], device: DeviceSpec, w: Workload, params: RooflineParams, found_again: Any = None
+) -> list[OpTime]:
+    """Each operator's roofline terms; `found_again` is the pass's working set, if the caller has it."""
     timed = []
-    far = params.bandwidth_factor(working_set(ops))
+    far = params.bandwidth_factor(working_set(ops) if found_again is None else found_again)
     for op in ops:
         c = op.op_class
         tiered = device.bandwidth_bytes_s * params.op_bandwidth_factor(op.bytes, near_bytes(op), far)
@@ -373,9 +380,12 @@ def predict(
     params = params or RooflineParams.for_device(device)
     counting = counting or Counting()
     ops = {phase: phase_ops(a, workload, phase, counting) for phase in PHASES}
-    prefill, decode = (_totals(time_ops(ops[p], device, workload, params), params, p) for p in PHASES)
+    found = {p: working_set(ops[p]) for p in PHASES}  # once per phase: the tier and the refill both need it
+    prefill, decode = (_totals(time_ops(ops[p], device, workload, params, found[p]), params, p) for p in PHASES)
     steps = max(workload.generate - 1, 1)
-    refill = prompt_refill_s(ops, device, params) * float(np.sum(refill_share(np.arange(steps)))) / steps
+    refill = (
+        prompt_refill_s(ops, device, params, found["decode"]) * float(np.sum(refill_share(np.arange(steps)))) / steps
+    )
     tpot = decode.time_s + refill
     weights, kv, acts = memory_footprint(a, workload, counting)
     peak = weights + kv + acts
