@@ -31,6 +31,7 @@ import yaml
 from cli import cobench
 
 from cobench.arch.spec import presets
+from cobench.arch.workload import Workload
 from cobench.fit.calibration.calibrate import chosen_kernels
 from cobench.fit.calibration.design import Profiled
 from cobench.fit.calibration.record import Calibration
@@ -159,6 +160,15 @@ def main() -> int:
     profile_all(("train", "held_out"), store)
     train = [names[s] for s in specs["train"]]
     held_out = [names[s] for s in specs["held_out"]]
+    batched = yaml.safe_load(SET.read_text())["batched"]
+    bw = Workload.from_dict(batched["workload"])
+    at_batch = [s for s in specs["held_out"] if names[s] in batched["names"]]
+
+    def profile_batched(into: str) -> None:  # held-out models at a batch no training profile has
+        cobench("profile", *[f for s in at_batch for f in ("-a", s)], "--batch", str(bw.batch), "--prompt",
+                str(bw.prompt), "--generate", str(bw.generate), *profile_flags, "--store", into)  # fmt: skip
+
+    profile_batched(store)
     assert not set(train) & set(held_out) and len(train) <= 10 and len(held_out) >= 15
     cal = json.loads(
         cobench(
@@ -177,7 +187,7 @@ def main() -> int:
         stored = db.kernels.find("cpu", precision=precision)
     trained = [r for r in rows if r.arch_name in train]
     kernels = chosen_kernels(stored, device, b, precision, trained)[0]  # the ones the calibration took
-    chosen = [r for r in rows if r.workload.prompt in prompts.get(r.arch_name, [])]
+    chosen = [r for r in rows if r.workload.batch == 1 and r.workload.prompt in prompts.get(r.arch_name, [])]
     missing = [n for n in train + held_out if not any(r.arch_name == n for r in chosen)]
     if missing:
         print(f"FAIL: no successful profile of {', '.join(missing)}")
@@ -198,16 +208,33 @@ def main() -> int:
     # measurement repeatability: the held-out set profiled again in a second run (its own store)
     repeat_store = args.store.with_name(args.store.stem + "-repeat.db")
     profile_all(("held_out",), str(repeat_store))
+    profile_batched(str(repeat_store))
     with Store(repeat_store) as db:
-        again = {r.arch_name: r.measured for r in db.profiles.find(status="ok")}
-    repeat = {
-        metric: np.array([np.log(getattr(again[p.arch.name], f"{metric}_s") / getattr(p, f"{metric}_s")) for p in test])
-        for metric in ("ttft", "tpot")
+        again = {(r.arch_name, r.workload.batch): r.measured for r in db.profiles.find(status="ok")}
+    test_b = [Profiled.of(r) for r in rows if r.workload.batch == bw.batch and r.arch_name in batched["names"]]
+    errs_b = {
+        "raw roofline": log_errors(test_b, device, RooflineParams.ideal(), counting),
+        "calibrated": log_errors(test_b, device, calibration.params, counting),
     }
+
+    def apart(profiled: list[Profiled]) -> dict[str, np.ndarray]:
+        """The second run against the first, in logs."""
+        return {
+            metric: np.array(
+                [
+                    np.log(getattr(again[p.arch.name, p.workload.batch], f"{metric}_s") / getattr(p, f"{metric}_s"))
+                    for p in profiled
+                ]  # fmt: skip
+            )
+            for metric in ("ttft", "tpot")
+        }
+
+    repeat, repeat_b = apart(test), apart(test_b)
     # the same predictions against both runs' geometric mean: a truth measured twice, its own noise halved
     errs["calibrated, vs both runs"] = {m: errs["calibrated"][m] - repeat[m] / 2 for m in ("ttft", "tpot")}
     seconds = time.perf_counter() - t0
     report = f"Backend {b}.\n\n" + render(calibration, test, errs, curve, len(kernels), seconds, repeat)
+    report += render_batched(calibration, test_b, errs_b, repeat_b, bw)
     print(report)
     (args.out / "report.md").write_text(report)
     print(f"wrote {args.out / 'report.md'}")
@@ -272,13 +299,28 @@ def render(
         "",
         "Held-out architectures (calibrated prediction with its 90 % interval; errors = predicted/measured − 1):",
         "",
-        "| arch | P | TTFT meas | TTFT pred [90 % PI] | err | raw err "
+        *model_table(c, test, errs),
+        "",
+        "Learning curve (fit on n training architectures + kernels, median over random subsets; scored on all "
+        "held-out):",
+        "",
+        "| n | TTFT MAPE | TPOT MAPE |",
+        "|---|---|---|",
+        *[f"| {r['models']} | {r['ttft_mape']:.1f} % | {r['tpot_mape']:.1f} % |" for r in curve],
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def model_table(c: Calibration, test: list, errs: dict[str, dict[str, np.ndarray]]) -> list[str]:
+    """Each held-out profile's measurement beside its calibrated prediction (90 % interval) and both errors."""
+    lines = [
+        "| arch | B | P | TTFT meas | TTFT pred [90 % PI] | err | raw err "
         "| TPOT meas | TPOT pred [90 % PI] | err | raw err |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     cal, raw = errs["calibrated"], errs["raw roofline"]
     for i, p in enumerate(test):
-        cells = [p.arch.name, str(p.workload.prompt)]
+        cells = [p.arch.name, str(p.workload.batch), str(p.workload.prompt)]
         for metric, measured in (("ttft", p.ttft_s), ("tpot", p.tpot_s)):
             pred = measured * float(np.exp(cal[metric][i]))
             bounds = c.bounds(metric, pred)
@@ -290,14 +332,26 @@ def render(
                 f"{np.expm1(raw[metric][i]) * 100:+.0f} %",
             ]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += [
+    return lines
+
+
+def render_batched(
+    c: Calibration, test: list, errs: dict[str, dict[str, np.ndarray]], repeat: dict[str, np.ndarray], w: Workload
+) -> str:
+    """The held-out models at a batch the calibration never saw: their errors, and two runs' disagreement."""
+    summary = []
+    for metric in ("ttft", "tpot"):
+        m, r = error_metrics(errs["calibrated"][metric]), error_metrics(repeat[metric])
+        summary.append(
+            f"{metric.upper()} MAPE {m['mape']:.1f} % (max {m['max_ape']:.1f} %, mean signed {m['bias']:+.1f} %; "
+            f"two runs {r['mape']:.1f} % apart)"
+        )
+    lines = [
         "",
-        "Learning curve (fit on n training architectures + kernels, median over random subsets; scored on all "
-        "held-out):",
+        f"At batch {w.batch} (P = {w.prompt}, G = {w.generate}; every training profile is at batch 1; a TPOT is a "
+        f"step of {w.batch} tokens): {'; '.join(summary)}.",
         "",
-        "| n | TTFT MAPE | TPOT MAPE |",
-        "|---|---|---|",
-        *[f"| {r['models']} | {r['ttft_mape']:.1f} % | {r['tpot_mape']:.1f} % |" for r in curve],
+        *model_table(c, test, errs),
     ]
     return "\n".join(lines) + "\n"
 

@@ -70,10 +70,46 @@ def test_llama_cpp_generates_what_the_torch_module_generates(arch: Architecture,
     assert built.meta["tensor_bytes"]["by_type"] == {"F32": built.meta["tensor_bytes"]["total"]}
     runner = LlamaCppRunner.open(arch, "fp32", "cpu", cache, {"capacity": 40, "threads": 1})
     ids = np.random.default_rng(3).integers(0, arch.vocab_size, (1, 24))
-    tokens = [runner.prefill(ids)]
-    for _ in range(7):
-        tokens.append(runner.decode(ids[:, -1:], tokens[-1]))
-    assert tokens == _greedy(arch, ids, 8)
+    assert _generated(runner, ids, 8) == [_greedy(arch, ids, 8)]
+
+
+def _generated(runner: LlamaCppRunner, ids: np.ndarray, n: int) -> list[list[int]]:
+    """Each sequence's n greedy tokens, generated as cobench times them."""
+    steps = [runner.prefill(ids)]
+    for _ in range(n - 1):
+        steps.append(runner.decode(ids[:, -1:], steps[-1]))
+    assert [s.length for s in steps] == list(range(ids.shape[1], ids.shape[1] + n))
+    return np.hstack([s.tokens for s in steps]).tolist()
+
+
+@pytest.mark.parametrize("arch", [SMALL, MIXTRAL], ids=["llama", "mixtral-experts"])
+def test_a_batch_is_its_sequences_each_generating_alone(arch: Architecture, cache: Path) -> None:
+    """Batch 3: three prompts of their own, each in its own KV stream, through one llama_decode per step: every
+    sequence picks the tokens cobench's torch module picks for it alone, and its first logits are the ones a
+    one-sequence context computes for that prompt. Fixed steps at batch 3 keep every sequence's context."""
+    import llama_cpp
+
+    ids = np.random.default_rng(5).integers(0, arch.vocab_size, (3, 20))
+    runner = LlamaCppRunner.open(arch, "fp32", "cpu", cache, {"capacity": 32, "threads": 1, "batch": 3})
+    alone = LlamaCppRunner.open(arch, "fp32", "cpu", cache, {"capacity": 32, "threads": 1})
+    try:
+        assert runner.info()["sequences"] == 3 and runner.info()["kv_unified"] is False
+        assert _generated(runner, ids, 6) == [_greedy(arch, ids[i : i + 1], 6)[0:6] for i in range(3)]
+        runner.prefill(ids)
+        together = runner.engine.logits(3).copy()
+        for i in range(3):
+            alone.prefill(ids[i : i + 1])
+            assert np.abs(together[i] - alone.engine.logits(1)[0]).max() < runner_module.TOLERANCE["fp32"]
+        step = runner.fixed_decode(ids[:, -1:], runner.make_cache(3, 12))
+        memory = llama_cpp.llama_get_memory(runner.engine.ctx)
+        for _ in range(2):
+            step()
+            assert [llama_cpp.llama_memory_seq_pos_max(memory, s) for s in range(3)] == [12] * 3
+        with pytest.raises(InputError, match="this context holds 3 sequences, not 1"):
+            runner.prefill(ids[:1])
+    finally:
+        runner.engine.close()
+        alone.engine.close()
 
 
 GGUF_SHAPES = {  # depths that pick different layers for Q6_K; rows of 256, 320, 576 and 704 values; tied or not;
@@ -164,6 +200,11 @@ def test_profile_through_llama_cpp_adds_up_and_fixed_steps_keep_their_context(tm
     for _ in range(3):
         step()
         assert llama_cpp.llama_memory_seq_pos_max(memory, 0) == 20  # positions 0..19, and the step's at 20
+    out = run("profile", "-a", str(spec), "--backend", "llama.cpp", "--precision", "q8_0", "--batch", "2", *quick,
+              "--store", str(tmp_path / "p.db"), "--json")  # fmt: skip
+    [r] = json.loads(out.stdout)  # two sequences through each llama_decode: still adds up, and says so
+    assert r["status"] == "ok" and r["environment"]["runner"]["sequences"] == 2 and r["workload"]["batch"] == 2
+    assert abs(r["measured"]["e2e_gap"]) < 0.03 and r["measured"]["fixed_decode_s"]["20"] > 0
 
 
 def test_what_llama_cpp_cannot_run_is_said_before_any_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

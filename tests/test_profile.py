@@ -382,11 +382,14 @@ def test_a_cpu_hog_during_one_round_is_detected_and_that_round_measured_again(ca
     (row,) = profile([(TINY, "fp32")], device, settings, store, _defaults(device), worker=worker)
     stored = store.profiles.rounds(row.key)
     assert set(stored) >= {0, 1, 2, 3}
-    assert stored[1]["interference"]["other_cores"] > 0.25 and stored[1]["interference"]["reasons"]
-    assert not any(stored[r]["interference"]["reasons"] for r in stored if r != 1)  # the hog ran in round 1 only
+    # the hog ran in round 1 only (a VM's hypervisor may steal time from any round: that is flagged as well, by
+    # its own reason, and on 2026-12-06 failed this test when it asked every other round for no reason at all)
+    hogged = [r for r in stored if any(x.startswith("other processes") for x in stored[r]["interference"]["reasons"])]
+    assert stored[1]["interference"]["other_cores"] > 0.25 and hogged == [1]
     m = row.measured
     used = row.environment["rounds_used"]
-    assert m.rounds == 3 and len(used) == 3 and 1 not in used and m.remeasured >= 1 and m.interference == ()
+    assert m.rounds == 3 and len(used) == 3 and 1 not in used and m.remeasured >= 1
+    assert not any("other processes" in reason for reason in m.interference)
     assert set(m.repeatability) == {"ttft", "tpot", "e2e"} and all(v >= 0 for v in m.repeatability.values())
     again = profile([(TINY, "fp32")], device, settings, store, _defaults(device), worker=worker)
     assert again[0].status == "skipped"  # resumed from the store, no round run twice

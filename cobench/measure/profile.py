@@ -130,9 +130,12 @@ def task_for(arch: Architecture, precision: str, device: DeviceSpec, s: ProfileS
 
 def engine_shapes(s: ProfileSettings) -> dict[str, int]:
     """GPU engines (TensorRT, ORT's TensorRT provider) build their profile for the workload's batch and
-    prompt; CPU runs need neither (and their stored keys stay as they were)."""
+    prompt, and llama.cpp its context for the batch's sequences; other runs need neither (and their stored
+    keys, llama.cpp's at batch 1 included, stay as they were)."""
     if s.backend == "trt" or s.runner_device == "tensorrt":
         return {"batch": s.workload.batch, "prompt": s.workload.prompt}
+    if s.backend == "llama.cpp" and s.workload.batch > 1:
+        return {"batch": s.workload.batch}
     return {}
 
 

@@ -9,8 +9,10 @@ Precisions are GGUF types: fp32 (F32) and fp16 (F16) written by cobench; q8_0, q
 256-value super-blocks in another type: the bytes each tensor really has are read back from the file and
 recorded beside what the roofline counts for it, arch/gguf_types.py). A generation: the cache emptied, the
 prompt decoded as one batch, its last logits picked greedily (TTFT); then each token decoded and picked (a
-step). Thread counts, the KV cache's type and llama.cpp's build (system info) go into the environment record.
-The cache is F16, llama.cpp's default whatever the weights, set explicitly from the latency model's counting
+step). At batch B, B sequences with prompts of their own, each in its own KV stream, go through every
+`llama_decode` together (B × P tokens, then B per step), as llama-server's parallel slots decode them. Thread
+counts, the sequences, the KV cache's type and llama.cpp's build (system info) go into the environment record. The
+cache is F16, llama.cpp's default whatever the weights, set explicitly from the latency model's counting
 (predict/latency_model.py) so that what runs and what is predicted cannot part.
 """
 
@@ -20,7 +22,7 @@ import importlib.metadata as md
 import importlib.util
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -101,17 +103,48 @@ def tensor_bytes(path: Path) -> dict[str, Any]:
 
 
 @dataclass
+class Batch:
+    """A llama_batch laid out once for `sequences` × `per_sequence` tokens (sequence ids; each sequence's last
+    token the one whose logits are kept), as llama.cpp's batched example lays it out, so that a call writes only
+    its tokens and positions: numpy views on the batch's own arrays."""
+
+    raw: Any  # llama_batch
+    tokens: np.ndarray
+    positions: np.ndarray
+    offsets: np.ndarray  # each token's position after what its sequence holds
+
+    @classmethod
+    def laid_out(cls, sequences: int, per_sequence: int) -> Batch:
+        import llama_cpp
+
+        n = sequences * per_sequence
+        raw = llama_cpp.llama_batch_init(n, 0, 1)
+        raw.n_tokens = n
+        np.ctypeslib.as_array(raw.n_seq_id, shape=(n,))[:] = 1
+        for i in range(n):
+            raw.seq_id[i][0] = i // per_sequence
+        outputs = np.ctypeslib.as_array(raw.logits, shape=(n,))
+        outputs[:] = 0
+        outputs[per_sequence - 1 :: per_sequence] = 1
+        offsets = np.tile(np.arange(per_sequence, dtype=np.int32), sequences)
+        view = lambda field: np.ctypeslib.as_array(field, shape=(n,))  # noqa: E731
+        return cls(raw, view(raw.token), view(raw.pos), offsets)
+
+
+@dataclass
 class Engine:
-    """A loaded model and one context on it (llama.cpp's defaults, but for its size and threads)."""
+    """A loaded model and one context on it (llama.cpp's defaults, but for its size, threads and sequences: each
+    sequence its own KV stream, `kv_unified` off, as llama-server's fixed slots and llama-batched-bench keep them
+    for sequences that share no prefix)."""
 
     model: Any
     ctx: Any
     vocab: int
     params: Any
-    one: Any = None  # a step's one-token array, made once: a generation's steps allocate nothing
+    batches: dict[tuple[int, int], Batch] = field(default_factory=dict)  # by shape: a step allocates nothing
 
     @classmethod
-    def load(cls, path: Path, capacity: int, threads: int) -> Engine:
+    def load(cls, path: Path, capacity: int, threads: int, sequences: int = 1) -> Engine:
         import llama_cpp
 
         llama_cpp.llama_backend_init()
@@ -119,45 +152,50 @@ class Engine:
         if not model:
             raise ExportError(f"llama.cpp could not load {path}")
         params = llama_cpp.llama_context_default_params()
-        params.n_ctx = params.n_batch = params.n_ubatch = capacity  # the prompt in one batch
+        params.n_seq_max, params.kv_unified = sequences, False
+        params.n_ctx = params.n_batch = params.n_ubatch = capacity * sequences  # every prompt in one batch
         params.n_threads = params.n_threads_batch = threads
         params.type_k = params.type_v = getattr(llama_cpp, GGML_KV[KV_CACHE])
         ctx = llama_cpp.llama_init_from_model(model, params)
+        if not ctx:
+            llama_cpp.llama_model_free(model)
+            raise ExportError(f"llama.cpp could not make a context of {sequences} × {capacity} positions")
         vocab = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(model))
-        return cls(model, ctx, int(vocab), params, (llama_cpp.llama_token * 1)())
+        return cls(model, ctx, int(vocab), params)
 
-    def decode(self, tokens: list[int]) -> int:
-        """Decode the tokens after what the cache holds; the greedy next token."""
+    def decode(self, tokens: np.ndarray, start: int) -> np.ndarray:
+        """Decode (sequences, n) tokens at positions start.. of each sequence; each one's greedy next token."""
         import llama_cpp
 
-        if len(tokens) == 1:
-            self.one[0] = tokens[0]
-            array = self.one
-        else:
-            array = (llama_cpp.llama_token * len(tokens))(*tokens)
-        if llama_cpp.llama_decode(self.ctx, llama_cpp.llama_batch_get_one(array, len(tokens))) != 0:
-            raise RuntimeError(f"llama_decode failed on {len(tokens)} tokens")
-        return int(np.argmax(self.logits()))
+        sequences, n = tokens.shape
+        batch = self.batches.get(tokens.shape) or self.batches.setdefault(tokens.shape, Batch.laid_out(sequences, n))
+        batch.tokens[:] = tokens.ravel()
+        np.add(batch.offsets, start, out=batch.positions)
+        if llama_cpp.llama_decode(self.ctx, batch.raw) != 0:
+            raise RuntimeError(f"llama_decode failed on {sequences} × {n} tokens")
+        return self.logits(sequences).argmax(axis=1)
 
-    def logits(self) -> np.ndarray:
-        """The logits of the last decoded token (a view into llama.cpp's buffer)."""
+    def logits(self, sequences: int) -> np.ndarray:
+        """(sequences, vocab): the logits of each sequence's last decoded token (a view into llama.cpp's buffer)."""
         import llama_cpp
 
-        return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.ctx, -1), shape=(self.vocab,))
+        return np.ctypeslib.as_array(llama_cpp.llama_get_logits(self.ctx), shape=(sequences, self.vocab))
 
     def keep(self, positions: int) -> None:
-        """Forget the cache from `positions` on (0: all of it)."""
+        """Forget every sequence's cache from `positions` on (0: all of it)."""
         import llama_cpp
 
         memory = llama_cpp.llama_get_memory(self.ctx)
         if positions == 0:
             llama_cpp.llama_memory_clear(memory, True)
         else:
-            llama_cpp.llama_memory_seq_rm(memory, 0, positions, -1)
+            llama_cpp.llama_memory_seq_rm(memory, -1, positions, -1)
 
     def close(self) -> None:
         import llama_cpp
 
+        for batch in self.batches.values():
+            llama_cpp.llama_batch_free(batch.raw)
         llama_cpp.llama_free(self.ctx)
         llama_cpp.llama_model_free(self.model)
 
@@ -166,13 +204,21 @@ def validate(path: Path, module: Any, arch: Architecture, precision: str) -> flo
     def logits_after(ids: np.ndarray) -> np.ndarray:
         engine = Engine.load(path, 32, 1)
         try:
-            engine.decode(ids[0].tolist())
-            return engine.logits().copy()
+            engine.decode(ids, 0)
+            return engine.logits(1)[0].copy()
         finally:
             engine.close()
 
     norm = "max" if precision in ("fp32", "fp16") else "rms"
     return check_last_logits("llama.cpp", arch, precision, module, logits_after, TOLERANCE[precision], norm)
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a generation stands: each sequence's greedy token, the next step's input, after `length` positions."""
+
+    tokens: np.ndarray  # (sequences, 1)
+    length: int
 
 
 @dataclass
@@ -193,7 +239,7 @@ class LlamaCppRunner:
         capacity = int(options.get("capacity") or arch.max_seq_len)
         threads = cpu_threads(options)
         t0 = time.perf_counter()
-        engine = Engine.load(built.directory / "model.gguf", capacity, threads)
+        engine = Engine.load(built.directory / "model.gguf", capacity, threads, int(options.get("batch") or 1))
         return cls(built, engine, capacity, threads, time.perf_counter() - t0)
 
     def info(self) -> dict[str, Any]:
@@ -207,33 +253,35 @@ class LlamaCppRunner:
             "system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip(),
             "flash_attn_type": int(self.engine.params.flash_attn_type),  # -1: auto (llama.cpp's default)
             "kv_cache": KV_CACHE,
+            "sequences": int(self.engine.params.n_seq_max),
+            "kv_unified": bool(self.engine.params.kv_unified),
             "device": "cpu",
             "quantisation": meta["precision"],
             "tensor_bytes": meta["tensor_bytes"],
             "threads": self.threads,
         } | built_record(self.built, self.load_s, self.capacity)
 
-    def prefill(self, ids: np.ndarray) -> Any:
-        if ids.shape[0] != 1:
-            raise InputError("batch", "llama.cpp is timed at batch 1 here")
+    def prefill(self, ids: np.ndarray) -> Position:
+        if ids.shape[0] != self.engine.params.n_seq_max:
+            held = self.engine.params.n_seq_max
+            raise InputError("batch", f"this context holds {held} sequences, not {ids.shape[0]}")
         self.engine.keep(0)
-        return self.engine.decode(ids[0].tolist())
+        return Position(self.engine.decode(ids, 0)[:, None], ids.shape[1])
 
-    def decode(self, ids: np.ndarray, cache: Any) -> Any:
-        return self.engine.decode([int(cache)])  # the engine's own last token
+    def decode(self, ids: np.ndarray, cache: Position) -> Position:
+        return Position(self.engine.decode(cache.tokens, cache.length)[:, None], cache.length + 1)  # its own tokens
 
-    def make_cache(self, batch: int, context: int) -> Any:
+    def make_cache(self, batch: int, context: int) -> Position:
         ids = np.random.default_rng(context).integers(0, self.engine.vocab, (batch, context))
-        self.prefill(ids)
-        return context
+        return self.prefill(ids)
 
-    def fixed_decode(self, ids: np.ndarray, cache: Any) -> Callable[[], Any]:
-        """One token decoded at the cache's context, again and again (the position it wrote forgotten first)."""
-        token = [int(ids[0, -1])]
+    def fixed_decode(self, ids: np.ndarray, cache: Position) -> Callable[[], Any]:
+        """One token per sequence decoded at the cache's context, again and again (the position it wrote
+        forgotten first)."""
 
         def again() -> Any:
-            self.engine.keep(cache)
-            return self.engine.decode(token)
+            self.engine.keep(cache.length)
+            return self.engine.decode(ids, cache.length)
 
         return again
 
