@@ -161,10 +161,10 @@ def main() -> int:
     train = [names[s] for s in specs["train"]]
     held_out = [names[s] for s in specs["held_out"]]
     batched = yaml.safe_load(SET.read_text())["batched"]
-    bw = Workload.from_dict(batched["workload"])
-    at_batch = [s for s in specs["held_out"] if names[s] in batched["names"]]
+    bw = Workload(**batched["workload"])
 
     def profile_batched(into: str) -> None:  # held-out models at a batch no training profile has
+        at_batch = [s for s in specs["held_out"] if names[s] in batched["held_out"]]
         cobench("profile", *[f for s in at_batch for f in ("-a", s)], "--batch", str(bw.batch), "--prompt",
                 str(bw.prompt), "--generate", str(bw.generate), *profile_flags, "--store", into)  # fmt: skip
 
@@ -188,6 +188,7 @@ def main() -> int:
     trained = [r for r in rows if r.arch_name in train]
     kernels = chosen_kernels(stored, device, b, precision, trained)[0]  # the ones the calibration took
     chosen = [r for r in rows if r.workload.batch == 1 and r.workload.prompt in prompts.get(r.arch_name, [])]
+    at_b = [r for r in rows if (r.workload.batch, r.workload.prompt) == (bw.batch, bw.prompt)]
     missing = [n for n in train + held_out if not any(r.arch_name == n for r in chosen)]
     if missing:
         print(f"FAIL: no successful profile of {', '.join(missing)}")
@@ -211,7 +212,7 @@ def main() -> int:
     profile_batched(str(repeat_store))
     with Store(repeat_store) as db:
         again = {(r.arch_name, r.workload.batch): r.measured for r in db.profiles.find(status="ok")}
-    test_b = [Profiled.of(r) for r in rows if r.workload.batch == bw.batch and r.arch_name in batched["names"]]
+    test_b = [Profiled.of(r) for r in at_b if r.arch_name in held_out]
     errs_b = {
         "raw roofline": log_errors(test_b, device, RooflineParams.ideal(), counting),
         "calibrated": log_errors(test_b, device, calibration.params, counting),
@@ -348,8 +349,8 @@ def render_batched(
         )
     lines = [
         "",
-        f"At batch {w.batch} (P = {w.prompt}, G = {w.generate}; every training profile is at batch 1; a TPOT is a "
-        f"step of {w.batch} tokens): {'; '.join(summary)}.",
+        f"Held-out models at batch {w.batch} (P = {w.prompt}, G = {w.generate}; every training profile is at batch 1; "
+        f"a TPOT is a step of {w.batch} tokens): {'; '.join(summary)}.",
         "",
         *model_table(c, test, errs),
     ]

@@ -127,7 +127,7 @@ class Batch:
         outputs[:] = 0
         outputs[per_sequence - 1 :: per_sequence] = 1
         offsets = np.tile(np.arange(per_sequence, dtype=np.int32), sequences)
-        view = lambda field: np.ctypeslib.as_array(field, shape=(n,))  # noqa: E731
+        view = lambda pointer: np.ctypeslib.as_array(pointer, shape=(n,))  # noqa: E731
         return cls(raw, view(raw.token), view(raw.pos), offsets)
 
 
