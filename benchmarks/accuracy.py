@@ -188,7 +188,6 @@ def main() -> int:
     trained = [r for r in rows if r.arch_name in train]
     kernels = chosen_kernels(stored, device, b, precision, trained)[0]  # the ones the calibration took
     chosen = [r for r in rows if r.workload.batch == 1 and r.workload.prompt in prompts.get(r.arch_name, [])]
-    at_b = [r for r in rows if (r.workload.batch, r.workload.prompt) == (bw.batch, bw.prompt)]
     missing = [n for n in train + held_out if not any(r.arch_name == n for r in chosen)]
     if missing:
         print(f"FAIL: no successful profile of {', '.join(missing)}")
@@ -212,7 +211,7 @@ def main() -> int:
     profile_batched(str(repeat_store))
     with Store(repeat_store) as db:
         again = {(r.arch_name, r.workload.batch): r.measured for r in db.profiles.find(status="ok")}
-    test_b = [Profiled.of(r) for r in at_b if r.arch_name in held_out]
+    test_b = [Profiled.of(r) for r in rows if r.workload.batch == bw.batch and r.arch_name in batched["held_out"]]
     errs_b = {
         "raw roofline": log_errors(test_b, device, RooflineParams.ideal(), counting),
         "calibrated": log_errors(test_b, device, calibration.params, counting),
@@ -225,7 +224,7 @@ def main() -> int:
                 [
                     np.log(getattr(again[p.arch.name, p.workload.batch], f"{metric}_s") / getattr(p, f"{metric}_s"))
                     for p in profiled
-                ]  # fmt: skip
+                ]
             )
             for metric in ("ttft", "tpot")
         }

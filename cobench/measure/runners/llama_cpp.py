@@ -168,7 +168,9 @@ class Engine:
         import llama_cpp
 
         sequences, n = tokens.shape
-        batch = self.batches.get(tokens.shape) or self.batches.setdefault(tokens.shape, Batch.laid_out(sequences, n))
+        batch = self.batches.get(tokens.shape)
+        if batch is None:
+            batch = self.batches[tokens.shape] = Batch.laid_out(sequences, n)
         batch.tokens[:] = tokens.ravel()
         np.add(batch.offsets, start, out=batch.positions)
         if llama_cpp.llama_decode(self.ctx, batch.raw) != 0:
