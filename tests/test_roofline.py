@@ -234,3 +234,28 @@ def test_concat_kv_update_copies_the_cache() -> None:
     concat = next(o for o in ops if o.name == "kv_write")
     per_position = 2 * a.n_kv_heads * a.head_dim * 2
     assert float(concat.kv_bytes[0]) - float(append.kv_bytes[0]) == 2 * 100 * per_position
+
+
+@pytest.mark.parametrize("precision", ["fp32", "q4_k_m"])
+def test_experts_run_row_by_row_compute_at_a_steps_rate_in_the_prompt(precision: str) -> None:
+    """ggml's CPU mul_mat_id has no GEMM path: a prompt's experts are a vec_dot per routed row, so they compute at
+    the rate a decode step's GEMV does (llama.cpp's MoE prompts came out 20-23 % fast priced as GEMMs); the dense
+    FFN of the same prompt is a GEMM as before, and the intensity follows the bytes a GGUF type really stores."""
+    from cobench.predict.roofline import phase_ops, time_ops
+
+    a = ArchBatch.of([replace(presets()["tiny-moe-4l"].arch, n_dense_layers=1)])
+    cpu = get_device("cpu")
+    params = replace(RooflineParams(), intensity_half=dict.fromkeys(OP_CLASSES, 2.0))  # efficiency rises with I
+
+    def rate(counting: Counting, phase: str, name: str) -> float:
+        """Seconds of compute per FLOP of op `name`."""
+        w = Workload(1, 512, 2, precision)
+        timed = next(t for t in time_ops(phase_ops(a, w, phase, counting), cpu, w, params) if t.op.name == name)
+        return float(np.mean(timed.compute_s / timed.op.flops))
+
+    rows, grouped = Counting(expert_rows=True), Counting()
+    assert rate(rows, "prefill", "experts_up") == pytest.approx(rate(rows, "decode", "experts_up"), rel=1e-3)
+    assert rate(grouped, "prefill", "experts_up") < 0.8 * rate(rows, "prefill", "experts_up")  # a GEMM: faster
+    assert rate(rows, "prefill", "ffn_up") == rate(grouped, "prefill", "ffn_up")  # the dense layer: a GEMM
+    assert rate(rows, "decode", "experts_up") == pytest.approx(rate(grouped, "decode", "experts_up"), rel=1e-3)
+    assert Counting.from_json({"expert_rows": True}).expert_rows

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 # step). ORT GenAI's builder graph runs the same GQA kernel on one shared buffer and computes every prompt
 # position's logits, into a buffer it allocates for each prompt. llama.cpp keeps its cache in F16 (its default
 # type_k/type_v, whatever the weights) and its CPU attention (ggml's flash_attn_ext) also walks the cache once
-# per query head.
+# per query head; its experts run row by row (ggml's CPU mul_mat_id has no GEMM path).
 BACKEND_COUNTING = {
     "ort": Counting(causal=False, fused_attention=False, moe_loop=True, window_skip=False, kv_per_query_head=True),
     "torch": Counting(moe_loop=True, window_skip=False),
@@ -36,8 +36,8 @@ BACKEND_COUNTING = {
     "ort-genai": Counting(
         causal=False, fused_attention=False, logits="all", window_skip=False, fresh_logits=True, kv_per_query_head=True
     ),
-    "llama.cpp": Counting(kv_per_query_head=True, kv_cache="fp16", last_layer_outputs=True),  # its own kernels,
-    # causal, the last logits, and the last layer's FFN on the last row only
+    "llama.cpp": Counting(kv_per_query_head=True, kv_cache="fp16", last_layer_outputs=True, expert_rows=True),  # its
+    # own kernels, causal, the last logits, the last layer's FFN on the last row only, and experts row by row
 }
 # On a GPU, ORT's GroupQueryAttention runs flash / memory-efficient attention kernels: no score matrix in memory.
 GPU_FUSED = ("ort", "ort-genai")

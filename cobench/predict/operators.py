@@ -33,6 +33,7 @@ Counting conventions (the FLOP-counter test and the exported graphs follow the s
   experts that n routed tokens touch, E·(1 − (1 − k/E)^n) — k for batch-1 decode, up to E in prefill.
   With `moe_loop` (the eager module and its exported graphs) every expert's kernels are launched each
   forward, even for experts no token chose: E launches per expert op.
+  With `expert_rows` (llama.cpp on a CPU) the experts' matmuls compute at a GEMV's intensity, prompt or step.
 
 Every array broadcasts: architecture columns may be (N, 1) and `past` (1, S), giving (N, S) ops.
 """
@@ -74,6 +75,8 @@ class Op:
     act_bytes: Any
     kv_bytes: Any = 0
     launches: Any = 1  # kernel launches per occurrence (a looped MoE runs every expert's kernels)
+    row_intensity: Any = np.inf  # FLOP/B its compute runs at: a kernel that takes each row as a matrix-vector product
+    # of its own (ggml's CPU mul_mat_id) computes at a GEMV's efficiency however many rows share the weights
     resident: Any = 1  # the weights a pass finds again on later steps, per weight byte it reads: a MoE's steps
     # each read the experts their token chose, but cycle through all of them (roofline.working_set)
 
@@ -105,6 +108,9 @@ class Counting:
     # the rows whose logits are kept: llama.cpp's graphs take those rows (inp_out_ids) right after the last
     # attention, so a prompt's last FFN is one token's (measured: a 1-layer d = 768 model prefills 512 tokens
     # in 48 ms, a 2-layer one in 172 ms)
+    expert_rows: bool = False  # MoE experts' matmuls run row by row, prompt and step alike: ggml's CPU mul_mat_id
+    # has no GEMM path (a vec_dot per routed row and weight row, blocked 16 × 16), so a prompt's experts compute at
+    # a decode step's GEMV rate (measured on llama.cpp: the MoE prompts came out 20-23 % fast priced as GEMMs)
     fresh_logits: bool = False  # the engine allocates the prompt's logits afresh for every prompt, so a buffer
     # past the C library's mmap threshold is new pages that the kernel faults in and zeroes as the LM head
     # writes them (ORT GenAI on Linux: its [B, P, V] fp32 logits; measured ≈ 1.2 ms per 2 MB on a Xeon VM)
@@ -367,10 +373,10 @@ def forward_ops(
     if counting.last_layer_outputs and logit_rows < n:  # a prompt: the last layer (MoE where any is: they come
         # last) past its mixer on the kept rows; a step keeps all its rows and needs no second set of ops
         last_moe = np.where(moe_count > 0, 1, 0)
-        ops += ffn_ops(a, n, layers - 1, moe_count - last_moe, wb, ab, counting.moe_loop)
-        ops += ffn_ops(a, logit_rows, 1, last_moe, wb, ab, counting.moe_loop)
+        ops += ffn_ops(a, n, layers - 1, moe_count - last_moe, wb, ab, counting.moe_loop, counting.expert_rows)
+        ops += ffn_ops(a, logit_rows, 1, last_moe, wb, ab, counting.moe_loop, counting.expert_rows)
     else:
-        ops += ffn_ops(a, n, layers, moe_count, wb, ab, counting.moe_loop)
+        ops += ffn_ops(a, n, layers, moe_count, wb, ab, counting.moe_loop, counting.expert_rows)
     ops += [
         Op("final_norm", "elementwise", 1, 4 * logit_rows * d, norm * ab, 2 * logit_rows * d * ab),
         linear("lm_head", logit_rows, d, a.vocab_size, 0, 1, wb, ab),
@@ -382,9 +388,11 @@ def forward_ops(
     return [op for op in ops if np.any(np.asarray(op.count) > 0)]  # what no candidate runs has nothing to price
 
 
-def ffn_ops(a: ArchLike, n: Any, layers: Any, moe_count: Any, wb: float, ab: float, moe_loop: bool) -> list[Op]:
+def ffn_ops(
+    a: ArchLike, n: Any, layers: Any, moe_count: Any, wb: float, ab: float, moe_loop: bool, expert_rows: bool = False
+) -> list[Op]:
     """What `layers` layers run after their mixer, on `n` rows each: the residuals, the norms around the FFN,
-    and the FFN (dense in all but `moe_count` of them)."""
+    and the FFN (dense in all but `moe_count` of them); `expert_rows`: see Counting."""
     d, dense_count = a.d_model, layers - moe_count
     gated_in = np.where(a.gated, 2, 1)  # gate and up projections read the same input: one fused matmul
     shared_w = a.n_shared_experts * a.d_ff_shared
@@ -395,6 +403,7 @@ def ffn_ops(a: ArchLike, n: Any, layers: Any, moe_count: Any, wb: float, ab: flo
     cycled = np.divide(a.n_experts, touched, out=np.ones_like(touched, dtype=np.float64), where=touched > 0)
     norm = norm_params(a)
     expert_launches = np.maximum(a.n_experts, 1) if moe_loop else 1
+    expert_rate = 2 / wb if expert_rows else np.inf  # one row's GEMV: 2 FLOPs per weight read
     return [
         Op("post_norms", "elementwise", 2 * layers * (a.norm_layout == 1), 4 * n * d, norm * ab, 2 * n * d * ab),
         elementwise("residual_add", 2 * n * d, n * d, 1, 2 * layers, ab),
@@ -410,6 +419,7 @@ def ffn_ops(a: ArchLike, n: Any, layers: Any, moe_count: Any, wb: float, ab: flo
             linear("experts_up", routed, d, gated_in * a.d_ff_expert, a.mlp_bias, moe_count, wb, ab, copies=touched),
             launches=expert_launches,
             resident=cycled,
+            row_intensity=expert_rate,
         ),
         replace(
             elementwise("experts_act", gated_in * routed * a.d_ff_expert, routed * a.d_ff_expert, 5, moe_count, ab),
@@ -419,6 +429,7 @@ def ffn_ops(a: ArchLike, n: Any, layers: Any, moe_count: Any, wb: float, ab: flo
             linear("experts_down", routed, a.d_ff_expert, d, a.mlp_bias, moe_count, wb, ab, copies=touched),
             launches=expert_launches,
             resident=cycled,
+            row_intensity=expert_rate,
         ),
     ]
 
@@ -426,7 +437,14 @@ def ffn_ops(a: ArchLike, n: Any, layers: Any, moe_count: Any, wb: float, ab: flo
 def stored_as(ops: list[Op], wb: float, real: dict[str, Any]) -> list[Op]:
     """The ops with their weights at the bytes per weight `real` gives by op name (a GGUF file's mix of types,
     arch/gguf_types.py), where it differs from the nominal `wb` they were counted at."""
-    return [replace(op, weight_bytes=op.weight_bytes * (real[op.name] / wb)) if op.name in real else op for op in ops]
+    return [
+        replace(
+            op, weight_bytes=op.weight_bytes * (real[op.name] / wb), row_intensity=op.row_intensity * wb / real[op.name]
+        )
+        if op.name in real
+        else op
+        for op in ops
+    ]
 
 
 def total(ops: list[Op], attr: str, classes: tuple[str, ...] = OP_CLASSES) -> Any:

@@ -189,12 +189,15 @@ def op_seconds(
     overhead_s: Any,
     intensity_half: Any = 0.0,
     launches: Any = 1,
+    row_intensity: Any = np.inf,
 ) -> tuple[Any, Any, Any]:
     """(compute term, memory term, time) of one occurrence: the slower term plus the launch overheads of
     an operator that does anything. The compute efficiency saturates with arithmetic intensity I:
-    η·I/(I + I½). The one pricing formula: prediction and calibration both call it."""
+    η·I/(I + I½), I capped at `row_intensity` (Op.row_intensity). The one pricing formula: prediction and
+    calibration both call it."""
     flops, nbytes = np.asarray(flops, dtype=np.float64), np.asarray(nbytes, dtype=np.float64)
     intensity = np.divide(flops, nbytes, out=np.full(np.broadcast(flops, nbytes).shape, np.inf), where=nbytes > 0)
+    intensity = np.minimum(intensity, row_intensity)
     saturation = np.divide(
         intensity,
         intensity + intensity_half,
@@ -260,6 +263,7 @@ def time_ops(
             params.op_overhead_s[c],
             params.intensity_half[c],
             op.launches,
+            op.row_intensity,
         )
         timed.append(OpTime(op, *terms))
     return timed

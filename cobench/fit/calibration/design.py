@@ -92,6 +92,7 @@ class DesignMatrix:
     # none in a cold kernel)
     peak: np.ndarray  # (M,) FLOP/s ceiling of the row's class and precision
     launches: np.ndarray  # (M,) kernel launches per occurrence
+    row_intensity: np.ndarray  # (M,) Op.row_intensity
     step: np.ndarray  # (N,) index into STEPS
     measured_s: np.ndarray  # (N,)
     fit_weight: np.ndarray  # (N,) weight of the observation's log residual
@@ -110,7 +111,9 @@ class DesignMatrix:
             self.bytes, self.near_bytes, params.bandwidth_factor(self.working_set)[self.obs]
         )
         bandwidth = self.bandwidth * np.where(self.own_buffer, 1.0, tiered)
-        _, _, t = op_seconds(self.flops, self.bytes, self.peak, bandwidth, eta_c, eta_m, over, half, self.launches)
+        _, _, t = op_seconds(
+            self.flops, self.bytes, self.peak, bandwidth, eta_c, eta_m, over, half, self.launches, self.row_intensity
+        )
         steps = np.array([params.step_overhead_s["prefill"], params.step_overhead_s["decode"], kernel_call_s])
         refill = np.zeros(len(self.step))
         after = self.refill_share > 0
@@ -122,7 +125,7 @@ class DesignMatrix:
 
 def _rows(ops: Sequence[Any], device: DeviceSpec, w: Workload) -> tuple[list[np.ndarray], ...]:
     """Flatten one call's operators; decode ops over S sampled contexts are averaged (weight count/S)."""
-    cls, weight, flops, nbytes, near, peak, launches = [], [], [], [], [], [], []
+    cls, weight, flops, nbytes, near, peak, launches, rows = [], [], [], [], [], [], [], []
     for op in ops:
         shape = np.broadcast(op.count, op.flops, op.bytes, op.launches).shape
         n = int(np.prod(shape)) if shape else 1
@@ -133,7 +136,8 @@ def _rows(ops: Sequence[Any], device: DeviceSpec, w: Workload) -> tuple[list[np.
         near.append(np.broadcast_to(near_bytes(op), shape).ravel().astype(float))
         peak.append(np.full(n, peak_flops(op.op_class, device, w)))
         launches.append(np.broadcast_to(op.launches, shape).ravel().astype(float))
-    return cls, weight, flops, nbytes, near, peak, launches
+        rows.append(np.broadcast_to(op.row_intensity, shape).ravel().astype(float))
+    return cls, weight, flops, nbytes, near, peak, launches, rows
 
 
 def kernel_ops(k: KernelResult, device: DeviceSpec) -> list[Op]:
@@ -153,8 +157,8 @@ def build_design(
     profiled: Sequence[Profiled], kernels: Sequence[KernelResult], device: DeviceSpec, counting: Counting
 ) -> DesignMatrix:
     """Observations: each model's prefill and each measured decode step, then each kernel."""
-    columns: list[list[np.ndarray]] = [[], [], [], [], [], [], [], []]  # obs, class, weight, flops, bytes, near,
-    # peak, launches
+    columns: list[list[np.ndarray]] = [[] for _ in range(9)]  # obs, class, weight, flops, bytes, near, peak,
+    # launches, row intensity
     step, measured, group_weight, found_again, evicting, refill_shares = [], [], [], [], [], []
 
     def add(
@@ -205,6 +209,7 @@ def build_design(
         near_bytes=np.where(np.isinf(found_again)[cat[0].astype(np.int64)], 0.0, cat[5]),  # cold: all from memory
         peak=cat[6],
         launches=cat[7],
+        row_intensity=cat[8],
         step=np.array(step),
         measured_s=np.array(measured),
         fit_weight=np.array(group_weight),
