@@ -163,12 +163,12 @@ def main() -> int:
     batched = yaml.safe_load(SET.read_text())["batched"]
     bw = Workload(**batched["workload"])
 
-    def profile_batched(into: str) -> None:  # held-out models at a batch no training profile has
-        at_batch = [s for s in specs["held_out"] if names[s] in batched["held_out"]]
+    def profile_batched(roles: tuple[str, ...], into: str) -> None:  # some models again at batch B
+        at_batch = [s for r in roles for s in specs[r] if names[s] in batched[r]]
         cobench("profile", *[f for s in at_batch for f in ("-a", s)], "--batch", str(bw.batch), "--prompt",
                 str(bw.prompt), "--generate", str(bw.generate), *profile_flags, "--store", into)  # fmt: skip
 
-    profile_batched(store)
+    profile_batched(("train", "held_out"), store)
     assert not set(train) & set(held_out) and len(train) <= 10 and len(held_out) >= 15
     cal = json.loads(
         cobench(
@@ -193,7 +193,7 @@ def main() -> int:
         print(f"FAIL: no successful profile of {', '.join(missing)}")
         return 1
     test = [Profiled.of(r) for n in held_out for r in chosen if r.arch_name == n]
-    fitted = [Profiled.of(r) for r in chosen if r.arch_name in train]
+    fitted = [Profiled.of(r) for r in trained]  # what `calibrate -a` took: every profile of those architectures
     counting = calibration.counting
     errs = {
         "raw roofline": log_errors(test, device, RooflineParams.ideal(), counting),
@@ -208,7 +208,7 @@ def main() -> int:
     # measurement repeatability: the held-out set profiled again in a second run (its own store)
     repeat_store = args.store.with_name(args.store.stem + "-repeat.db")
     profile_all(("held_out",), str(repeat_store))
-    profile_batched(str(repeat_store))
+    profile_batched(("held_out",), str(repeat_store))
     with Store(repeat_store) as db:
         again = {(r.arch_name, r.workload.batch): r.measured for r in db.profiles.find(status="ok")}
     test_b = [Profiled.of(r) for r in rows if r.workload.batch == bw.batch and r.arch_name in batched["held_out"]]
@@ -234,7 +234,7 @@ def main() -> int:
     errs["calibrated, vs both runs"] = {m: errs["calibrated"][m] - repeat[m] / 2 for m in ("ttft", "tpot")}
     seconds = time.perf_counter() - t0
     report = f"Backend {b}.\n\n" + render(calibration, test, errs, curve, len(kernels), seconds, repeat)
-    report += render_batched(calibration, test_b, errs_b, repeat_b, bw)
+    report += render_batched(calibration, test_b, errs_b, repeat_b, bw, [n for n in batched["train"] if n in train])
     print(report)
     (args.out / "report.md").write_text(report)
     print(f"wrote {args.out / 'report.md'}")
@@ -336,9 +336,15 @@ def model_table(c: Calibration, test: list, errs: dict[str, dict[str, np.ndarray
 
 
 def render_batched(
-    c: Calibration, test: list, errs: dict[str, dict[str, np.ndarray]], repeat: dict[str, np.ndarray], w: Workload
+    c: Calibration,
+    test: list,
+    errs: dict[str, dict[str, np.ndarray]],
+    repeat: dict[str, np.ndarray],
+    w: Workload,
+    trained: list[str],
 ) -> str:
-    """The held-out models at a batch the calibration never saw: their errors, and two runs' disagreement."""
+    """The held-out models at batch B (`trained`: the training architectures profiled at it too): their errors,
+    and two runs' disagreement."""
     summary = []
     for metric in ("ttft", "tpot"):
         m, r = error_metrics(errs["calibrated"][metric]), error_metrics(repeat[metric])
@@ -348,8 +354,8 @@ def render_batched(
         )
     lines = [
         "",
-        f"Held-out models at batch {w.batch} (P = {w.prompt}, G = {w.generate}; every training profile is at batch 1; "
-        f"a TPOT is a step of {w.batch} tokens): {'; '.join(summary)}.",
+        f"Held-out models at batch {w.batch} (P = {w.prompt}, G = {w.generate}; training: {', '.join(trained)} at "
+        f"this batch too; a TPOT is a step of {w.batch} tokens): {'; '.join(summary)}.",
         "",
         *model_table(c, test, errs),
     ]

@@ -51,6 +51,7 @@ TRUE = RooflineParams(
         "kv": 1.0,
         "scores": 1.0,
         "fresh": 1.0,
+        "gemv": 0.25,  # llama.cpp's vec_dot, slower than its GEMM
     },
     memory_efficiency={
         "matmul": 0.6,
@@ -60,6 +61,7 @@ TRUE = RooflineParams(
         "kv": 0.25,
         "scores": 0.15,
         "fresh": 0.1,
+        "gemv": 0.6,
     },
     op_overhead_s={
         "matmul": 3e-6,
@@ -69,6 +71,7 @@ TRUE = RooflineParams(
         "kv": 2e-6,
         "scores": 1e-6,
         "fresh": 1e-6,
+        "gemv": 3e-6,
     },
     step_overhead_s={"prefill": 30e-6, "decode": 50e-6},
     source="truth",
@@ -582,10 +585,12 @@ def test_ort_on_a_cpu_counts_its_attention_scores_as_memory_traffic() -> None:
     # a calibration fitted before the classes existed still loads (its counting never makes their ops)
     old = Calibration("cpu", None, "ort", "fp32", TRUE, ORT, {}).to_json()
     for table in ("compute_efficiency", "memory_efficiency", "op_overhead_s", "intensity_half"):
-        old["params"][table].pop("scores")
-        old["params"][table].pop("fresh")
+        for added in ("scores", "fresh", "gemv"):
+            old["params"][table].pop(added)
+        old["params"][table]["matmul"] = 0.3
     loaded = Calibration.from_json(old).params.memory_efficiency
     assert loaded["scores"] == RooflineParams().memory_efficiency["scores"] == loaded["fresh"]
+    assert loaded["gemv"] == 0.3  # fitted as a matmul then: a one-row matmul keeps that calibration's price
 
 
 def test_ort_genai_faults_in_its_prompt_logits_when_they_are_a_fresh_mapping() -> None:

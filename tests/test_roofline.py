@@ -259,3 +259,34 @@ def test_experts_run_row_by_row_compute_at_a_steps_rate_in_the_prompt(precision:
     assert rate(rows, "prefill", "ffn_up") == rate(grouped, "prefill", "ffn_up")  # the dense layer: a GEMM
     assert rate(rows, "decode", "experts_up") == pytest.approx(rate(grouped, "decode", "experts_up"), rel=1e-3)
     assert Counting.from_json({"expert_rows": True}).expert_rows
+
+
+def test_one_row_matmuls_are_a_kernel_of_their_own_where_the_backend_runs_them_so() -> None:
+    """llamafile's sgemm declines a single column: llama.cpp runs a step's matmuls, a prompt's LM head and the last
+    layer's FFN on the kept row as ggml's vec_dot, and two or more rows (a batch's step, a prompt) in tinyBLAS, whose
+    rate climbs from below vec_dot's (B = 2 took 2.5-3.1x B = 1). Those are class "gemv", priced apart."""
+    from cobench.predict.roofline import phase_ops
+
+    a = ArchBatch.of([presets()["tiny-gqa-4l"].arch])
+    own = Counting(single_row_gemv=True, last_layer_outputs=True)
+
+    def classes(batch: int, phase: str, counting: Counting) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        for op in phase_ops(a, Workload(batch, 256, 2, "fp32"), phase, counting):
+            found.setdefault(op.name, set()).add(op.op_class)
+        return found
+
+    step, batched, prompt = classes(1, "decode", own), classes(4, "decode", own), classes(1, "prefill", own)
+    matmuls = ("qkv_proj", "o_proj", "ffn_up", "ffn_down", "lm_head")
+    assert all(step[n] == {"gemv"} for n in matmuls)
+    assert all(batched[n] == {"matmul"} for n in matmuls)
+    assert prompt["lm_head"] == {"gemv"} and prompt["qkv_proj"] == {"matmul"}
+    assert prompt["ffn_up"] == {"matmul", "gemv"}  # the last layer's FFN runs on the kept row
+    assert "gemv" not in set().union(*classes(1, "decode", Counting()).values())
+    cpu, w = get_device("cpu"), Workload(1, 256, 16, "fp32")
+    slow = replace(RooflineParams(), compute_efficiency={**RooflineParams().compute_efficiency, "gemv": 0.01})
+    fast, slowed = predict(a, cpu, w, RooflineParams(), own), predict(a, cpu, w, slow, own)
+    assert float(slowed.tpot_s[0]) > 2 * float(fast.tpot_s[0])  # a step is its GEMVs
+    assert float(slowed.ttft_s[0]) < 1.5 * float(fast.ttft_s[0])  # a prompt, its GEMMs (and one row's LM head)
+    assert predict(a, cpu, w, slow, Counting()).tpot_s[0] == predict(a, cpu, w, RooflineParams(), Counting()).tpot_s[0]
+    assert Counting.from_json({"single_row_gemv": True}).single_row_gemv

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 # step). ORT GenAI's builder graph runs the same GQA kernel on one shared buffer and computes every prompt
 # position's logits, into a buffer it allocates for each prompt. llama.cpp keeps its cache in F16 (its default
 # type_k/type_v, whatever the weights) and its CPU attention (ggml's flash_attn_ext) also walks the cache once
-# per query head; its experts run row by row (ggml's CPU mul_mat_id has no GEMM path).
+# per query head; its one-row matmuls are vec_dot, not the tinyBLAS GEMM of two rows or more, and so are its
+# experts (ggml's CPU mul_mat_id has no GEMM path).
 BACKEND_COUNTING = {
     "ort": Counting(causal=False, fused_attention=False, moe_loop=True, window_skip=False, kv_per_query_head=True),
     "torch": Counting(moe_loop=True, window_skip=False),
@@ -36,8 +37,14 @@ BACKEND_COUNTING = {
     "ort-genai": Counting(
         causal=False, fused_attention=False, logits="all", window_skip=False, fresh_logits=True, kv_per_query_head=True
     ),
-    "llama.cpp": Counting(kv_per_query_head=True, kv_cache="fp16", last_layer_outputs=True, expert_rows=True),  # its
-    # own kernels, causal, the last logits, the last layer's FFN on the last row only, and experts row by row
+    "llama.cpp": Counting(  # its own kernels, causal, the last logits, the last layer's FFN on the last row only,
+        # one-row matmuls (a step's, a prompt's LM head) and the experts as vec_dot rows
+        kv_per_query_head=True,
+        kv_cache="fp16",
+        last_layer_outputs=True,
+        single_row_gemv=True,
+        expert_rows=True,
+    ),
 }
 # On a GPU, ORT's GroupQueryAttention runs flash / memory-efficient attention kernels: no score matrix in memory.
 GPU_FUSED = ("ort", "ort-genai")

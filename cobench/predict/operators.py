@@ -34,6 +34,11 @@ Counting conventions (the FLOP-counter test and the exported graphs follow the s
   With `moe_loop` (the eager module and its exported graphs) every expert's kernels are launched each
   forward, even for experts no token chose: E launches per expert op.
   With `expert_rows` (llama.cpp on a CPU) the experts' matmuls compute at a GEMV's intensity, prompt or step.
+- One-row matmuls (class "gemv"): with `single_row_gemv` a matmul over one row is a kernel of its own, not the
+  GEMM that two or more rows run: llamafile's sgemm declines one column, so ggml runs a step's matmuls as vec_dot
+  and a batch's, and a prompt's, in tinyBLAS, whose efficiency climbs with the columns from below vec_dot's
+  (llama.cpp, F32, one thread: a step of two sequences took 2.5-3.1x one sequence's). The experts that run row
+  by row (`expert_rows`) are that kernel too.
 
 Every array broadcasts: architecture columns may be (N, 1) and `past` (1, S), giving (N, S) ops.
 """
@@ -58,7 +63,7 @@ from cobench.arch.precision import KV_PRECISIONS, kv_bytes
 from cobench.arch.workload import Workload
 from cobench.errors import InputError
 
-OP_CLASSES = ("matmul", "attention", "elementwise", "gather", "kv", "scores", "fresh")
+OP_CLASSES = ("matmul", "attention", "elementwise", "gather", "kv", "scores", "fresh", "gemv")
 LOGITS_BYTES = 4  # engines return fp32 logits
 MMAP_THRESHOLD = 32 * 2**20  # glibc's largest mmap threshold (64-bit): a larger block is always a fresh mapping
 
@@ -108,6 +113,7 @@ class Counting:
     # the rows whose logits are kept: llama.cpp's graphs take those rows (inp_out_ids) right after the last
     # attention, so a prompt's last FFN is one token's (measured: a 1-layer d = 768 model prefills 512 tokens
     # in 48 ms, a 2-layer one in 172 ms)
+    single_row_gemv: bool = False  # a matmul over one row runs a kernel of its own (class "gemv"; module docstring)
     expert_rows: bool = False  # MoE experts' matmuls run row by row, prompt and step alike: ggml's CPU mul_mat_id
     # has no GEMM path (a vec_dot per routed row and weight row, blocked 16 × 16), so a prompt's experts compute at
     # a decode step's GEMV rate (measured on llama.cpp: the MoE prompts came out 20-23 % fast priced as GEMMs)
@@ -368,24 +374,38 @@ def forward_ops(
     ops = [
         Op("embed", "gather", 1, 0, np.minimum(n, a.vocab_size) * d * wb, n * d * ab),
         Op("attn_norm", "elementwise", layers, 4 * n * d, norm * ab, 2 * n * d * ab),
-        *mixer_ops(a, batch, tokens, past, wb, ab, kvb, counting),
+        *one_row(mixer_ops(a, batch, tokens, past, wb, ab, kvb, counting), n, counting),
     ]
     if counting.last_layer_outputs and logit_rows < n:  # a prompt: the last layer (MoE where any is: they come
         # last) past its mixer on the kept rows; a step keeps all its rows and needs no second set of ops
         last_moe = np.where(moe_count > 0, 1, 0)
-        ops += ffn_ops(a, n, layers - 1, moe_count - last_moe, wb, ab, counting.moe_loop, counting.expert_rows)
-        ops += ffn_ops(a, logit_rows, 1, last_moe, wb, ab, counting.moe_loop, counting.expert_rows)
+        ops += one_row(
+            ffn_ops(a, n, layers - 1, moe_count - last_moe, wb, ab, counting.moe_loop, counting.expert_rows),
+            n,
+            counting,
+        )
+        ops += one_row(
+            ffn_ops(a, logit_rows, 1, last_moe, wb, ab, counting.moe_loop, counting.expert_rows), logit_rows, counting
+        )
     else:
-        ops += ffn_ops(a, n, layers, moe_count, wb, ab, counting.moe_loop, counting.expert_rows)
+        ops += one_row(ffn_ops(a, n, layers, moe_count, wb, ab, counting.moe_loop, counting.expert_rows), n, counting)
     ops += [
         Op("final_norm", "elementwise", 1, 4 * logit_rows * d, norm * ab, 2 * logit_rows * d * ab),
-        linear("lm_head", logit_rows, d, a.vocab_size, 0, 1, wb, ab),
+        *one_row([linear("lm_head", logit_rows, d, a.vocab_size, 0, 1, wb, ab)], logit_rows, counting),
         Op("logits_fresh", "fresh", int(counting.fresh_logits), 0, 0, fresh_bytes(logit_rows * a.vocab_size)),
         elementwise(
             "logit_softcap", logit_rows * a.vocab_size, logit_rows * a.vocab_size, 3, 1 * (a.final_softcap > 0), 4
         ),
     ]
     return [op for op in ops if np.any(np.asarray(op.count) > 0)]  # what no candidate runs has nothing to price
+
+
+def one_row(ops: list[Op], rows: Any, counting: Counting) -> list[Op]:
+    """`ops`, run on `rows` rows each, with their matmuls in class "gemv" when those are one row and the backend runs
+    such a matmul as a kernel of its own (`Counting.single_row_gemv`)."""
+    if not (counting.single_row_gemv and np.all(np.asarray(rows) == 1)):
+        return ops
+    return [replace(op, op_class="gemv") if op.op_class == "matmul" else op for op in ops]
 
 
 def ffn_ops(
@@ -404,6 +424,7 @@ def ffn_ops(
     norm = norm_params(a)
     expert_launches = np.maximum(a.n_experts, 1) if moe_loop else 1
     expert_rate = 2 / wb if expert_rows else np.inf  # one row's GEMV: 2 FLOPs per weight read
+    expert_class = "gemv" if expert_rows else "matmul"
     return [
         Op("post_norms", "elementwise", 2 * layers * (a.norm_layout == 1), 4 * n * d, norm * ab, 2 * n * d * ab),
         elementwise("residual_add", 2 * n * d, n * d, 1, 2 * layers, ab),
@@ -420,6 +441,7 @@ def ffn_ops(
             launches=expert_launches,
             resident=cycled,
             row_intensity=expert_rate,
+            op_class=expert_class,
         ),
         replace(
             elementwise("experts_act", gated_in * routed * a.d_ff_expert, routed * a.d_ff_expert, 5, moe_count, ab),
@@ -430,6 +452,7 @@ def ffn_ops(
             launches=expert_launches,
             resident=cycled,
             row_intensity=expert_rate,
+            op_class=expert_class,
         ),
     ]
 

@@ -59,6 +59,7 @@ DEFAULT_COMPUTE_EFFICIENCY = {
     "kv": 1.0,
     "scores": 0.1,  # a softmax's exponentials are not the one FLOP each that the count gives them
     "fresh": 1.0,
+    "gemv": 0.7,  # a matmul's, until a backend that runs one-row matmuls apart (llama.cpp) is calibrated
 }
 DEFAULT_MEMORY_EFFICIENCY = 0.8
 DEFAULT_OP_OVERHEAD_US = 4.0
@@ -148,7 +149,12 @@ class RooflineParams:
         r = device.roofline
         if not r:
             return cls()
-        compute = {**DEFAULT_COMPUTE_EFFICIENCY, **(r.get("compute_efficiency") or {})}
+        given = r.get("compute_efficiency") or {}
+        compute = {
+            **DEFAULT_COMPUTE_EFFICIENCY,
+            "gemv": given.get("matmul", DEFAULT_COMPUTE_EFFICIENCY["gemv"]),
+            **given,
+        }
         memory = dict.fromkeys(OP_CLASSES, float(r.get("memory_efficiency", DEFAULT_MEMORY_EFFICIENCY)))
         overhead = dict.fromkeys(OP_CLASSES, float(r.get("op_overhead_us", DEFAULT_OP_OVERHEAD_US)) * 1e-6)
         step = dict.fromkeys(PHASES, float(r.get("step_overhead_us", 0.0)) * 1e-6)
@@ -172,7 +178,7 @@ class OpTime:
 def peak_flops(op_class: str, device: DeviceSpec, w: Workload) -> float:
     """The FLOP/s ceiling an operator of this class runs against at the workload's precision."""
     types = w.types
-    if op_class == "matmul":
+    if op_class in ("matmul", "gemv"):
         return device.peak_flops(types.matmul_peaks)
     if op_class == "attention":  # runs in the activation type, whatever the weights are
         return device.peak_flops(PRECISIONS["fp32" if types.act_bytes == 4 else "fp16"].matmul_peaks)

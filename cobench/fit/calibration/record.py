@@ -13,7 +13,8 @@ from cobench.predict.roofline import PHASES, RooflineParams
 from cobench.validate import mapping, number, text
 
 SCHEMA = 1
-ADDED_CLASSES = ("scores", "fresh")  # operator classes newer than schema 1: absent from older calibrations
+ADDED_CLASSES = ("scores", "fresh", "gemv")  # operator classes newer than schema 1: absent from older calibrations
+TAKEN_FROM = {"gemv": "matmul"}  # an added class a calibration fitted as part of another takes that one's values
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,8 @@ class Calibration:
         def classes(name: str, bounds: tuple[float, float], table: Any = None) -> dict[str, float]:
             given = p.get(name) if table is None else table
             if isinstance(given, dict):
-                given = {c: getattr(d, name)[c] for c in ADDED_CLASSES} | given
+                added = {c: given.get(TAKEN_FROM.get(c, ""), getattr(d, name)[c]) for c in ADDED_CLASSES}
+                given = added | given
             return _table(given, f"{at}.{name}", OP_CLASSES, bounds)
 
         params = RooflineParams(
