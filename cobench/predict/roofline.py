@@ -59,8 +59,10 @@ DEFAULT_COMPUTE_EFFICIENCY = {
     "kv": 1.0,
     "scores": 0.1,  # a softmax's exponentials are not the one FLOP each that the count gives them
     "fresh": 1.0,
-    "gemv": 0.7,  # a matmul's, until a backend that runs one-row matmuls apart (llama.cpp) is calibrated
 }
+PRICED_AS = {"gemv": "matmul"}  # a class priced as another where nothing fitted it apart: a one-row matmul is a
+# matmul until a backend that runs it with a kernel of its own (llama.cpp) is calibrated
+DEFAULT_COMPUTE_EFFICIENCY |= {c: DEFAULT_COMPUTE_EFFICIENCY[of] for c, of in PRICED_AS.items()}
 DEFAULT_MEMORY_EFFICIENCY = 0.8
 DEFAULT_OP_OVERHEAD_US = 4.0
 OWN_BUFFERS = ("fresh",)  # classes whose bytes are freshly mapped pages, faulted in: where the pass's working set
@@ -71,6 +73,11 @@ PASS_BUFFERS = ("scores",)  # activations found where the pass's working set is,
 CACHE_SHARPNESS = 4.0  # k of the hit fraction 1 / (1 + (W/C)^k): fits a warm read sweep on a Xeon VM
 REFILL_DECAY = 0.4  # share of the refill left after each decode step: llama.cpp's first steps after a 512-token
 # prompt on the Xeon VM took 47–75 %, 20–37 % and 3–11 % of it
+
+
+def priced_as(defaults: dict[str, float], given: Mapping[str, float]) -> dict[str, float]:
+    """A per-class table: `given`, a class it lacks taking its PRICED_AS class's given value, else `defaults`."""
+    return defaults | {c: given[of] for c, of in PRICED_AS.items() if of in given} | dict(given)
 
 
 @dataclass(frozen=True)
@@ -149,12 +156,7 @@ class RooflineParams:
         r = device.roofline
         if not r:
             return cls()
-        given = r.get("compute_efficiency") or {}
-        compute = {
-            **DEFAULT_COMPUTE_EFFICIENCY,
-            "gemv": given.get("matmul", DEFAULT_COMPUTE_EFFICIENCY["gemv"]),
-            **given,
-        }
+        compute = priced_as({**DEFAULT_COMPUTE_EFFICIENCY}, r.get("compute_efficiency") or {})
         memory = dict.fromkeys(OP_CLASSES, float(r.get("memory_efficiency", DEFAULT_MEMORY_EFFICIENCY)))
         overhead = dict.fromkeys(OP_CLASSES, float(r.get("op_overhead_us", DEFAULT_OP_OVERHEAD_US)) * 1e-6)
         step = dict.fromkeys(PHASES, float(r.get("step_overhead_us", 0.0)) * 1e-6)

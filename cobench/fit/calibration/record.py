@@ -9,12 +9,11 @@ import numpy as np
 
 from cobench.errors import InputError
 from cobench.predict.operators import OP_CLASSES, Counting
-from cobench.predict.roofline import PHASES, RooflineParams
+from cobench.predict.roofline import PHASES, RooflineParams, priced_as
 from cobench.validate import mapping, number, text
 
 SCHEMA = 1
 ADDED_CLASSES = ("scores", "fresh", "gemv")  # operator classes newer than schema 1: absent from older calibrations
-TAKEN_FROM = {"gemv": "matmul"}  # an added class a calibration fitted as part of another takes that one's values
 
 
 @dataclass(frozen=True)
@@ -67,9 +66,8 @@ class Calibration:
 
         def classes(name: str, bounds: tuple[float, float], table: Any = None) -> dict[str, float]:
             given = p.get(name) if table is None else table
-            if isinstance(given, dict):
-                added = {c: given.get(TAKEN_FROM.get(c, ""), getattr(d, name)[c]) for c in ADDED_CLASSES}
-                given = added | given
+            if isinstance(given, dict):  # an added class fitted then as part of another takes that one's value
+                given = priced_as({c: getattr(d, name)[c] for c in ADDED_CLASSES}, given)
             return _table(given, f"{at}.{name}", OP_CLASSES, bounds)
 
         params = RooflineParams(
