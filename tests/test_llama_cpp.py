@@ -112,6 +112,26 @@ def test_a_batch_is_its_sequences_each_generating_alone(arch: Architecture, cach
         alone.engine.close()
 
 
+def test_a_batch_writes_each_token_at_its_sequences_position() -> None:
+    """A prompt's tokens go in through numpy views, a step's through ctypes (numpy's calls just before a
+    llama_decode slowed the step, benchmarks/llama_truth.py): both write every sequence's tokens at its positions."""
+    import llama_cpp
+
+    from cobench.measure.runners.llama_cpp import Batch
+
+    prompt, step = Batch.laid_out(2, 3), Batch.laid_out(2, 1)
+    try:
+        prompt.write(np.array([[1, 2, 3], [4, 5, 6]]), 0)
+        step.write(np.array([[7], [8]]), 3)
+        assert [prompt.raw.token[k] for k in range(6)] == [1, 2, 3, 4, 5, 6]
+        assert [prompt.raw.pos[k] for k in range(6)] == [0, 1, 2, 0, 1, 2]
+        written = [(step.raw.token[k], step.raw.pos[k], step.raw.seq_id[k][0]) for k in range(2)]
+        assert written == [(7, 3, 0), (8, 3, 1)]
+    finally:
+        llama_cpp.llama_batch_free(prompt.raw)
+        llama_cpp.llama_batch_free(step.raw)
+
+
 GGUF_SHAPES = {  # depths that pick different layers for Q6_K; rows of 256, 320, 576 and 704 values; tied or not;
     # routed experts
     "8l-ffn704": {"n_layers": 8},
