@@ -99,9 +99,9 @@ def _check_calibration(path: Path) -> None:
 
 
 def _check_queue(path: Path) -> None:
-    for arch, tokens in read_queue(path):
-        assert 0 < int(param_counts(arch).total) < 10**16
-        assert tokens is None or 0 < tokens <= 10**13
+    for job in read_queue(path):
+        assert 0 < int(param_counts(job.arch).total) < 10**16
+        assert all(v is None or 0 < v <= 10**13 for v in (job.tokens, job.prompt, job.batch))
 
 
 def _check_suite(path: Path) -> None:
@@ -147,7 +147,10 @@ BASES: dict[str, tuple[str, Any, Callable[[Path], None]]] = {
     "calibration": (".json", _calibration_doc(), _check_calibration),
     "queue": (
         ".yaml",
-        {"source": "test", "jobs": [{"architecture": SMALL.to_dict(), "tokens": 1000, "precision": "fp32"}]},
+        {
+            "source": "test",
+            "jobs": [{"architecture": SMALL.to_dict(), "tokens": 1000, "precision": "fp32", "prompt": 64, "batch": 2}],
+        },
         _check_queue,
     ),
     "kernels": (".yaml", yaml.safe_load((ROOT / "kernels" / "gemm.yaml").read_text()) | {"name": "fz"}, _check_suite),

@@ -22,7 +22,7 @@ from cobench.cli import app
 from cobench.errors import MissingDependency
 from cobench.hardware.devices import DeviceSpec, get_device
 from cobench.measure.export import export
-from cobench.measure.profile import MEASUREMENT, ProfileSettings, profile, task_for, task_key
+from cobench.measure.profile import MEASUREMENT, Candidate, ProfileSettings, profile, task_for, task_key
 from cobench.measure.runners import open_runner
 from cobench.measure.timing import HarnessConfig
 from cobench.predict.latency_model import BACKEND_COUNTING, LatencyModel
@@ -156,6 +156,26 @@ def test_profile_ort_and_torch_store_and_resume(cache: Path, tmp_path: Path) -> 
     assert store.profiles.get(torch_rows[1].key).environment["runner"]["dtype"] == "torch.bfloat16"
 
 
+def test_one_run_interleaves_the_rounds_of_candidates_at_workloads_of_their_own(cache: Path, tmp_path: Path) -> None:
+    """A study's workloads in one run (queue jobs with their own prompt): every candidate's round r, whatever
+    its workload, before any round r + 1, so a slow minute cannot take every round of the few at one prompt;
+    each result is measured and keyed at its own workload."""
+    store = Store(tmp_path / "p.db")
+    device = get_device("cpu")
+    longer = Workload(prompt=48, generate=4)
+    candidates = [Candidate(TINY, "fp32"), Candidate(TINY, "fp32", longer), Candidate(TINY, "int8", longer)]
+    heard: list[tuple[int, int]] = []
+    rows = profile(candidates, device, _settings(cache, rounds=2), store, _defaults(device),
+                   on_round=lambda r, round_, n, why: heard.append((r.workload.prompt, round_)))  # fmt: skip
+    assert [(r.status, r.workload.prompt) for r in rows] == [("ok", 32), ("ok", 48), ("ok", 48)]
+    assert set(rows[0].measured.decode_s) == {32, 33, 34} and set(rows[1].measured.decode_s) == {48, 49, 50}
+    assert rows[1].predicted["ttft_s"] > rows[0].predicted["ttft_s"] and len({r.key for r in rows}) == 3
+    first = [round_ for _, round_ in heard[:3]]
+    assert first == [0, 0, 0] and sorted(p for p, round_ in heard if round_ == 0) == [32, 48, 48]
+    again = profile(candidates, device, _settings(cache, rounds=2), store, _defaults(device))
+    assert [r.status for r in again] == ["skipped"] * 3
+
+
 def test_crashing_and_hanging_candidates_are_recorded_and_the_rest_finish(cache: Path, tmp_path: Path) -> None:
     store = Store(tmp_path / "p.db")
     device = get_device("cpu")
@@ -222,6 +242,26 @@ def test_a_task_records_the_kv_type_the_engine_keeps(cache: Path) -> None:
     cpu = get_device("cpu")
     assert task_for(TINY, "fp32", cpu, _settings(cache, "llama.cpp"))["workload"]["kv_precision"] == "fp16"
     assert task_for(TINY, "fp32", cpu, _settings(cache))["workload"]["kv_precision"] == "fp32"
+
+
+def test_cli_profile_takes_each_queue_jobs_own_prompt_and_batch(cache: Path, tmp_path: Path) -> None:
+    """`profile --queue`: a job's `prompt`/`batch` replace the command's for that job; the others run at the
+    command's; the table says each row's workload; a bad job field is one line naming it, nothing stored."""
+    queue, store = tmp_path / "q.yaml", str(tmp_path / "c.db")
+    jobs = [{"architecture": TINY.to_dict()}, {"architecture": TINY.to_dict(), "prompt": 48, "batch": 2}]
+    queue.write_text(json.dumps({"source": "test", "jobs": jobs}))
+    runner = CliRunner()
+    flags = quick_profile_flags(cache, store)
+    result = runner.invoke(app, ["profile", "--queue", str(queue), *flags])
+    assert result.exit_code == 0, result.stderr
+    shapes = [(r["workload"]["batch"], r["workload"]["prompt"], r["status"]) for r in json.loads(result.stdout)]
+    assert shapes == [(1, 32, "ok"), (2, 48, "ok")]
+    table = runner.invoke(app, ["profile", "--queue", str(queue), *flags[:-1]])  # the table, both rows reused
+    assert table.exit_code == 0 and "B/P/G" in table.stdout and "2/48/4" in table.stdout
+    assert "B=2 P=48: skipped" in table.stderr
+    queue.write_text(json.dumps({"source": "test", "jobs": [jobs[0] | {"prompt": 0}]}))
+    bad = runner.invoke(app, ["profile", "--queue", str(queue), *flags])
+    assert bad.exit_code == 2 and "queue.jobs[0].prompt" in bad.stderr and len(Store(Path(store)).profiles.find()) == 2
 
 
 def test_cli_profile_and_export(cache: Path, tmp_path: Path) -> None:

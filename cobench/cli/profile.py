@@ -87,7 +87,12 @@ def profile_cmd(
     ] = None,
     queue: Annotated[
         Path | None,
-        typer.Option("--queue", metavar="FILE", help="Profile the architectures of a queue file (`cobench select`)."),
+        typer.Option(
+            "--queue",
+            metavar="FILE",
+            help="Profile the architectures of a queue file (`cobench select`'s, or a study's: a job's own `prompt` and"
+            " `batch` replace the command's), all in one interleaved run.",
+        ),
     ] = None,
     top: Annotated[int, typer.Option("--top", "-k", metavar="N", help="With --from-sweep: how many candidates.")] = 5,
     sort: Annotated[
@@ -213,10 +218,12 @@ def profile_cmd(
     )
     cluster = connect(ray)
     with Store(store) as db:
-        archs = [load_architecture(s) for s in arch or []] + ([a for a, _ in read_queue(queue)] if queue else [])
+        w = settings.workload
+        archs = [(load_architecture(s), None) for s in arch or []]
+        archs += [(j.arch, _own(w, j.batch, j.prompt)) for j in (read_queue(queue) if queue else [])]
         if from_sweep:
             sweep_id = db.sweeps.get(from_sweep)["id"]
-            archs += [sweep_architecture(c, from_sweep) for c in db.sweeps.candidates(sweep_id, sort, top)]
+            archs += [(sweep_architecture(c, from_sweep), None) for c in db.sweeps.candidates(sweep_id, sort, top)]
         chooser = lambda p, b: model_chooser(db, d, b, uncalibrated=uncalibrated)(p)  # noqa: E731
         progress, on_round = (None, None) if json_out else (_progress, _round)
         backends, precisions = backend or ["ort"], precision or ["fp32"]
@@ -224,7 +231,7 @@ def profile_cmd(
     if json_out:
         emit_json([r.to_json() | _errors(r) for r in results])
     else:
-        _print(results, d.name, settings.workload)
+        _print(results, d.name)
     failed = [r for r in results if r.status == "failed"]
     if failed:
         names = ", ".join(f"{r.arch_name} {r.backend} {r.precision}" for r in failed[:5])
@@ -235,15 +242,22 @@ def profile_cmd(
     return None
 
 
+def _own(run: Workload, batch: int | None, prompt: int | None) -> Workload | None:
+    """A queue job's workload: the run's with the job's batch and prompt (None: the run's own)."""
+    return None if batch is None and prompt is None else workload_from_options(run, batch, prompt, None, None, None)
+
+
+def _label(r: ProfileResult) -> str:
+    return f"{r.arch_name} {r.backend} {r.precision} B={r.workload.batch} P={r.workload.prompt}"
+
+
 def _progress(r: ProfileResult, done: int, total: int) -> None:
-    err.print(
-        f"[{done}/{total}] {r.arch_name} {r.backend} {r.precision}: {r.status}" + (f" — {r.reason}" if r.reason else "")
-    )
+    err.print(f"[{done}/{total}] {_label(r)}: {r.status}" + (f" — {r.reason}" if r.reason else ""))
 
 
 def _round(r: ProfileResult, round_: int, rounds: int, failure: str | None) -> None:
     extra = " (measured again)" if round_ >= rounds else ""
-    err.print(f"  round {min(round_, rounds - 1) + 1}/{rounds}{extra}: {r.arch_name} {r.backend} {r.precision}"
+    err.print(f"  round {min(round_, rounds - 1) + 1}/{rounds}{extra}: {_label(r)}"
               + (f" — failed: {failure}" if failure else ""))  # fmt: skip
 
 
@@ -259,25 +273,30 @@ def _measured(m: Measured | None, metric: str) -> str:
     return ms(getattr(m, f"{metric}_s")) + (f" ±{spread:.0%}" if spread is not None else "")
 
 
-def _print(results: list[ProfileResult], device: str, w: Workload) -> None:
-    columns = ["arch", "backend", "prec", "status", "TTFT pred", "TTFT meas", "err", "TPOT pred", "TPOT meas", "err",
-               "e2e meas", "J/token", "flags"]  # fmt: skip
+def _print(results: list[ProfileResult], device: str) -> None:
+    """One table; a run of several workloads (queue jobs of their own) gets a column saying each row's."""
+    workloads = list(dict.fromkeys((r.workload.batch, r.workload.prompt, r.workload.generate) for r in results))
+    mixed = len(workloads) > 1
+    columns = ["arch", *(["B/P/G"] if mixed else []), "backend", "prec", "status", "TTFT pred", "TTFT meas", "err",
+               "TPOT pred", "TPOT meas", "err", "e2e meas", "J/token", "flags"]  # fmt: skip
     rows = []
     for r in results:
         m = r.measured
+        shape = [f"{r.workload.batch}/{r.workload.prompt}/{r.workload.generate}"] if mixed else []
         rows.append([
-            r.arch_name, r.backend, r.precision, r.status,
+            r.arch_name, *shape, r.backend, r.precision, r.status,
             ms(r.predicted["ttft_s"]), _measured(m, "ttft"), pct(r.error_pct("ttft")),
             ms(r.predicted["tpot_s"]), _measured(m, "tpot"), pct(r.error_pct("tpot")),
             ms(m.e2e_s) if m else "—",
             f"{m.energy_per_token_j:.3g}" if m and m.energy_per_token_j else "—",
             m.flags if m else (r.reason or "")[:60],
         ])  # fmt: skip
+    b, p, g = workloads[0] if workloads else (0, 0, 0)
     title = (
-        f"profile on {device} (B={w.batch}, P={w.prompt}, G={w.generate}); measured (median of round medians "
+        f"profile on {device}{'' if mixed else f' (B={b}, P={p}, G={g})'}; measured (median of round medians "
         "± their CV) vs predicted"
     )
-    out.print(table(title, columns, rows, right={4, 5, 6, 7, 8, 9, 10, 11}))
+    out.print(table(title, columns, rows, right={c + mixed for c in range(4, 12)}))
     for warning in dict.fromkeys(x for r in results if r.measured for x in r.measured.warnings):
         err.print(f"warning: {warning}")
     for model in dict.fromkeys(r.predicted.get("model") for r in results):

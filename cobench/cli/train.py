@@ -148,7 +148,8 @@ def train_cmd(
     from cobench.fit.train_queue import train_jobs
     from cobench.hardware.devices import get_device
 
-    jobs = (read_queue(queue) if queue else []) + [(load_architecture(s), tokens) for s in arch or []]
+    jobs = [(j.arch, j.tokens) for j in (read_queue(queue) if queue else [])]
+    jobs += [(load_architecture(s), tokens) for s in arch or []]
     if not jobs:
         raise InputError("arch", "give --arch SPEC (repeatable) or --queue FILE")
     if any(t is None for _, t in jobs) and tokens is None:

@@ -20,10 +20,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -98,6 +98,19 @@ class ProfileSettings:
     def contexts(self) -> tuple[int, ...]:
         """Every decode context measured (and predicted beside the measurement)."""
         return tuple(sorted(set(self.generated_contexts) | set(self.fixed_contexts)))
+
+
+class Candidate(NamedTuple):
+    """One thing to measure: an architecture at a precision, at the run's workload or at one of its own (a
+    queue job's), so that one run interleaves the rounds of a study's every workload: a slow minute of a shared
+    machine then lands on one round of many candidates, not on every round of the few at one workload."""
+
+    arch: Architecture
+    precision: str
+    workload: Workload | None = None  # None: the run's (ProfileSettings.workload)
+
+    def settings(self, run: ProfileSettings) -> ProfileSettings:
+        return run if self.workload is None else replace(run, workload=self.workload)
 
 
 def task_for(arch: Architecture, precision: str, device: DeviceSpec, s: ProfileSettings) -> dict[str, Any]:
@@ -257,7 +270,7 @@ def check_cluster(cluster: Cluster, device: DeviceSpec) -> None:
 
 
 def profile(
-    candidates: list[tuple[Architecture, str]],
+    candidates: Sequence[Candidate | tuple[Architecture, str]],
     device: DeviceSpec,
     settings: ProfileSettings,
     store: Store,
@@ -267,7 +280,7 @@ def profile(
     on_round: RoundProgress | None = None,
     cluster: Cluster | None = None,
 ) -> list[ProfileResult]:
-    """Measure every (architecture, precision) not measured yet; return all results in candidate order.
+    """Measure every (architecture, precision[, workload]) not measured yet; return all results in candidate order.
 
     `model_for(precision)` gives the latency model whose prediction is stored beside each measurement;
     `progress` hears of each finished candidate, `on_round` of each round run; `cluster` says where rounds
@@ -316,6 +329,7 @@ class _Pending:
     base: ProfileResult
     task: dict[str, Any]
     results: dict[int, dict[str, Any]]
+    timeout_s: float  # a round's limit: with a GPU engine's first build where its shapes are built for
     seconds: float = 0.0
 
     def measured(self) -> dict[int, Measured]:
@@ -331,7 +345,7 @@ class _Pending:
 
 
 def _profile_all(
-    candidates: list[tuple[Architecture, str]],
+    candidates: Sequence[Candidate | tuple[Architecture, str]],
     device: DeviceSpec,
     settings: ProfileSettings,
     store: Store,
@@ -348,15 +362,15 @@ def _profile_all(
             progress(r, len(results), len(candidates))
 
     pending = []
-    for i, (arch, precision) in enumerate(candidates):
-        task = task_for(arch, precision, device, settings)
+    for i, candidate in enumerate(candidates):
+        c = Candidate(*candidate)
+        arch, precision, s = c.arch, c.precision, c.settings(settings)
+        task = task_for(arch, precision, device, s)
         key = task_key(task)
         w = Workload(**task["workload"])
-        pred = predicted_beside_profile(arch, device, w, settings.contexts, model_for(precision))
+        pred = predicted_beside_profile(arch, device, w, s.contexts, model_for(precision))
         status = store.profiles.status(key)
-        base = ProfileResult(
-            key, arch, device.name, device.mode, settings.backend, precision, w, settings.contexts, "refused", pred
-        )
+        base = ProfileResult(key, arch, device.name, device.mode, s.backend, precision, w, s.contexts, "refused", pred)
         retry = status == "failed" and settings.retry_failed
         stored = store.profiles.get(key) if status in ("ok", "failed") and not retry else None
         if stored is not None:
@@ -364,7 +378,8 @@ def _profile_all(
         elif reason := refusal(arch, w, pred, device):
             finish(i, replace(base, reason=reason))
         else:
-            pending.append(_Pending(i, base, task, store.profiles.rounds(key)))
+            timeout = s.timeout_s + (s.build_timeout_s if engine_shapes(s) else 0)
+            pending.append(_Pending(i, base, task, store.profiles.rounds(key), timeout))
     rounds.finish, rounds.on_round = finish, on_round
     for r in range(settings.rounds):  # every candidate's round r before any candidate's round r + 1
         rounds.run([(p, r) for p in pending if r not in p.results and p.index not in results], seed=r)
@@ -399,9 +414,8 @@ class _Rounds:
     def run(self, work: list[tuple[_Pending, int]], seed: int) -> None:
         random.Random(self.settings.seed * 1_000_003 + seed).shuffle(work)  # drift favours no candidate
         work = [(p, r) for p, r in work if p.index not in self.failed]
-        timeout = self.settings.timeout_s + (self.settings.build_timeout_s if engine_shapes(self.settings) else 0)
         items = [
-            (p.task | {"round": r}, timeout, self.worker, self.settings.cooldown_s if self.ran or j else 0.0)
+            (p.task | {"round": r}, p.timeout_s, self.worker, self.settings.cooldown_s if self.ran or j else 0.0)
             for j, (p, r) in enumerate(work)
         ]
         for j, (result, reason, seconds), node in self.cluster.map_unordered(measure_round, items, self.resources):
@@ -483,7 +497,7 @@ def sweep_architecture(candidate: dict[str, Any], sweep: str) -> Architecture:
 
 
 def profile_backends(
-    archs: list[Architecture],
+    archs: Sequence[tuple[Architecture, Workload | None]],
     backends: list[str],
     precisions: list[str],
     device: DeviceSpec,
@@ -494,9 +508,10 @@ def profile_backends(
     on_round: RoundProgress | None = None,
     cluster: Cluster | None = None,
 ) -> list[ProfileResult]:
-    """`cobench profile`: every architecture × precision on every backend, each backend checked before any
-    worker starts; `model_for(precision, backend)` is the latency model stored beside each result; `cluster`
-    says where candidates run (this machine by default)."""
+    """`cobench profile`: every architecture (at its own workload, or None: the run's) × precision on every
+    backend, in one interleaved run per backend, each backend checked before any worker starts;
+    `model_for(precision, backend)` is the latency model stored beside each result; `cluster` says where
+    candidates run (this machine by default)."""
     from cobench.measure.runners import BACKENDS, check_available, check_runs
 
     if not archs:
@@ -507,12 +522,12 @@ def profile_backends(
         check_available(b, settings.runner_device)
         for p in precisions:
             check_precision(b, p, settings.runner_device)
-        for a in archs:  # layers a backend cannot run: said before any candidate is built
+        for a, _ in archs:  # layers a backend cannot run: said before any candidate is built
             for p in precisions:
                 check_runs(b, a, p, {})
     results: list[ProfileResult] = []
     for b in backends:
-        candidates = [(a, p) for a in archs for p in precisions]
+        candidates = [Candidate(a, p, w) for a, w in archs for p in precisions]
         models = {p: model_for(p, b) for p in precisions}
         b_settings = replace(settings, backend=b)
         results += profile(
