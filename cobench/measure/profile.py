@@ -329,7 +329,7 @@ class _Pending:
     base: ProfileResult
     task: dict[str, Any]
     results: dict[int, dict[str, Any]]
-    timeout_s: float  # a round's limit: with a GPU engine's first build where its shapes are built for
+    timeout_s: float  # a round's time limit, a GPU engine's first build included where it builds per shape
     seconds: float = 0.0
 
     def measured(self) -> dict[int, Measured]:
