@@ -220,7 +220,8 @@ def profile_cmd(
     with Store(store) as db:
         w = settings.workload
         archs = [(load_architecture(s), None) for s in arch or []]
-        archs += [(j.arch, _own(w, j.batch, j.prompt)) for j in (read_queue(queue) if queue else [])]
+        jobs = read_queue(queue) if queue else []  # a job's own batch and prompt replace the run's
+        archs += [(j.arch, workload_from_options(w, j.batch, j.prompt, None, None, None)) for j in jobs]
         if from_sweep:
             sweep_id = db.sweeps.get(from_sweep)["id"]
             archs += [(sweep_architecture(c, from_sweep), None) for c in db.sweeps.candidates(sweep_id, sort, top)]
@@ -240,11 +241,6 @@ def profile_cmd(
             " the others are stored. Fix the cause and rerun with --retry-failed"
         )
     return None
-
-
-def _own(run: Workload, batch: int | None, prompt: int | None) -> Workload | None:
-    """A queue job's workload: the run's with the job's batch and prompt (None: the run's own)."""
-    return None if batch is None and prompt is None else workload_from_options(run, batch, prompt, None, None, None)
 
 
 def _label(r: ProfileResult) -> str:
@@ -275,26 +271,25 @@ def _measured(m: Measured | None, metric: str) -> str:
 
 def _print(results: list[ProfileResult], device: str) -> None:
     """One table; a run of several workloads (queue jobs of their own) gets a column saying each row's."""
-    workloads = list(dict.fromkeys((r.workload.batch, r.workload.prompt, r.workload.generate) for r in results))
-    mixed = len(workloads) > 1
+    shape = lambda w: f"{w.batch}/{w.prompt}/{w.generate}"  # noqa: E731
+    mixed = len({shape(r.workload) for r in results}) > 1
     columns = ["arch", *(["B/P/G"] if mixed else []), "backend", "prec", "status", "TTFT pred", "TTFT meas", "err",
                "TPOT pred", "TPOT meas", "err", "e2e meas", "J/token", "flags"]  # fmt: skip
     rows = []
     for r in results:
         m = r.measured
-        shape = [f"{r.workload.batch}/{r.workload.prompt}/{r.workload.generate}"] if mixed else []
         rows.append([
-            r.arch_name, *shape, r.backend, r.precision, r.status,
+            r.arch_name, *([shape(r.workload)] if mixed else []), r.backend, r.precision, r.status,
             ms(r.predicted["ttft_s"]), _measured(m, "ttft"), pct(r.error_pct("ttft")),
             ms(r.predicted["tpot_s"]), _measured(m, "tpot"), pct(r.error_pct("tpot")),
             ms(m.e2e_s) if m else "—",
             f"{m.energy_per_token_j:.3g}" if m and m.energy_per_token_j else "—",
             m.flags if m else (r.reason or "")[:60],
         ])  # fmt: skip
-    b, p, g = workloads[0] if workloads else (0, 0, 0)
+    w = None if mixed or not results else results[0].workload
     title = (
-        f"profile on {device}{'' if mixed else f' (B={b}, P={p}, G={g})'}; measured (median of round medians "
-        "± their CV) vs predicted"
+        f"profile on {device}{f' (B={w.batch}, P={w.prompt}, G={w.generate})' if w else ''}; measured (median of"
+        " round medians ± their CV) vs predicted"
     )
     out.print(table(title, columns, rows, right={c + mixed for c in range(4, 12)}))
     for warning in dict.fromkeys(x for r in results if r.measured for x in r.measured.warnings):

@@ -156,7 +156,7 @@ class RooflineParams:
         r = device.roofline
         if not r:
             return cls()
-        compute = priced_as({**DEFAULT_COMPUTE_EFFICIENCY}, r.get("compute_efficiency") or {})
+        compute = priced_as(DEFAULT_COMPUTE_EFFICIENCY, r.get("compute_efficiency") or {})
         memory = dict.fromkeys(OP_CLASSES, float(r.get("memory_efficiency", DEFAULT_MEMORY_EFFICIENCY)))
         overhead = dict.fromkeys(OP_CLASSES, float(r.get("op_overhead_us", DEFAULT_OP_OVERHEAD_US)) * 1e-6)
         step = dict.fromkeys(PHASES, float(r.get("step_overhead_us", 0.0)) * 1e-6)
