@@ -100,7 +100,7 @@ def predict_cmd(
         return emit_json(result)
     _print_predictions(result)
     if result.operators:
-        _print_breakdown(result.operators, result.records[0]["tpot_refill_s"])
+        _print_breakdown(result.operators, result.records[0])
     return None
 
 
@@ -135,9 +135,11 @@ def _print_predictions(p: Predicted) -> None:
         err.print(f"model: {model}")
 
 
-def _print_breakdown(rows: list[dict[str, Any]], refill_s: float) -> None:
+def _print_breakdown(rows: list[dict[str, Any]], record: dict[str, Any]) -> None:
     columns = ["op", "class", "count", "FLOPs", "bytes", "weights", "KV", "FLOP/B", "bound", "time", "share"]
-    refill = f"; TPOT adds {ms(refill_s)} per token: the refill after the prompt" if refill_s > 0 else ""
+    after = {"tpot_refill_s": "the refill after the prompt", "tpot_release_s": "the release of the prompt's fresh logits"}
+    adds = [f"{ms(record[k])} for {what}" for k, what in after.items() if record[k] > 0]
+    refill = f"; TPOT adds per token {' and '.join(adds)}" if adds else ""
     for phase in ("prefill", "decode"):
         title = (
             "prefill (whole prompt)"

@@ -31,6 +31,7 @@ def prediction_record(a: Architecture, d: DeviceSpec, w: Workload, p: Prediction
         "ttft_s": float(p.ttft_s[0]),
         "tpot_s": float(p.tpot_s[0]),
         "tpot_refill_s": float(p.tpot_refill_s[0]),
+        "tpot_release_s": float(p.tpot_release_s[0]),
         "e2e_s": float(p.e2e_s[0]),
         "decode_tokens_per_s": 1 / float(p.tpot_s[0]),
         "prefill_bound": "compute" if p.prefill.compute_bound[0] else "memory",

@@ -22,8 +22,9 @@ scaled by the share of the cache the prompt's activations evicted, and spread ov
 
 Phases: TTFT is the prefill of the prompt (which yields the first token). TPOT is the mean decode step
 over the G − 1 further tokens, whose cached context grows from P to P + G − 2, plus the refill over those
-steps; more than `MAX_DECODE_SAMPLES` steps are sampled evenly (step time is piecewise linear in the context, so
-the mean of even samples is exact up to rounding). End-to-end = TTFT + (G − 1) · TPOT.
+steps and the first step's release of the prompt's freshly mapped logits (operators.release_ops); more than
+`MAX_DECODE_SAMPLES` steps are sampled evenly (step time is piecewise linear in the context, so the mean of even
+samples is exact up to rounding). End-to-end = TTFT + (G − 1) · TPOT.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from cobench.arch.gguf_types import op_weight_bytes, weight_bytes
 from cobench.arch.precision import PRECISIONS
 from cobench.arch.workload import Workload
 from cobench.hardware.devices import DeviceSpec
-from cobench.predict.operators import LOGITS_BYTES, OP_CLASSES, Counting, Op, forward_ops, stored_as
+from cobench.predict.operators import LOGITS_BYTES, OP_CLASSES, Counting, Op, forward_ops, release_ops, stored_as
 
 MAX_DECODE_SAMPLES = 64
 PHASES = ("prefill", "decode")
@@ -59,14 +60,15 @@ DEFAULT_COMPUTE_EFFICIENCY = {
     "kv": 1.0,
     "scores": 0.1,  # a softmax's exponentials are not the one FLOP each that the count gives them
     "fresh": 1.0,
+    "release": 1.0,
 }
 PRICED_AS = {"gemv": "matmul"}  # a class priced as another where nothing fitted it apart: a one-row matmul is a
 # matmul until a backend that runs it with a kernel of its own (llama.cpp) is calibrated
 DEFAULT_COMPUTE_EFFICIENCY |= {c: DEFAULT_COMPUTE_EFFICIENCY[of] for c, of in PRICED_AS.items()}
 DEFAULT_MEMORY_EFFICIENCY = 0.8
 DEFAULT_OP_OVERHEAD_US = 4.0
-OWN_BUFFERS = ("fresh",)  # classes whose bytes are freshly mapped pages, faulted in: where the pass's working set
-# sits does not speed them
+OWN_BUFFERS = ("fresh", "release")  # classes whose bytes are pages mapped afresh or given back: where the pass's
+# working set sits does not speed them
 PASS_BUFFERS = ("scores",)  # activations found where the pass's working set is, not by their own size: ORT's CPU
 # attention's score matrices, as large as the cache at long prompts (with them always outside the tier, the fit
 # priced ORT's cold GQA kernels 40 % fast; by their own size, ORT GenAI's 2,048-token MQA prompt came out +31 %)
@@ -339,8 +341,9 @@ class Prediction:
     """Predicted latencies (seconds) and memory (bytes) for N candidates at one workload."""
 
     ttft_s: np.ndarray
-    tpot_s: np.ndarray  # the decode phase's mean step plus tpot_refill_s
+    tpot_s: np.ndarray  # the decode phase's mean step plus tpot_refill_s and tpot_release_s
     tpot_refill_s: np.ndarray  # the refill after the prompt, per generated token
+    tpot_release_s: np.ndarray  # the first step's release of the prompt's fresh logits, per generated token
     e2e_s: np.ndarray
     prefill: PhaseTotals
     decode: PhaseTotals
@@ -398,13 +401,16 @@ def predict(
     refill = (
         prompt_refill_s(ops, device, params, found["decode"]) * float(np.sum(refill_share(np.arange(steps)))) / steps
     )
-    tpot = decode.time_s + refill
+    released = time_ops(release_ops(a, workload.batch, workload.prompt, counting), device, workload, params)
+    release = np.asarray(sum(t.total_s for t in released), dtype=np.float64) / steps
+    tpot = decode.time_s + refill + release
     weights, kv, acts = memory_footprint(a, workload, counting)
     peak = weights + kv + acts
     return Prediction(
         ttft_s=prefill.time_s,
         tpot_s=tpot,
         tpot_refill_s=refill,
+        tpot_release_s=release,
         e2e_s=prefill.time_s + (workload.generate - 1) * tpot,
         prefill=prefill,
         decode=decode,

@@ -32,7 +32,7 @@ from cobench.measure.kernels.results import KernelResult
 from cobench.measure.kernels.suites import ELEMENT_BYTES
 from cobench.measure.result import ProfileResult
 from cobench.predict.latency_model import backend_counting
-from cobench.predict.operators import OP_CLASSES, Counting, Op, attention_ops
+from cobench.predict.operators import OP_CLASSES, Counting, Op, attention_ops, release_ops
 from cobench.predict.roofline import (
     OWN_BUFFERS,
     PHASES,
@@ -187,11 +187,14 @@ def build_design(
         prompt = phase_ops(batch, prefill, "prefill", counting)
         add(prompt, prefill, "prefill", p.ttft_s, p.weight("ttft"))
         traffic = float(np.sum(prompt_traffic(prompt)))
+        released = release_ops(batch, p.workload.batch, p.workload.prompt, counting)
         for context, seconds in p.decode_s.items():
             w = replace(prefill, prompt=int(context))
             after = (traffic, float(refill_share(int(context) - p.workload.prompt)))
-            add(phase_ops(batch, w, "decode", counting), w, "decode", seconds, p.weight("tpot") / len(p.decode_s),
-                refill=after)  # fmt: skip
+            first = released if int(context) == p.workload.prompt else []  # the step that gives the prompt's
+            # fresh logits back
+            add(phase_ops(batch, w, "decode", counting) + first, w, "decode", seconds,
+                p.weight("tpot") / len(p.decode_s), refill=after)  # fmt: skip
     profile_weight = float(sum(group_weight))  # kernels together weigh KERNEL_SHARE of this
     for k in kernels:
         w = Workload(precision=k.spec.precision)
