@@ -137,7 +137,10 @@ def _print_predictions(p: Predicted) -> None:
 
 def _print_breakdown(rows: list[dict[str, Any]], record: dict[str, Any]) -> None:
     columns = ["op", "class", "count", "FLOPs", "bytes", "weights", "KV", "FLOP/B", "bound", "time", "share"]
-    after = {"tpot_refill_s": "the refill after the prompt", "tpot_release_s": "the release of the prompt's fresh logits"}
+    after = {
+        "tpot_refill_s": "the refill after the prompt",
+        "tpot_release_s": "the release of the prompt's fresh logits",
+    }
     adds = [f"{ms(record[k])} for {what}" for k, what in after.items() if record[k] > 0]
     refill = f"; TPOT adds per token {' and '.join(adds)}" if adds else ""
     for phase in ("prefill", "decode"):
