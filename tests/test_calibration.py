@@ -621,7 +621,7 @@ def test_the_first_step_after_a_prompt_gives_its_fresh_logits_back() -> None:
     genai, heap = backend_counting("ort-genai", CPU), replace(backend_counting("ort-genai", CPU), fresh_logits=False)
     a = Architecture(name="v64k", vocab_size=65536, d_model=128, n_layers=2, n_heads=4, d_ff=256)
     w = Workload(1, 512, 16, "fp32")
-    (op,) = release_ops(as_arch_like(a), w.batch, w.prompt, genai)
+    (op,) = release_ops(as_arch_like(a), w, genai)
     assert op.op_class == "release" and float(np.squeeze(op.bytes)) == 512 * 65536 * 4
     release = float(time_ops([op], CPU, w, TRUE)[0].total_s[0])
     assert release == pytest.approx(512 * 65536 * 4 / (0.5 * CPU.bandwidth_bytes_s) + 1e-6)  # no tier: own pages
@@ -632,6 +632,13 @@ def test_the_first_step_after_a_prompt_gives_its_fresh_logits_back() -> None:
     m = Profiled(a, w, 1.0, 1.0, {512: 1.0, 513: 1.0}, a.name)  # the prefill, then steps at 512 and 513
     first, later = (build_design([m], [], CPU, c).predict(TRUE, 0.0)[1:] for c in (genai, heap))
     assert first[0] - later[0] == pytest.approx(release) and first[1] == pytest.approx(later[1])
+    one = replace(w, generate=1)  # no step after the prompt: its TPOT is a step on a fixed cache, nothing released
+    assert float(predict(a, CPU, one, TRUE, genai).tpot_s[0]) == float(predict(a, CPU, one, TRUE, heap).tpot_s[0])
+    fixed = Profiled(a, one, 1.0, 1.0, {512: 1.0}, a.name)
+    assert (
+        build_design([fixed], [], CPU, genai).predict(TRUE, 0.0)[1]
+        == build_design([fixed], [], CPU, heap).predict(TRUE, 0.0)[1]
+    )
 
 
 def test_attention_kernels_are_priced_as_the_backend_ran_them() -> None:

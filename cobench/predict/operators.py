@@ -66,7 +66,8 @@ from cobench.errors import InputError
 
 OP_CLASSES = ("matmul", "attention", "elementwise", "gather", "kv", "scores", "fresh", "gemv", "release")
 LOGITS_BYTES = 4  # engines return fp32 logits
-MMAP_THRESHOLD = 32 * 2**20  # glibc's largest mmap threshold (64-bit): a larger block is always a fresh mapping
+MMAP_THRESHOLD = 32 * 2**20  # glibc's largest mmap threshold (64-bit): a block this large or larger is always a
+# fresh mapping
 
 
 @dataclass(frozen=True)
@@ -359,21 +360,22 @@ def recurrent_ops(a: ArchLike, batch: Any, tokens: Any, wb: float, ab: float, kv
 
 
 def fresh_bytes(logits: Any) -> Any:
-    """Bytes of a freshly mapped fp32 logits buffer: all of it past the mmap threshold, none below (reused heap)."""
+    """Bytes of a freshly mapped fp32 logits buffer: all of it from the mmap threshold on, none below (reused heap)."""
     nbytes = logits * LOGITS_BYTES
     return np.where(nbytes >= MMAP_THRESHOLD, nbytes, 0)  # glibc maps a request of the threshold or more (its
     # chunk header makes exactly 32 MiB more): ORT GenAI, P = 2,048 at a 4,096-token vocabulary, 2026-12-07
 
 
-def release_ops(a: ArchLike, batch: Any, prompt: Any, counting: Counting) -> list[Op]:
+def release_ops(a: ArchLike, w: Workload, counting: Counting) -> list[Op]:
     """What the first decode step after a prompt pays for that prompt beyond its own work: unmapping the pages of
     the prompt's fresh logits (`fresh_bytes`) when the step's logits replace them. ORT GenAI, fp32, one thread, on
     the EPYC VM (tr-small-2l): the first step took 3.2, 3.7, 4.4, 5.2 and 6.0 ms after prompts with 32, 40, 48, 56
     and 64 MiB of logits, 0.6 ms after 31 MiB (steady steps 0.23-0.38 ms): ≈ 0.09 ms per MiB, about a sixth of
     faulting them in, so a class of its own. Left out, the study priced its long prompts' and batch-4 steps
-    20-33 % fast."""
-    rows = batch * prompt if counting.logits == "all" else batch
-    return [Op("logits_release", "release", int(counting.fresh_logits), 0, 0, fresh_bytes(rows * a.vocab_size))]
+    20-33 % fast. A workload that generates one token has no such step (its TPOT is a step on a fixed cache)."""
+    rows = w.batch * w.prompt if counting.logits == "all" else w.batch
+    count = int(counting.fresh_logits and w.generate > 1)
+    return [Op("logits_release", "release", count, 0, 0, fresh_bytes(rows * a.vocab_size))]
 
 
 def forward_ops(

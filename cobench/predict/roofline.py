@@ -401,7 +401,7 @@ def predict(
     refill = (
         prompt_refill_s(ops, device, params, found["decode"]) * float(np.sum(refill_share(np.arange(steps)))) / steps
     )
-    released = time_ops(release_ops(a, workload.batch, workload.prompt, counting), device, workload, params)
+    released = time_ops(release_ops(a, workload, counting), device, workload, params)
     release = np.asarray(sum(t.total_s for t in released), dtype=np.float64) / steps
     tpot = decode.time_s + refill + release
     weights, kv, acts = memory_footprint(a, workload, counting)

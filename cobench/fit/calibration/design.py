@@ -187,7 +187,7 @@ def build_design(
         prompt = phase_ops(batch, prefill, "prefill", counting)
         add(prompt, prefill, "prefill", p.ttft_s, p.weight("ttft"))
         traffic = float(np.sum(prompt_traffic(prompt)))
-        released = release_ops(batch, p.workload.batch, p.workload.prompt, counting)
+        released = release_ops(batch, p.workload, counting)
         for context, seconds in p.decode_s.items():
             w = replace(prefill, prompt=int(context))
             after = (traffic, float(refill_share(int(context) - p.workload.prompt)))
