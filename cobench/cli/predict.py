@@ -142,12 +142,12 @@ def _print_breakdown(rows: list[dict[str, Any]], record: dict[str, Any]) -> None
         "tpot_release_s": "the release of the prompt's fresh logits",
     }
     adds = [f"{ms(record[k])} for {what}" for k, what in after.items() if record[k] > 0]
-    refill = f"; TPOT adds per token {' and '.join(adds)}" if adds else ""
+    extra = f"; TPOT adds per token {' and '.join(adds)}" if adds else ""
     for phase in ("prefill", "decode"):
         title = (
             "prefill (whole prompt)"
             if phase == "prefill"
-            else f"decode (one step, mean over the generated tokens{refill})"
+            else f"decode (one step, mean over the generated tokens{extra})"
         )
         cells = [
             [

@@ -187,12 +187,11 @@ def build_design(
         prompt = phase_ops(batch, prefill, "prefill", counting)
         add(prompt, prefill, "prefill", p.ttft_s, p.weight("ttft"))
         traffic = float(np.sum(prompt_traffic(prompt)))
-        released = release_ops(batch, p.workload, counting)
+        released = release_ops(batch, p.workload, counting)  # paid by the first step after the prompt only
         for context, seconds in p.decode_s.items():
             w = replace(prefill, prompt=int(context))
             after = (traffic, float(refill_share(int(context) - p.workload.prompt)))
-            first = released if int(context) == p.workload.prompt else []  # the step that gives the prompt's
-            # fresh logits back
+            first = released if int(context) == p.workload.prompt else []
             add(phase_ops(batch, w, "decode", counting) + first, w, "decode", seconds,
                 p.weight("tpot") / len(p.decode_s), refill=after)  # fmt: skip
     profile_weight = float(sum(group_weight))  # kernels together weigh KERNEL_SHARE of this
