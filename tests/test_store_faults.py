@@ -10,6 +10,7 @@ import shutil
 import socket
 import sqlite3
 import subprocess
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -100,6 +101,23 @@ def test_two_processes_creating_one_store_at_once_both_open_it(tmp_path: Path, m
     monkeypatch.setattr(Connection, "transaction", after_the_other)
     mine = Store(path)
     assert mine.version == raced[0].version == SCHEMA_VERSION and mine.check()["ok"]
+
+
+def test_a_store_opened_while_another_process_writes_the_new_file_waits_for_it(tmp_path: Path) -> None:
+    """Switching to WAL takes its lock without SQLite's busy handler (was: 'database is locked' at once,
+    seen in CI with two `profile` runs sharing a new store)."""
+    path = tmp_path / "new.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # the other process's write lock, as during its own first open
+    release = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+    release.start()
+    try:
+        store = Store(path)
+    finally:
+        release.join()
+        other.close()
+    assert store.version == SCHEMA_VERSION and store.check()["ok"]
+    assert store.connection.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_read_only_store_reads_and_refuses_writes_in_one_line(swept: Path, tmp_path: Path) -> None:

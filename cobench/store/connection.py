@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,6 +12,8 @@ from typing import Any
 
 from cobench.errors import InputError, StoreError
 from cobench.store.schema import MIGRATIONS, SCHEMA_VERSION
+
+BUSY_TIMEOUT_S = 30.0  # how long a write waits for another process's lock before giving up
 
 
 class Connection:
@@ -39,12 +42,12 @@ class Connection:
                 # filesystem) nobody can change it either, so it is opened as immutable
                 frozen = not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK))
                 uri = f"{path.resolve().as_uri()}?mode=ro{'&immutable=1' if frozen else ''}"
-                self.db = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
+                self.db = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
             else:
-                self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
+                self.db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
             self._check()
             if not read_only:
-                self.db.execute("PRAGMA journal_mode=WAL")
+                self._use_wal()
             self.db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
         except sqlite3.DatabaseError as e:
@@ -64,6 +67,21 @@ class Connection:
                 f"{self.path} is an SQLite database but not a cobench store (tables: {', '.join(tables[:5])}); "
                 "cobench leaves it as it is: pass another --store"
             )
+
+    def _use_wal(self) -> None:
+        """Switch to WAL, waiting for other openers as `timeout` would.
+
+        The switch takes an exclusive lock without calling SQLite's busy handler, so two processes
+        opening one new store at once (two `profile` runs sharing a store) would see "database is
+        locked" at once; this retries it for the connection's own 30 s."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     @property
     def version(self) -> int:
