@@ -71,13 +71,14 @@ class Connection:
     def _use_wal(self) -> None:
         """Switch to WAL, waiting for other openers as `timeout` would.
 
-        The switch takes an exclusive lock without calling SQLite's busy handler, so two processes
-        opening one new store at once (two `profile` runs sharing a store) would see "database is
-        locked" at once; this retries it for the connection's own 30 s."""
+        While another connection holds the write lock (another process creating the same new store: two
+        `profile` runs sharing one), SQLite refuses the switch at once, without its busy handler: "database
+        is locked". This retries it for as long as any other write would wait."""
         deadline = time.monotonic() + BUSY_TIMEOUT_S
-        while self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        while True:
             try:
                 self.db.execute("PRAGMA journal_mode=WAL")
+                return
             except sqlite3.OperationalError as e:
                 if "locked" not in str(e) or time.monotonic() > deadline:
                     raise
