@@ -140,6 +140,11 @@ class Counting:
                 raise InputError(f"{where}.{key}", f"expected true/false, got {value!r}")
         return cls(**data)
 
+    def logit_rows(self, batch: Any, tokens: Any) -> Any:
+        """Rows of logits a forward pass of `batch` sequences × `tokens` new tokens computes: every position's, or
+        each sequence's last."""
+        return batch * tokens if self.logits == "all" else batch
+
     def kv_element_bytes(self, workload_kv: float) -> float:
         """Bytes per KV element the engine really stores: its own cache type where it has one."""
         return kv_bytes(self.kv_cache, "counting.kv_cache") if self.kv_cache else workload_kv
@@ -373,9 +378,10 @@ def release_ops(a: ArchLike, w: Workload, counting: Counting) -> list[Op]:
     and 64 MiB of logits, 0.6 ms after 31 MiB (steady steps 0.23-0.38 ms): ≈ 0.09 ms per MiB, about a sixth of
     faulting them in, so a class of its own. Left out, the study priced its long prompts' and batch-4 steps
     20-33 % fast. A workload that generates one token has no such step (its TPOT is a step on a fixed cache)."""
-    rows = w.batch * w.prompt if counting.logits == "all" else w.batch
     count = int(counting.fresh_logits and w.generate > 1)
-    return [Op("logits_release", "release", count, 0, 0, fresh_bytes(rows * a.vocab_size))]
+    return [
+        Op("logits_release", "release", count, 0, 0, fresh_bytes(counting.logit_rows(w.batch, w.prompt) * a.vocab_size))
+    ]
 
 
 def forward_ops(
@@ -384,7 +390,7 @@ def forward_ops(
     """All operators of one forward pass of `batch` sequences × `tokens` new tokens after `past` cached."""
     d, layers = a.d_model, a.n_layers
     n = batch * tokens
-    logit_rows = batch if counting.logits == "last" else n
+    logit_rows = counting.logit_rows(batch, tokens)
     norm = norm_params(a)
     moe_count = moe_layers(a)
     ops = [

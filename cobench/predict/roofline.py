@@ -377,7 +377,7 @@ def memory_footprint(a: ArchBatch, w: Workload, counting: Counting) -> tuple[np.
     )
     rows = w.batch * w.prompt
     scores = 0 if counting.fused_attention else w.batch * a.n_heads * w.prompt**2 * t.act_bytes
-    logits = w.batch * a.vocab_size * LOGITS_BYTES * (w.prompt if counting.logits == "all" else 1)
+    logits = counting.logit_rows(w.batch, w.prompt) * a.vocab_size * LOGITS_BYTES
     activations = rows * (2 * a.d_model + widest) * t.act_bytes + scores + logits
     return weights, kv, activations
 
