@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cobench.errors import InputError
 from cobench.measure.stats import NOISY_CV, median_ci, summarize
 from cobench.measure.timing import HarnessConfig, run
 
@@ -80,7 +81,7 @@ def test_noisy_step_runs_to_the_time_limit() -> None:
 
 def test_iteration_cap() -> None:
     clock = FakeClock(itertools.cycle([1e-3, 2e-3]))
-    s = run(clock.step, HarnessConfig(warmup_s=0, min_iters=3, min_time_s=100, max_iters=25), clock)
+    s = run(clock.step, HarnessConfig(warmup_s=0, min_iters=3, min_time_s=100, max_time_s=1000, max_iters=25), clock)
     assert s.stopped_by == "max_iters" and len(s.samples_s) == 25
 
 
@@ -99,3 +100,22 @@ def test_a_call_longer_than_the_warm_up_is_its_own_warm_up() -> None:
     clock = FakeClock(itertools.cycle([3.0]))
     s = run(clock.step, HarnessConfig(warmup_s=0.5, min_iters=10, min_time_s=1.0, max_time_s=5.0), clock)
     assert s.warmup_iters == 0 and s.stopped_by == "max_time" and len(s.samples_s) == 2
+
+
+def test_harness_limits_are_named_and_checked() -> None:
+    """By name only (positionally, profile's CI target once became max_iters and every phase took one sample), and
+    a limit no run can meet is refused naming its field."""
+    with pytest.raises(TypeError):
+        HarnessConfig(0.5, 10, 1.0, 10.0, 0.01)  # type: ignore[misc]
+    for bad, field in (
+        ({"min_iters": 0}, "min_iters"),
+        ({"max_iters": 0.01}, "max_iters"),
+        ({"min_iters": 20, "max_iters": 10}, "max_iters"),
+        ({"min_time_s": 2.0, "max_time_s": 1.0}, "max_time_s"),
+        ({"warmup_s": float("nan")}, "warmup_s"),
+        ({"target_rel_ci": -0.1}, "target_rel_ci"),
+        ({"confidence": 1.0}, "confidence"),
+    ):
+        with pytest.raises(InputError, match=field):
+            HarnessConfig(**bad)
+    assert HarnessConfig(target_rel_ci=0.0).max_iters == 100_000

@@ -198,7 +198,13 @@ def profile_cmd(
         raise InputError("rounds", f"must be at least 1, got {rounds}")
     if telemetry not in TELEMETRY:
         raise InputError("telemetry", f"one of {', '.join(TELEMETRY)}; got {telemetry!r}")
-    harness = HarnessConfig(warmup_s, min_iters, min_time_s, max_time_s, target_ci / 100)
+    harness = HarnessConfig(
+        warmup_s=warmup_s,
+        min_iters=min_iters,
+        min_time_s=min_time_s,
+        max_time_s=max_time_s,
+        target_rel_ci=target_ci / 100,
+    )
     settings = ProfileSettings(
         runner_device=runner_device or d.runner,
         workload=workload_from_options(Workload(), batch, prompt, generate, None, None),

@@ -15,13 +15,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cobench.errors import InputError
 from cobench.measure.stats import CONFIDENCE, median_ci
 
 Step = Callable[[], float]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class HarnessConfig:
+    """The harness's limits, by name only: given positionally, `profile`'s CI target once landed in `max_iters`
+    (0.01), and every phase of every round stopped after one sample from 2026-12-02 to 12-07."""
+
     warmup_s: float = 0.5
     min_iters: int = 10
     min_time_s: float = 1.0
@@ -29,6 +33,21 @@ class HarnessConfig:
     max_iters: int = 100_000
     target_rel_ci: float = 0.01
     confidence: float = CONFIDENCE
+
+    def __post_init__(self) -> None:
+        for name in ("min_iters", "max_iters"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(name, f"a whole number of iterations, at least 1; got {value!r}")
+        if self.max_iters < self.min_iters:
+            raise InputError("max_iters", f"{self.max_iters} is below min_iters ({self.min_iters})")
+        for name in ("warmup_s", "min_time_s", "max_time_s", "target_rel_ci"):
+            if not getattr(self, name) >= 0:  # NaN fails too
+                raise InputError(name, f"must be a number ≥ 0; got {getattr(self, name)!r}")
+        if self.max_time_s < self.min_time_s:
+            raise InputError("max_time_s", f"{self.max_time_s} s is below min_time_s ({self.min_time_s} s)")
+        if not 0 < self.confidence < 1:
+            raise InputError("confidence", f"must lie strictly between 0 and 1; got {self.confidence!r}")
 
 
 @dataclass(frozen=True)
