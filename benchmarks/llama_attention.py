@@ -6,6 +6,12 @@ llama.cpp's F16 cache, through llama.cpp's own C API: the prompt's time at sever
 a·P + b·P² (b per visible pair and head), and a decode step's time after prompts of several lengths (its slope
 per cached position and head). Best of three per point; run it on a quiet machine (llama.cpp logs to stderr:
 `python benchmarks/llama_attention.py 2>/dev/null`).
+
+`--walk`: the decode step's cost per cached position and head by the KV row's stride instead (head sizes 32 and 64,
+one to twelve KV heads: llama.cpp keeps every KV head of a cell in one row, and walks a head's slice of each row
+once per query head), beside what a plain strided read costs this machine: numpy summing one slice of every row of
+K and V buffers as large as the model's, per query head, against the same slice read from contiguous rows. The
+second column is a property of the machine (its prefetchers and TLB), not of llama.cpp (docs/engines.md).
 """
 
 from __future__ import annotations
@@ -29,6 +35,12 @@ SHAPES = {  # name: (d_model, n_heads, n_kv_heads, head_dim)
     "MQA hd64": (256, 4, 1, 64),
     "MQA hd128": (256, 2, 1, 128),
 }
+WALK_SHAPES = {  # name: (d_model, n_heads, n_kv_heads, head_dim); rows of n_kv_heads × head_dim F16 values
+    **{f"hd32 kv{kv}": (32 * max(kv, 8), max(kv, 8), kv, 32) for kv in (1, 2, 8, 16)},
+    **{f"hd64 kv{kv}": (64 * max(kv, 4), max(kv, 4), kv, 64) for kv in (1, 2, 4, 6, 8, 10, 12)},
+    **{f"hd128 kv{kv}": (128 * max(kv, 2), max(kv, 2), kv, 128) for kv in (1, 2, 4, 6)},
+}
+KV_BYTES = 2  # llama.cpp's F16 cache
 LAYERS = 4
 PROMPTS = (256, 768, 1536, 2304, 3072)
 STEPS = 24
@@ -74,9 +86,43 @@ def probe(arch: Architecture, path: Path, threads: int) -> tuple[float, float]:
     return 2 * quadratic / heads * 1e9, slope / heads * 1e9  # 2: P²/2 visible pairs
 
 
+def strided_read_ns(slice_bytes: int, row_bytes: int, heads: int, cells: int = max(PROMPTS)) -> float:
+    """ns per cell and query head to sum one head's slice of each of `cells` rows of a K and a V buffer per layer
+    (best of five), the walk llama.cpp makes, without its arithmetic."""
+    width, per_row = slice_bytes // 4, row_bytes // slice_bytes
+    rng = np.random.default_rng(0)
+    buffers = [rng.random((cells, row_bytes // 4), dtype=np.float32) for _ in range(2 * LAYERS)]
+    best = np.inf
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for buf in buffers:
+            for q in range(heads):
+                h = q * per_row // heads
+                buf[:, h * width : (h + 1) * width].sum()
+        best = min(best, time.perf_counter() - t0)
+    return best / (LAYERS * heads * cells) * 1e9
+
+
+def walk(args: argparse.Namespace, tmp: Path) -> None:
+    """The decode step's cost per cached position and head by the KV row's stride, beside a plain strided read's."""
+    print("| shape | slice | row | llama.cpp: ns per cached position and head | × contiguous | strided read: × |")
+    print("|---|---:|---:|---:|---:|---:|")
+    contiguous: dict[int, tuple[float, float]] = {}
+    for name, (d, heads, kv, hd) in WALK_SHAPES.items():
+        arch = Architecture(args.vocab, d, LAYERS, heads, 64, name=f"walk-{d}-{heads}-{kv}", n_kv_heads=kv, head_dim=hd,
+                            max_seq_len=4096)  # fmt: skip
+        _, position = probe(arch, build(arch, "fp32", tmp).directory / "model.gguf", args.threads)
+        read = strided_read_ns(hd * KV_BYTES, kv * hd * KV_BYTES, heads)
+        base = contiguous.setdefault(hd, (position, read))  # kv 1 comes first: one head's slice is the whole row
+        print(f"| {name} | {hd * KV_BYTES} B | {kv * hd * KV_BYTES} B | {position:.1f} | {position / base[0]:.2f} "
+              f"| {read / base[1]:.2f} |", flush=True)  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--walk", action="store_true", help="by the KV row's stride, beside a plain strided read")
+    parser.add_argument("--vocab", type=int, default=256, help="--walk: the probes' vocabulary (their LM head's size)")
     args = parser.parse_args()
     try:
         import llama_cpp  # noqa: F401
@@ -84,9 +130,12 @@ def main() -> int:
         print("llama-cpp-python is not installed (pip install '.[llamacpp]')")
         return 1
     print(f"llama.cpp attention, F32 weights, F16 cache, {args.threads} thread(s), {LAYERS} layers, prompts {PROMPTS}")
-    print("| shape | head size | prompt: ns per visible pair and head | decode: ns per cached position and head |")
-    print("|---|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
+        if args.walk:
+            walk(args, Path(tmp))
+            return 0
+        print("| shape | head size | prompt: ns per visible pair and head | decode: ns per cached position and head |")
+        print("|---|---:|---:|---:|")
         for name, (d, heads, kv, hd) in SHAPES.items():
             arch = Architecture(256, d, LAYERS, heads, 64, name=f"probe-{d}-{heads}-{kv}", n_kv_heads=kv,
                                 head_dim=hd, max_seq_len=4096)  # fmt: skip
