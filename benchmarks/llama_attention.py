@@ -7,11 +7,11 @@ a·P + b·P² (b per visible pair and head), and a decode step's time after prom
 per cached position and head). Best of three per point; run it on a quiet machine (llama.cpp logs to stderr:
 `python benchmarks/llama_attention.py 2>/dev/null`).
 
-`--walk`: the decode step's cost per cached position and head by the KV row's stride instead (head sizes 32 and 64,
-one to twelve KV heads: llama.cpp keeps every KV head of a cell in one row, and walks a head's slice of each row
-once per query head), beside what a plain strided read costs this machine: numpy summing one slice of every row of
-K and V buffers as large as the model's, per query head, against the same slice read from contiguous rows. The
-second column is a property of the machine (its prefetchers and TLB), not of llama.cpp (docs/engines.md).
+`--walk`: the decode step's cost per cached position and head by the KV row's stride instead (head sizes 32, 64
+and 128, one to sixteen KV heads: llama.cpp keeps every KV head of a cell in one row, and walks a head's slice of
+each row once per query head), beside what a plain strided read costs this machine: numpy summing one slice of
+every row of K and V buffers as large as the model's, per query head, against the same slice read from contiguous
+rows. That last column is the machine's, not llama.cpp's (docs/engines.md).
 """
 
 from __future__ import annotations
