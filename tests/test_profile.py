@@ -277,13 +277,13 @@ def test_cli_profile_and_export(cache: Path, tmp_path: Path) -> None:
     # 0.01, and every phase of every round stopped after one sample)
     with Store(tmp_path / "c.db") as db:
         (stored,) = db.profiles.find()
-        (measured,) = db.profiles.rounds(stored.key).values()
+        rounds = list(db.profiles.rounds(stored.key).values())  # one, or more where interference was seen
     limits = {k: v for k, v in stored.environment["harness"].items() if k != "confidence"}
     assert limits == {"warmup_s": 0.05, "min_iters": 5, "min_time_s": 0.1, "max_time_s": 0.5, "max_iters": 100_000,
                       "target_rel_ci": 0.05}  # fmt: skip
-    phases = measured["phases"]
-    assert phases["prefill"]["summary"]["n"] >= 5 and phases["e2e"]["summary"]["n"] >= 3  # min_iters, e2e's own
-    assert len(phases["e2e"]["steps_s"]) == phases["e2e"]["summary"]["n"]  # a TPOT over every generation timed
+    for phases in (r["phases"] for r in rounds):
+        assert phases["prefill"]["summary"]["n"] >= 5 and phases["e2e"]["summary"]["n"] >= 3  # min_iters, e2e's own
+        assert len(phases["e2e"]["steps_s"]) == phases["e2e"]["summary"]["n"]  # a TPOT over every generation timed
     again = json.loads(runner.invoke(app, args).stdout)
     assert again[0]["status"] == "skipped"
     for option, value, field in (("--min-iters", "0", "min_iters"), ("--max-time-s", "0.01", "max_time_s")):
