@@ -175,9 +175,9 @@ test: install $(ORT_GPU_VENV)/.installed
 bench: install
 	cd benchmarks && ../$(PY) run.py
 
-# Calibrate on <= 10 profiled architectures + ORT kernels, predict >= 15 held-out ones (~30 min per engine on 2 cores;
-# resumes after an interruption; rm benchmarks/out/accuracy.db to start afresh).
-# ACCURACY_BACKENDS: one section per engine (ort-genai: ONNX Runtime GenAI, llama.cpp; ~20 min each).
+# Calibrate on <= 10 profiled architectures + ORT kernels, predict >= 15 held-out ones (~1.5 h per engine on 2 cores:
+# ORT GenAI's profile run alone took 46 min on 12-07; resumes after an interruption; rm benchmarks/out/accuracy.db to
+# start afresh). ACCURACY_BACKENDS: one section per engine (ort-genai: ONNX Runtime GenAI, llama.cpp).
 ACCURACY_BACKENDS ?= ort ort-genai llama.cpp
 bench-accuracy: install
 	cd benchmarks && for b in $(ACCURACY_BACKENDS); do \
