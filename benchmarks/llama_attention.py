@@ -86,6 +86,13 @@ def probe(arch: Architecture, path: Path, threads: int) -> tuple[float, float]:
     return 2 * quadratic / heads * 1e9, slope / heads * 1e9  # 2: P²/2 visible pairs
 
 
+def probe_shape(vocab: int, d: int, heads: int, kv: int, hd: int, tmp: Path, threads: int) -> tuple[float, float]:
+    """`probe` of a LAYERS-layer model of this shape (d_ff 64), written as an F32 GGUF into `tmp`."""
+    arch = Architecture(vocab, d, LAYERS, heads, 64, name=f"probe-{vocab}-{d}-{heads}-{kv}", n_kv_heads=kv,
+                        head_dim=hd, max_seq_len=4096)  # fmt: skip
+    return probe(arch, build(arch, "fp32", tmp).directory / "model.gguf", threads)
+
+
 def strided_read_ns(slice_bytes: int, row_bytes: int, heads: int, cells: int = max(PROMPTS)) -> float:
     """ns per cell and query head to sum one head's slice of each of `cells` rows of a K and a V buffer per layer
     (best of five), the walk llama.cpp makes, without its arithmetic."""
@@ -109,9 +116,7 @@ def walk(args: argparse.Namespace, tmp: Path) -> None:
     print("|---|---:|---:|---:|---:|---:|")
     contiguous: dict[int, tuple[float, float]] = {}
     for name, (d, heads, kv, hd) in WALK_SHAPES.items():
-        arch = Architecture(args.vocab, d, LAYERS, heads, 64, name=f"walk-{d}-{heads}-{kv}", n_kv_heads=kv, head_dim=hd,
-                            max_seq_len=4096)  # fmt: skip
-        _, position = probe(arch, build(arch, "fp32", tmp).directory / "model.gguf", args.threads)
+        _, position = probe_shape(args.vocab, d, heads, kv, hd, tmp, args.threads)
         read = strided_read_ns(hd * KV_BYTES, kv * hd * KV_BYTES, heads)
         base = contiguous.setdefault(hd, (position, read))  # kv 1 comes first: one head's slice is the whole row
         print(f"| {name} | {hd * KV_BYTES} B | {kv * hd * KV_BYTES} B | {position:.1f} | {position / base[0]:.2f} "
@@ -137,10 +142,7 @@ def main() -> int:
         print("| shape | head size | prompt: ns per visible pair and head | decode: ns per cached position and head |")
         print("|---|---:|---:|---:|")
         for name, (d, heads, kv, hd) in SHAPES.items():
-            arch = Architecture(256, d, LAYERS, heads, 64, name=f"probe-{d}-{heads}-{kv}", n_kv_heads=kv,
-                                head_dim=hd, max_seq_len=4096)  # fmt: skip
-            path = build(arch, "fp32", Path(tmp)).directory / "model.gguf"
-            pair, position = probe(arch, path, args.threads)
+            pair, position = probe_shape(256, d, heads, kv, hd, Path(tmp), args.threads)
             print(f"| {name} | {hd} | {pair:.2f} | {position:.1f} |", flush=True)
     return 0
 

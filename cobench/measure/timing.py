@@ -17,6 +17,7 @@ import numpy as np
 
 from cobench.errors import InputError
 from cobench.measure.stats import CONFIDENCE, median_ci
+from cobench.validate import number
 
 Step = Callable[[], float]
 
@@ -36,14 +37,11 @@ class HarnessConfig:
 
     def __post_init__(self) -> None:
         for name in ("min_iters", "max_iters"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InputError(name, f"a whole number of iterations, at least 1; got {value!r}")
+            number(getattr(self, name), name, integer=True, low=1)
+        for name in ("warmup_s", "min_time_s", "max_time_s", "target_rel_ci"):
+            number(getattr(self, name), name, low=0)
         if self.max_iters < self.min_iters:
             raise InputError("max_iters", f"{self.max_iters} is below min_iters ({self.min_iters})")
-        for name in ("warmup_s", "min_time_s", "max_time_s", "target_rel_ci"):
-            if not getattr(self, name) >= 0:  # NaN fails too
-                raise InputError(name, f"must be a number ≥ 0; got {getattr(self, name)!r}")
         if self.max_time_s < self.min_time_s:
             raise InputError("max_time_s", f"{self.max_time_s} s is below min_time_s ({self.min_time_s} s)")
         if not 0 < self.confidence < 1:
