@@ -12,6 +12,10 @@ and 128, one to sixteen KV heads: llama.cpp keeps every KV head of a cell in one
 each row once per query head), beside what a plain strided read costs this machine: numpy summing one slice of
 every row of K and V buffers as large as the model's, per query head, against the same slice read from contiguous
 rows. That last column is the machine's, not llama.cpp's (docs/engines.md).
+
+`--prompts P,P,...`: the contexts the slopes are fitted over (default 256 … 3,072). A strided walk's cost per
+position grows with its footprint (on a Xeon VM, 2026-12-07: head size 64, 512-byte rows, ×2.2 over 256–3,072
+positions, ×1.5 over 128–768), so probe at the contexts whose steps are to be priced.
 """
 
 from __future__ import annotations
@@ -42,17 +46,19 @@ WALK_SHAPES = {  # name: (d_model, n_heads, n_kv_heads, head_dim); rows of n_kv_
 }
 KV_BYTES = 2  # llama.cpp's F16 cache
 LAYERS = 4
-PROMPTS = (256, 768, 1536, 2304, 3072)
+PROMPTS = (256, 768, 1536, 2304, 3072)  # the default contexts (--prompts)
+MAX_CONTEXT = 4096  # the probes' max_seq_len
 STEPS = 24
 
 
-def probe(arch: Architecture, path: Path, threads: int) -> tuple[float, float]:
-    """(ns per visible prompt pair and head, ns per decode step's cached position and head)."""
+def probe(arch: Architecture, path: Path, threads: int, prompts: tuple[int, ...]) -> tuple[float, float]:
+    """(ns per visible prompt pair and head, ns per decode step's cached position and head), fitted over
+    `prompts`."""
     import llama_cpp
 
     model = llama_cpp.llama_model_load_from_file(str(path).encode(), llama_cpp.llama_model_default_params())
     cp = llama_cpp.llama_context_default_params()
-    cp.n_ctx = cp.n_batch = cp.n_ubatch = max(PROMPTS) + STEPS
+    cp.n_ctx = cp.n_batch = cp.n_ubatch = max(prompts) + STEPS
     cp.n_threads = cp.n_threads_batch = threads
     ctx = llama_cpp.llama_init_from_model(model, cp)
     one = (llama_cpp.llama_token * 1)()
@@ -60,7 +66,7 @@ def probe(arch: Architecture, path: Path, threads: int) -> tuple[float, float]:
     step: dict[int, float] = {}
     try:
         for _ in range(3):
-            for p in PROMPTS:
+            for p in prompts:
                 ids = np.random.default_rng(p).integers(0, arch.vocab_size, p)
                 prompt = (llama_cpp.llama_token * p)(*ids.tolist())
                 llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
@@ -79,21 +85,23 @@ def probe(arch: Architecture, path: Path, threads: int) -> tuple[float, float]:
     finally:
         llama_cpp.llama_free(ctx)
         llama_cpp.llama_model_free(model)
-    x = np.array(PROMPTS, dtype=float)
-    quadratic = np.linalg.lstsq(np.stack([x, x * x], 1), [prefill[p] for p in PROMPTS], rcond=None)[0][1]
-    slope = np.polyfit(x, [step[p] for p in PROMPTS], 1)[0]
+    x = np.array(prompts, dtype=float)
+    quadratic = np.linalg.lstsq(np.stack([x, x * x], 1), [prefill[p] for p in prompts], rcond=None)[0][1]
+    slope = np.polyfit(x, [step[p] for p in prompts], 1)[0]
     heads = LAYERS * arch.n_heads
     return 2 * quadratic / heads * 1e9, slope / heads * 1e9  # 2: P²/2 visible pairs
 
 
-def probe_shape(vocab: int, d: int, heads: int, kv: int, hd: int, tmp: Path, threads: int) -> tuple[float, float]:
+def probe_shape(
+    vocab: int, d: int, heads: int, kv: int, hd: int, tmp: Path, threads: int, prompts: tuple[int, ...]
+) -> tuple[float, float]:
     """`probe` of a LAYERS-layer model of this shape (d_ff 64), written as an F32 GGUF into `tmp`."""
     arch = Architecture(vocab, d, LAYERS, heads, 64, name=f"probe-{vocab}-{d}-{heads}-{kv}", n_kv_heads=kv,
-                        head_dim=hd, max_seq_len=4096)  # fmt: skip
-    return probe(arch, build(arch, "fp32", tmp).directory / "model.gguf", threads)
+                        head_dim=hd, max_seq_len=MAX_CONTEXT)  # fmt: skip
+    return probe(arch, build(arch, "fp32", tmp).directory / "model.gguf", threads, prompts)
 
 
-def strided_read_ns(slice_bytes: int, row_bytes: int, heads: int, cells: int = max(PROMPTS)) -> float:
+def strided_read_ns(slice_bytes: int, row_bytes: int, heads: int, cells: int) -> float:
     """ns per cell and query head to sum one head's slice of each of `cells` rows of a K and a V buffer per layer
     (best of five), the walk llama.cpp makes, without its arithmetic."""
     width, per_row = slice_bytes // 4, row_bytes // slice_bytes
@@ -116,11 +124,23 @@ def walk(args: argparse.Namespace, tmp: Path) -> None:
     print("|---|---:|---:|---:|---:|---:|")
     contiguous: dict[int, tuple[float, float]] = {}
     for name, (d, heads, kv, hd) in WALK_SHAPES.items():
-        _, position = probe_shape(args.vocab, d, heads, kv, hd, tmp, args.threads)
-        read = strided_read_ns(hd * KV_BYTES, kv * hd * KV_BYTES, heads)
+        _, position = probe_shape(args.vocab, d, heads, kv, hd, tmp, args.threads, args.prompts)
+        read = strided_read_ns(hd * KV_BYTES, kv * hd * KV_BYTES, heads, max(args.prompts))
         base = contiguous.setdefault(hd, (position, read))  # kv 1 comes first: one head's slice is the whole row
         print(f"| {name} | {hd * KV_BYTES} B | {kv * hd * KV_BYTES} B | {position:.1f} | {position / base[0]:.2f} "
               f"| {read / base[1]:.2f} |", flush=True)  # fmt: skip
+
+
+def prompt_list(text: str) -> tuple[int, ...]:
+    """--prompts: two or more distinct lengths, each ≥ 1, the longest plus the decoded steps within the probes'
+    context."""
+    try:
+        prompts = tuple(sorted({int(p) for p in text.split(",")}))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
+    if len(prompts) < 2 or prompts[0] < 1 or prompts[-1] + STEPS > MAX_CONTEXT:
+        raise argparse.ArgumentTypeError(f"two or more distinct lengths from 1 to {MAX_CONTEXT - STEPS}, got {text!r}")
+    return prompts
 
 
 def main() -> int:
@@ -128,13 +148,22 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--walk", action="store_true", help="by the KV row's stride, beside a plain strided read")
     parser.add_argument("--vocab", type=int, default=256, help="--walk: the probes' vocabulary (their LM head's size)")
+    parser.add_argument(
+        "--prompts",
+        type=prompt_list,
+        default=PROMPTS,
+        metavar="P,P,...",
+        help="the contexts each slope is fitted over: a walk's cost per position grows with its footprint, so probe"
+        " at the contexts to be priced (default: %(default)s)",
+    )
     args = parser.parse_args()
     try:
         import llama_cpp  # noqa: F401
     except ImportError:
         print("llama-cpp-python is not installed (pip install '.[llamacpp]')")
         return 1
-    print(f"llama.cpp attention, F32 weights, F16 cache, {args.threads} thread(s), {LAYERS} layers, prompts {PROMPTS}")
+    print(f"llama.cpp attention, F32 weights, F16 cache, {args.threads} thread(s), {LAYERS} layers, "
+          f"prompts {args.prompts}")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         if args.walk:
             walk(args, Path(tmp))
@@ -142,7 +171,7 @@ def main() -> int:
         print("| shape | head size | prompt: ns per visible pair and head | decode: ns per cached position and head |")
         print("|---|---:|---:|---:|")
         for name, (d, heads, kv, hd) in SHAPES.items():
-            pair, position = probe_shape(256, d, heads, kv, hd, Path(tmp), args.threads)
+            pair, position = probe_shape(256, d, heads, kv, hd, Path(tmp), args.threads, args.prompts)
             print(f"| {name} | {hd} | {pair:.2f} | {position:.1f} |", flush=True)
     return 0
 
