@@ -54,6 +54,7 @@ TRUE = RooflineParams(
         "fresh": 1.0,
         "gemv": 0.25,  # llama.cpp's vec_dot, slower than its GEMM
         "release": 1.0,
+        "walk": 1.0,
     },
     memory_efficiency={
         "matmul": 0.6,
@@ -65,6 +66,7 @@ TRUE = RooflineParams(
         "fresh": 0.1,
         "gemv": 0.6,
         "release": 0.5,  # unmapping a page costs a fraction of faulting it in
+        "walk": 0.4,  # llama.cpp's strided K/V walk
     },
     op_overhead_s={
         "matmul": 3e-6,
@@ -76,6 +78,7 @@ TRUE = RooflineParams(
         "fresh": 1e-6,
         "gemv": 3e-6,
         "release": 1e-6,
+        "walk": 1e-6,
     },
     step_overhead_s={"prefill": 30e-6, "decode": 50e-6},
     source="truth",
@@ -614,7 +617,7 @@ def test_ort_on_a_cpu_counts_its_attention_scores_as_memory_traffic() -> None:
     # a calibration fitted before the classes existed still loads (its counting never makes their ops)
     old = Calibration("cpu", None, "ort", "fp32", TRUE, ORT, {}).to_json()
     for table in ("compute_efficiency", "memory_efficiency", "op_overhead_s", "intensity_half"):
-        for added in ("scores", "fresh", "gemv", "release"):
+        for added in ("scores", "fresh", "gemv", "release", "walk"):
             old["params"][table].pop(added)
         old["params"][table]["matmul"] = 0.3
     loaded = Calibration.from_json(old).params.memory_efficiency

@@ -11,13 +11,14 @@ from conftest import architectures
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cobench.arch.architecture import ArchBatch, Architecture
+from cobench.arch.architecture import ArchBatch, Architecture, as_arch_like
 from cobench.arch.spec import presets
 from cobench.arch.workload import Workload
 from cobench.errors import InputError
 from cobench.hardware.devices import get_device
-from cobench.predict.operators import OP_CLASSES, Counting, expected_experts, ffn_ops, forward_ops, total
-from cobench.predict.roofline import RooflineParams, breakdown, predict, working_set
+from cobench.predict.latency_model import BACKEND_COUNTING, backend_counting
+from cobench.predict.operators import OP_CLASSES, Counting, Op, expected_experts, ffn_ops, forward_ops, total
+from cobench.predict.roofline import RooflineParams, breakdown, decode_contexts, phase_ops, predict, working_set
 
 ISSUE_PRESETS = [
     "qwen2.5-0.5b",
@@ -181,6 +182,36 @@ def test_a_kernel_that_loops_over_query_heads_reads_the_group_once_per_head() ->
     assert float(attention(mha, Counting()).bytes[0]) == float(twin.bytes[0])  # MHA: nothing read twice
     expanded = replace(per_head, kv_expand=True)  # the graph's wide copy is what is read then
     assert float(attention(gqa, expanded).bytes[0]) == float(attention(gqa, Counting(kv_expand=True)).bytes[0])
+
+
+def test_a_step_over_a_cache_whose_rows_hold_every_kv_head_strides_over_the_other_heads_bytes() -> None:
+    """llama.cpp keeps every KV head of a position in one row and ggml's attention walks one head's slice per query
+    head: a step's walk strides over the other heads' bytes (class "walk"), K and V, per query head and cached
+    position. One KV head has no stride; a prompt's queries find their slices again in the cache; ORT's cache is
+    head-major; a GPU's kernels are not walked so. The walk re-reads the cache the pass attends over, so it adds
+    nothing to the working set (the tier would otherwise count the same cache many times)."""
+    llama = BACKEND_COUNTING["llama.cpp"]
+    mha = Architecture(name="mha", vocab_size=4096, d_model=640, n_layers=4, n_heads=10, d_ff=1728)
+    mqa = replace(mha, name="mqa", n_kv_heads=1)
+    w = Workload(2, 512, 16, "fp32")
+
+    def walk(a: Architecture, counting: Counting, phase: str = "decode") -> Op:
+        return next(o for o in phase_ops(as_arch_like(a), w, phase, counting) if o.name == "attention_walk")
+
+    step = walk(mha, llama)
+    contexts = decode_contexts(w)
+    per_position = 2 * 10 * 9 * 64 * 2  # K and V, 10 query heads, 9 other heads' 128-byte F16 slices skipped
+    assert step.op_class == "walk" and np.all(step.count == 4)
+    assert np.allclose(np.squeeze(step.kv_bytes), w.batch * (contexts + 1) * per_position)
+    assert np.squeeze(step.bytes) == pytest.approx(np.squeeze(step.kv_bytes))  # memory only
+    assert not np.any(walk(mqa, llama).kv_bytes) and not np.any(walk(mha, llama, "prefill").kv_bytes)
+    assert not np.any(walk(mha, backend_counting("ort", get_device("cpu"))).kv_bytes)
+    gpu = backend_counting("llama.cpp", get_device("h100-sxm"))
+    assert not gpu.strided_kv and not np.any(walk(mha, gpu).kv_bytes)
+    ops = phase_ops(as_arch_like(mha), w, "decode", llama)
+    assert np.allclose(working_set(ops), working_set([o for o in ops if o.op_class != "walk"]))
+    plain = predict(mha, get_device("cpu"), w, counting=replace(llama, strided_kv=False))
+    assert np.all(predict(mha, get_device("cpu"), w, counting=llama).tpot_s > plain.tpot_s)
 
 
 def test_an_engines_own_kv_type_is_what_is_counted() -> None:

@@ -40,6 +40,7 @@ BACKEND_COUNTING = {
     "llama.cpp": Counting(  # its own kernels, causal, the last logits, the last layer's FFN on the last row only,
         # one-row matmuls (a step's, a prompt's LM head) and the experts as vec_dot rows
         kv_per_query_head=True,
+        strided_kv=True,
         kv_cache="fp16",
         last_layer_outputs=True,
         single_row_gemv=True,
@@ -56,7 +57,8 @@ def backend_counting(backend: str | None, device: DeviceSpec) -> Counting:
     if device.runner != "cuda":
         return counting
     # a GPU's kernels re-read a group's K/V from its L2, many times faster than memory: the compact cache counts
-    return replace(counting, fused_attention=counting.fused_attention or backend in GPU_FUSED, kv_per_query_head=False)
+    fused = counting.fused_attention or backend in GPU_FUSED
+    return replace(counting, fused_attention=fused, kv_per_query_head=False, strided_kv=False)
 
 
 @dataclass(frozen=True)

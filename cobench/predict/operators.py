@@ -35,6 +35,11 @@ Counting conventions (the FLOP-counter test and the exported graphs follow the s
   With `moe_loop` (the eager module and its exported graphs) every expert's kernels are launched each
   forward, even for experts no token chose: E launches per expert op.
   With `expert_rows` (llama.cpp on a CPU) the experts' matmuls compute at a GEMV's intensity, prompt or step.
+- Strided cache walks (class "walk", memory only): with `strided_kv` every KV head of a cached position shares one
+  row (ggml's cache), and a decode step's attention walks one head's slice of every row per query head, so it
+  strides over the other heads' bytes. What that costs beyond the slice's own read grows with the bytes skipped
+  (`walk_bytes`), priced at the pass's cache tier without adding to its working set. A prompt's has none: its
+  queries walk the same slices one after another, found again in the cache.
 - One-row matmuls (class "gemv"): with `single_row_gemv` a matmul over one row is a kernel of its own, not the
   GEMM that two or more rows run: llamafile's sgemm declines one column, so ggml runs a step's matmuls as vec_dot
   and a batch's, and a prompt's, in tinyBLAS, whose efficiency climbs with the columns from below vec_dot's
@@ -64,7 +69,7 @@ from cobench.arch.precision import KV_PRECISIONS, kv_bytes
 from cobench.arch.workload import Workload
 from cobench.errors import InputError
 
-OP_CLASSES = ("matmul", "attention", "elementwise", "gather", "kv", "scores", "fresh", "gemv", "release")
+OP_CLASSES = ("matmul", "attention", "elementwise", "gather", "kv", "scores", "fresh", "gemv", "release", "walk")
 LOGITS_BYTES = 4  # engines return fp32 logits
 MMAP_THRESHOLD = 32 * 2**20  # glibc's largest mmap threshold (64-bit): a block this large or larger is always a
 # fresh mapping
@@ -119,6 +124,8 @@ class Counting:
     expert_rows: bool = False  # MoE experts' matmuls run row by row, prompt and step alike: ggml's CPU mul_mat_id
     # has no GEMM path (a vec_dot per routed row and weight row, blocked 16 × 16), so a prompt's experts compute at
     # a decode step's GEMV rate (measured on llama.cpp: the MoE prompts came out 20-23 % fast priced as GEMMs)
+    strided_kv: bool = False  # a position's KV heads share one cache row and attention walks one head's slice of
+    # the rows per query head (ggml's CPU flash attention over llama.cpp's cache): class "walk" (`walk_bytes`)
     fresh_logits: bool = False  # the engine allocates the prompt's logits afresh for every prompt, so a buffer
     # past the C library's mmap threshold is new pages that the kernel faults in and zeroes as the LM head
     # writes them (ORT GenAI on Linux: its [B, P, V] fp32 logits; measured ≈ 1.2 ms per 2 MB on a Xeon VM), and
@@ -196,6 +203,15 @@ def window_pairs(tokens: Any, past: Any, window: Any) -> Any:
     return upto(past + tokens) - upto(past)
 
 
+def walk_bytes(heads: Any, kv_heads: Any, slice_bytes: Any, positions: Any) -> Any:
+    """The bytes one query token's strided walk over `positions` cached rows strides over, K and V, for class
+    "walk": per query head, the other KV heads' slices between one of its own and the next. Measured through
+    llama.cpp's own decode (benchmarks/llama_attention.py --walk, F16 cache, Xeon VM, 2026-12-07), the extra time
+    per cached position and head grew with the bytes skipped at every head size (at head size 64: ×1.14 the
+    contiguous walk's with 128 bytes skipped, ×4.1 with 1,408); with one KV head there is no stride and none."""
+    return heads * positions * 2 * (kv_heads - 1) * slice_bytes
+
+
 SCORE_PASSES = 4  # a materialised score matrix: written by QKᵀ, read and rewritten by the softmax, read by AV
 
 
@@ -267,6 +283,9 @@ def mixer_ops(
         ops += attention_ops(
             name, count, a.head_dim, pairs, 2 * n * q_width * ab + reread, kv, ab, counting, softmax_flops, sinks
         )
+        strided = counting.strided_kv * np.equal(tokens, 1)
+        walked = strided * batch * walk_bytes(a.n_heads, a.n_kv_heads, a.head_dim * kvb, seen)
+        ops.append(Op(f"{name}_walk", "walk", count, 0, 0, 0, walked))
     ops += [
         elementwise("output_gate", 2 * n * q_width, n * q_width, 4, gqa * a.attn_output_gate, ab),
         linear("o_proj", n, q_width, d, a.o_bias, gqa, wb, ab),

@@ -61,6 +61,7 @@ DEFAULT_COMPUTE_EFFICIENCY = {
     "scores": 0.1,  # a softmax's exponentials are not the one FLOP each that the count gives them
     "fresh": 1.0,
     "release": 1.0,
+    "walk": 1.0,
 }
 PRICED_AS = {"gemv": "matmul"}  # a class priced as another where nothing fitted it apart: a one-row matmul is a
 # matmul until a backend that runs it with a kernel of its own (llama.cpp) is calibrated
@@ -69,6 +70,8 @@ DEFAULT_MEMORY_EFFICIENCY = 0.8
 DEFAULT_OP_OVERHEAD_US = 4.0
 OWN_BUFFERS = ("fresh", "release")  # classes whose bytes are pages mapped afresh or given back: where the pass's
 # working set sits does not speed them
+REREADS = ("walk",)  # classes whose KV bytes re-read the cache the pass attends over: priced at its tier, not more
+# of it
 PASS_BUFFERS = ("scores",)  # activations found where the pass's working set is, not by their own size: ORT's CPU
 # attention's score matrices, as large as the cache at long prompts (with them always outside the tier, the fit
 # priced ORT's cold GQA kernels 40 % fast; by their own size, ORT GenAI's 2,048-token MQA prompt came out +31 %)
@@ -251,7 +254,7 @@ def working_set(ops: Sequence[Op]) -> Any:
     """The bytes a forward pass must find again on later steps: every weight it reads (a MoE's steps: every
     expert, which they cycle through) and the cache it attends over (per candidate, and per sampled context in
     decode)."""
-    return sum(op.count * (op.weight_bytes * op.resident + op.kv_bytes) for op in ops)
+    return sum(op.count * (op.weight_bytes * op.resident + op.kv_bytes * (op.op_class not in REREADS)) for op in ops)
 
 
 def time_ops(

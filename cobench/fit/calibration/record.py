@@ -13,8 +13,8 @@ from cobench.predict.roofline import PHASES, RooflineParams, priced_as
 from cobench.validate import mapping, number, text
 
 SCHEMA = 1
-ADDED_CLASSES = ("scores", "fresh", "gemv", "release")  # operator classes newer than schema 1: absent from older
-# calibrations
+ADDED_CLASSES = ("scores", "fresh", "gemv", "release", "walk")  # operator classes newer than schema 1: absent from
+# older calibrations
 
 
 @dataclass(frozen=True)
