@@ -28,8 +28,9 @@ if TYPE_CHECKING:
 # step). ORT GenAI's builder graph runs the same GQA kernel on one shared buffer and computes every prompt
 # position's logits, into a buffer it allocates for each prompt. llama.cpp keeps its cache in F16 (its default
 # type_k/type_v, whatever the weights) and its CPU attention (ggml's flash_attn_ext) also walks the cache once
-# per query head; its one-row matmuls are vec_dot, not the tinyBLAS GEMM of two rows or more, and so are its
-# experts (ggml's CPU mul_mat_id has no GEMM path).
+# per query head, one head's slice of rows that hold every KV head (a strided walk); its one-row matmuls are
+# vec_dot, not the tinyBLAS GEMM of two rows or more, and so are its experts (ggml's CPU mul_mat_id has no GEMM
+# path).
 BACKEND_COUNTING = {
     "ort": Counting(causal=False, fused_attention=False, moe_loop=True, window_skip=False, kv_per_query_head=True),
     "torch": Counting(moe_loop=True, window_skip=False),
@@ -56,7 +57,8 @@ def backend_counting(backend: str | None, device: DeviceSpec) -> Counting:
     counting = BACKEND_COUNTING.get(backend or "", Counting())
     if device.runner != "cuda":
         return counting
-    # a GPU's kernels re-read a group's K/V from its L2, many times faster than memory: the compact cache counts
+    # a GPU's kernels re-read a group's K/V from its L2, many times faster than memory: the compact cache counts;
+    # a strided walk's cost was measured on a CPU only, so it is not priced on a GPU until a GPU profile shows one
     fused = counting.fused_attention or backend in GPU_FUSED
     return replace(counting, fused_attention=fused, kv_per_query_head=False, strided_kv=False)
 
