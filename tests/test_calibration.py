@@ -416,6 +416,8 @@ def test_calibrate_cli_versions_and_is_used_by_predict_and_sweep(tmp_path: Path)
     assert (first["version"], second["version"]) == (1, 2)
     assert Path(second["file"]).name == "cpu-ort-fp32-v2.json" and all(Path(f).exists() for f in second["figures"])
     assert second["report"]["errors"]["ttft"]["cross_validated"]["mape"] < 5
+    # ORT's profiles run no one-row matmul, fresh mapping, release or strided walk: those classes are not fitted
+    assert set(second["report"]["classes_fitted"]) == {"matmul", "attention", "elementwise", "gather", "kv", "scores"}
 
     after = probe("--store", str(store))
     assert after["calibration"] == "cpu ort fp32 v2"
@@ -430,6 +432,10 @@ def test_calibrate_cli_versions_and_is_used_by_predict_and_sweep(tmp_path: Path)
     space.write_text(yaml.safe_dump(SMALL))
     sweep = run_json("sweep", "--space", str(space), "-d", "cpu", "--store", str(store), "--precision", "fp32")
     assert sweep["calibration"] == "cpu ort fp32 v2" and sweep["intervals"]["ttft"]["low"] < 1
+    # the table shows the classes fitted, and names the rest
+    shown = run("calibrate", "--store", str(store), "-o", str(tmp_path / "cal"), "--no-curve").stdout
+    assert "at the defaults: fresh, gemv, release, walk" in " ".join(shown.split())
+    assert "│ matmul" in shown and "│ walk" not in shown
 
 
 def test_calibrate_cli_bad_input_names_the_field(tmp_path: Path) -> None:

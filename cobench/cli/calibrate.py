@@ -118,12 +118,17 @@ def _print(run: CalibrationRun) -> None:
     )
     columns = ["", "model", "MAPE", "median |err|", "max |err|", "within ±5%", "within ±10%"]
     out.print(table(title, columns, error_rows(report), right={2, 3, 4, 5, 6}))
+    fitted = report.get("classes_fitted", OP_CLASSES)  # absent from calibrations stored before it: all shown
     rows = [
         [k, f"{p.compute_efficiency[k]:.3g}", f"{p.memory_efficiency[k]:.3g}", f"{p.op_overhead_s[k] * 1e6:.3g} µs"]
         for k in OP_CLASSES
+        if k in fitted
     ] + [[f"step ({phase})", "", "", f"{v * 1e6:.3g} µs"] for phase, v in p.step_overhead_s.items()]
     columns = ["op class", "compute η", "memory η", "overhead per op"]
     out.print(table("fitted parameters (efficiencies relative to the device file's peaks)", columns, rows, {1, 2, 3}))
+    unfitted = [k for k in OP_CLASSES if k not in fitted]
+    if unfitted:
+        out.print(f"not in these profiles or kernels, so at the defaults: {', '.join(unfitted)}")
     if p.cache_speedup > 1.0 and p.cache_bytes > 0:
         held = (c.report.get("cache_tier") or {}).get("from")
         how = f"held at {held}'s" if held else "fitted from the profiles and the warm `cache` kernels"

@@ -90,6 +90,7 @@ def calibrate(
         "models": [{"arch": p.arch.name, "key": p.key, "workload": p.workload.to_dict()} for p in models],
         "kernels": len(kernels),
         "kernel_call_s": full.kernel_call_s,
+        "classes_fitted": list(full.classes),
         "folds": min(folds, len(names)),
         "errors": {
             metric: {

@@ -102,6 +102,12 @@ class DesignMatrix:
     evicting: np.ndarray  # (N,) a decode step's prompt's activation traffic (roofline.prompt_traffic)
     refill_share: np.ndarray  # (N,) the share of the refill a decode step pays (0: a prefill or a kernel)
 
+    def classes_present(self) -> tuple[str, ...]:
+        """The operator classes some observation runs (an op that does anything): those the data can fit; the
+        others' parameters stay at the prior's centre."""
+        working = (self.weight > 0) & ((self.flops > 0) | (self.bytes > 0))
+        return tuple(OP_CLASSES[i] for i in sorted(set(self.op_class[working].tolist())))
+
     def predict(self, params: RooflineParams, kernel_call_s: float) -> np.ndarray:
         eta_c = np.array([params.compute_efficiency[c] for c in OP_CLASSES])[self.op_class]
         eta_m = np.array([params.memory_efficiency[c] for c in OP_CLASSES])[self.op_class]

@@ -126,6 +126,7 @@ class Fit:
     n_obs: int
     reach_bytes: float  # the largest working set an observation read (inf: a cold kernel)
     tier: CacheTier | None = None  # the tier held fixed, when it came from another calibration
+    classes: tuple[str, ...] = ()  # the operator classes the data ran (DesignMatrix.classes_present)
 
     @property
     def tier_placed(self) -> bool:
@@ -175,7 +176,8 @@ def solve(table: DesignMatrix, device: DeviceSpec, source: str, tier: CacheTier 
             best = r
     assert best is not None
     params, call = from_vector(best.x, source)
-    return Fit(params, call, float(best.cost), len(table.step), float(np.max(table.working_set)), tier)
+    reach = float(np.max(table.working_set))
+    return Fit(params, call, float(best.cost), len(table.step), reach, tier, table.classes_present())
 
 
 def fit_models(
