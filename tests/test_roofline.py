@@ -196,7 +196,8 @@ def test_a_step_over_a_cache_whose_rows_hold_every_kv_head_strides_over_the_othe
     w = Workload(2, 512, 16, "fp32")
 
     def walk(a: Architecture, counting: Counting, phase: str = "decode") -> Op:
-        return next(o for o in phase_ops(as_arch_like(a), w, phase, counting) if o.name == "attention_walk")
+        ops = phase_ops(as_arch_like(a), w, phase, counting)
+        return next((o for o in ops if o.name == "attention_walk"), Op("no walk", "walk", 0, 0, 0, 0))
 
     step = walk(mha, llama)
     contexts = decode_contexts(w)

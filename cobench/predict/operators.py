@@ -283,9 +283,9 @@ def mixer_ops(
         ops += attention_ops(
             name, count, a.head_dim, pairs, 2 * n * q_width * ab + reread, kv, ab, counting, softmax_flops, sinks
         )
-        strided = counting.strided_kv * np.equal(tokens, 1)
-        walked = strided * batch * walk_bytes(a.n_heads, a.n_kv_heads, a.head_dim * kvb, seen)
-        ops.append(Op(f"{name}_walk", "walk", count, 0, 0, 0, walked))
+        if counting.strided_kv and np.all(np.equal(tokens, 1)):  # a step's: only where the engine walks so
+            walked = batch * walk_bytes(a.n_heads, a.n_kv_heads, a.head_dim * kvb, seen)
+            ops.append(Op(f"{name}_walk", "walk", count, 0, 0, 0, walked))
     ops += [
         elementwise("output_gate", 2 * n * q_width, n * q_width, 4, gqa * a.attn_output_gate, ab),
         linear("o_proj", n, q_width, d, a.o_bias, gqa, wb, ab),
