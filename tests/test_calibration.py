@@ -35,7 +35,8 @@ from cobench.predict.roofline import (
     RooflineParams,
     phase_ops,
     predict,
-    prompt_traffic,
+    prompt_refill_s,
+    refill_share,
     time_ops,
     working_set,
 )
@@ -129,12 +130,11 @@ def _measure(
         return float(np.exp(rng.normal(0, noise)))
 
     p = predict(a, CPU, w, truth, counting)
-    ops = {f: phase_ops(as_arch_like(a), w, f, counting) for f in PHASES}
-    found, traffic = float(np.mean(working_set(ops["decode"]))), float(prompt_traffic(ops["prefill"])[0])
+    refill = float(prompt_refill_s({f: phase_ops(as_arch_like(a), w, f, counting) for f in PHASES}, CPU, truth)[0])
     decode = {
         prompt + i: float(predict(a, CPU, Workload(1, prompt + i, 1, "fp32"), truth, counting).decode.time_s[0])
         * jitter()
-        + float(truth.refill_s(found, traffic, CPU.bandwidth_bytes_s, i))
+        + refill * float(refill_share(i))
         for i in steps
     }
     return Profiled(a, w, float(p.ttft_s[0]) * jitter(), float(p.tpot_s[0]) * jitter(), decode, a.name)
@@ -221,21 +221,20 @@ def test_the_steps_after_a_prompt_pay_its_refill_and_the_fit_finds_it() -> None:
     GenAI's held-out TPOT MAPE 8.0 %; 5.6 % with the refill, refitted on the same profiles). Trained on every
     step of models whose weights sit in the cache, the fit recovers how many reads the refill takes and predicts
     unseen models' TPOT, which a fit without it cannot (it sees only slow first steps as noise)."""
-    truth = replace(TRUE, cache_bytes=48 * 2**20, cache_speedup=4.0, refill_first_reads=1.5)
+    truth = replace(TRUE, cache_bytes=48 * 2**20, cache_speedup=4.0, refill_reads=2.5)
     rng = np.random.default_rng(11)
     train = [_measure(a, p, rng, 0.01, truth, steps=tuple(range(15))) for a in _archs(8, seed=11) for p in (256, 768)]
     unseen = [_measure(a, 512, rng, 0.0, truth) for a in _archs(6, seed=12)]
     c = calibrate(train, [], CPU, "ort", "fp32", curve=False)
-    assert c.params.refill_first_reads == pytest.approx(1.5, rel=0.25)
+    assert c.params.refill_reads == pytest.approx(2.5, rel=0.25)
     assert error_metrics(log_errors(unseen, CPU, c.params, c.counting)["tpot"])["max_ape"] < 3
-    without = replace(c.params, refill_first_reads=0.0)
+    without = replace(c.params, refill_reads=0.0)
     assert error_metrics(log_errors(unseen, CPU, without, c.counting)["tpot"])["mape"] > 3
 
 
 def test_the_refill_is_what_a_cached_working_set_loses_to_the_prompt() -> None:
-    """None without a cache tier or past it, proportional to `refill_first_reads`, each step d(W) of the one
-    before, TPOT carrying 1 / (G − 1) of the steps' sum; a step timed again and again on one cache (a fixed
-    context) pays none."""
+    """None without a cache tier or past it, proportional to `refill_reads`, spread over the steps so that TPOT
+    carries 1 / (G − 1) of it; a step timed again and again on one cache (a fixed context) pays none."""
     a = _archs(1, seed=2)[0]
     tier = replace(TRUE, cache_bytes=64 * 2**20, cache_speedup=4.0)
 
@@ -248,42 +247,13 @@ def test_the_refill_is_what_a_cached_working_set_loses_to_the_prompt() -> None:
         return (float(p.tpot_s[0]) - float(np.mean(steps))) * (generate - 1)
 
     assert extra(tier, 16) == pytest.approx(0.0, abs=1e-12)
-    once, twice = extra(replace(tier, refill_first_reads=1.0), 16), extra(replace(tier, refill_first_reads=2.0), 16)
+    once, twice = extra(replace(tier, refill_reads=1.0), 16), extra(replace(tier, refill_reads=2.0), 16)
     assert once > 0 and twice == pytest.approx(2 * once)
-    d = float(tier.refill_decay(np.mean(working_set(phase_ops(as_arch_like(a), Workload(1, 520), "decode", ORT)))))
-    assert 0 < d < 1
-    assert extra(replace(tier, refill_first_reads=1.0), 64) == pytest.approx(
-        once * (1 - d**63) / (1 - d**15), rel=0.01
+    assert extra(replace(tier, refill_reads=1.0), 64) == pytest.approx(
+        once / (1 - 0.4**15), rel=0.01
     )  # W grows with the context
-    far = replace(tier, refill_first_reads=1.0, cache_bytes=1e5)
-    assert extra(far, 16) < 1e-3 * once  # everything streams anyway
-    assert extra(replace(TRUE, cache_speedup=1.0, refill_first_reads=1.0), 16) == 0.0  # no tier: nothing cached
-
-
-# (W/C, d) of llama.cpp's batch-1 profiles on the Xeon VM, 2026-12-07: each profile's 15 decode steps fitted as
-# s + a·d^t, W its decode working set, C the study's fitted tier; two hours, 25 profiles each
-MEASURED_DECAY = (
-    [(0.07, 0.06), (0.08, 0.09), (0.09, 0.33), (0.28, 0.50), (0.35, 0.55), (0.35, 0.57), (0.36, 0.52), (0.38, 0.46)]
-    + [(0.39, 0.51), (0.39, 0.48), (0.39, 0.64), (0.40, 0.53), (0.41, 0.51), (0.43, 0.56), (0.70, 0.62)]
-    + [(0.77, 0.62), (0.86, 0.78), (0.87, 0.67), (0.91, 0.81), (0.99, 0.71), (1.00, 0.72), (1.06, 0.67)]
-    + [(1.11, 0.94), (1.19, 0.87), (1.25, 0.84), (0.06, 0.09), (0.07, 0.09), (0.08, 0.35), (0.25, 0.52)]
-    + [(0.31, 0.51), (0.31, 0.53), (0.32, 0.47), (0.34, 0.47), (0.34, 0.51), (0.35, 0.48), (0.35, 0.62)]
-    + [(0.36, 0.51), (0.36, 0.51), (0.38, 0.55), (0.62, 0.59), (0.68, 0.66), (0.76, 0.73), (0.76, 0.65)]
-    + [(0.80, 0.76), (0.87, 0.76), (0.88, 0.73), (0.93, 0.91), (0.98, 0.85), (1.05, 0.83), (1.11, 0.81)]
-)
-
-
-def test_a_pass_about_the_caches_size_wins_its_place_back_over_many_steps() -> None:
-    """The share of a step's refill the next step pays grows with the working set: with one fixed share (0.4)
-    the model spread a 59 MiB pass's refill over three steps that measured it over fifteen, and priced the
-    held-out models about the cache's size 13–22 % fast per token while pricing their steady steps slow."""
-    tier = replace(TRUE, cache_bytes=50 * 2**20, cache_speedup=3.0)
-    w = np.array([m[0] for m in MEASURED_DECAY])
-    miss = tier.refill_decay(w * tier.cache_bytes) - np.array([m[1] for m in MEASURED_DECAY])
-    assert np.mean(np.abs(miss)) < 0.08 and abs(np.mean(miss)) < 0.03
-    assert tier.refill_decay(0.07 * tier.cache_bytes) < 0.15 < 0.75 < tier.refill_decay(tier.cache_bytes)
-    assert np.all(np.diff(tier.refill_decay(np.geomspace(1e5, 1e10, 50))) > 0)
-    assert float(RooflineParams().refill_decay(1e6)) == 0.0  # no tier: no refill to spread
+    assert extra(replace(tier, refill_reads=1.0, cache_bytes=1e5), 16) < 1e-3 * once  # everything streams anyway
+    assert extra(replace(TRUE, cache_speedup=1.0, refill_reads=1.0), 16) == 0.0  # no tier: nothing cached to lose
 
 
 def test_one_wild_measurement_does_not_drag_the_fit() -> None:
@@ -406,7 +376,7 @@ def test_predict_shows_the_refill_a_calibration_found_and_refuses_a_negative_one
     _store_profiles(store, _archs(6, seed=11), seed=11)
     fitted = run_json("calibrate", "--store", str(store), "-o", str(tmp_path / "cal"), "--no-curve")
     data = json.loads(Path(fitted["file"]).read_text())
-    data["params"] |= {"cache_bytes": 64 * 2**20, "cache_speedup": 3.0, "refill_first_reads": 2.0}
+    data["params"] |= {"cache_bytes": 64 * 2**20, "cache_speedup": 3.0, "refill_reads": 2.0}
     given = tmp_path / "refill.json"
     given.write_text(json.dumps(data))
     flags = [
@@ -424,17 +394,14 @@ def test_predict_shows_the_refill_a_calibration_found_and_refuses_a_negative_one
     record = run_json(*flags, "--no-ops")[0]
     params = Calibration.from_json(data).params
     steady = predict(
-        presets()["tiny-gqa-4l"].arch, CPU, Workload(precision="fp32"), replace(params, refill_first_reads=0.0), ORT
+        presets()["tiny-gqa-4l"].arch, CPU, Workload(precision="fp32"), replace(params, refill_reads=0.0), ORT
     )
     assert record["tpot_refill_s"] > 0
     assert record["tpot_s"] == pytest.approx(float(steady.tpot_s[0]) + record["tpot_refill_s"])
     assert f"TPOT adds per token {record['tpot_refill_s'] * 1e3:.3g} ms for the refill" in run(*flags).stdout
-    data["params"]["refill_first_reads"] = -1.0
+    data["params"]["refill_reads"] = -1.0
     given.write_text(json.dumps(data))
-    assert "params.refill_first_reads" in run(*flags, code=2).stderr
-    del data["params"]["refill_first_reads"]  # a calibration from before 2026-12-07: every step's reads, 60 % first
-    data["params"]["refill_reads"] = 2.0
-    assert Calibration.from_json(data).params.refill_first_reads == pytest.approx(1.2)
+    assert "params.refill_reads" in run(*flags, code=2).stderr
 
 
 def test_calibrate_cli_versions_and_is_used_by_predict_and_sweep(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from cobench.fit.calibration.calibrate import CalibrationRun
 from cobench.fit.calibration.validation import error_rows
 from cobench.hardware.devices import get_device
 from cobench.predict.operators import OP_CLASSES
-from cobench.predict.roofline import REFILL_HALF
+from cobench.predict.roofline import REFILL_DECAY
 from cobench.report.format import pct, si
 from cobench.store import Store
 
@@ -136,11 +136,10 @@ def _print(run: CalibrationRun) -> None:
             f"cache tier: a pass whose working set fits about {si(p.cache_bytes, 'B')} reads it "
             f"×{p.cache_speedup:.2f} faster than memory ({how})"
         )
-    if p.refill_first_reads > 0.01:
+    if p.refill_reads > 0.01:
         out.print(
-            f"refill: the first decode step after a prompt reads what its activations evicted from the cache"
-            f" {p.refill_first_reads:.2f}× again at memory speed, each later step a share of the one before that"
-            f" grows with its working set (half at {si(REFILL_HALF * p.cache_bytes, 'B')})"
+            f"refill: the decode steps after a prompt read what its activations evicted from the cache"
+            f" {p.refill_reads:.2f}× again at memory speed, {1 - REFILL_DECAY:.0%} of it in the first step"
         )
     for metric, iv in c.intervals.items():
         if iv:

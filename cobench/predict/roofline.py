@@ -17,9 +17,8 @@ out +28 % slow).
 The prompt's own traffic pushes that working set out of the cache, so the first decode steps after it read
 what they would find cached from memory again (the refill): on llama.cpp and ORT GenAI on the Xeon VM, the first
 three steps after a 512-token prompt took 5–22 % of a 16-token generation's decode time beyond the steady step
-(docs/calibration.md). The first step's refill is priced as `refill_first_reads` reads of the cached part of W at
-memory speed, scaled by the share of the cache the prompt's activations evicted; each later step pays a share
-d(W) of the one before, which grows as W nears the cache's size (`RooflineParams.refill_decay`).
+(docs/calibration.md). The refill is priced as `refill_reads` reads of the cached part of W at memory speed,
+scaled by the share of the cache the prompt's activations evicted, and spread over the steps by REFILL_DECAY.
 
 Phases: TTFT is the prefill of the prompt (which yields the first token). TPOT is the mean decode step
 over the G − 1 further tokens, whose cached context grows from P to P + G − 2, plus the refill over those
@@ -77,12 +76,8 @@ PASS_BUFFERS = ("scores",)  # activations found where the pass's working set is,
 # attention's score matrices, as large as the cache at long prompts (with them always outside the tier, the fit
 # priced ORT's cold GQA kernels 40 % fast; by their own size, ORT GenAI's 2,048-token MQA prompt came out +31 %)
 CACHE_SHARPNESS = 4.0  # k of the hit fraction 1 / (1 + (W/C)^k): fits a warm read sweep on a Xeon VM
-REFILL_HALF, REFILL_SHARPNESS = 0.35, 1.5  # d(W) = 1 / (1 + (REFILL_HALF · C / W)^REFILL_SHARPNESS): the decode
-# steps after a prompt on the Xeon VM (llama.cpp, 36 profiles in each of two hours, 2026-12-07) each paid 0.06–0.09
-# of the step before's refill at W = 0.07 C, 0.5 at 0.3–0.4 C, 0.6–0.75 at 0.6–0.9 C and 0.8–0.94 past C: a pass
-# about the cache's size wins its place back over many steps (a 59 MiB one was still 30 % slow 15 steps on)
-OLD_FIRST_SHARE = 0.6  # calibrations before 2026-12-07 stored the refill of all the steps as `refill_reads`, 60 % of
-# it in the first
+REFILL_DECAY = 0.4  # share of the refill left after each decode step: llama.cpp's first steps after a 512-token
+# prompt on the Xeon VM took 47–75 %, 20–37 % and 3–11 % of it
 
 
 def priced_as(defaults: dict[str, float], given: Mapping[str, float]) -> dict[str, float]:
@@ -115,8 +110,8 @@ class RooflineParams:
     cache_bytes: float = 0.0
     cache_speedup: float = 1.0
     # the refill (see the module's docstring): how many reads at memory speed of what a decode step finds cached
-    # the first step after a prefill takes to find it cached again (0: none)
-    refill_first_reads: float = 0.0
+    # the steps after a prefill take in all to find it cached again (0: none)
+    refill_reads: float = 0.0
 
     def bandwidth_factor(self, working_set: Any) -> Any:
         """g(W): how much faster than memory a pass with this working set (bytes) reads, between 1 (far
@@ -137,26 +132,16 @@ class RooflineParams:
         factor = np.broadcast_to(far, np.broadcast(nbytes, far).shape).copy()
         return np.divide(nbytes, seconds, out=factor, where=seconds > 0)
 
-    def refill_s(self, working_set: Any, evicting: Any, bandwidth: float, step: Any = 0) -> Any:
-        """Decode step `step`'s extra time (0: the first) after a prefill whose activations streamed `evicting`
-        bytes through the cache: the first step reads the share of the cache they evicted (1 − e^(−A/C)) of the
-        working set's cached part (what g(W) saves on it) `refill_first_reads` times again at memory speed, each
-        later step d(W) of the one before."""
+    def refill_s(self, working_set: Any, evicting: Any, bandwidth: float) -> Any:
+        """The decode steps' extra time, all together, after a prefill whose activations streamed `evicting` bytes
+        through the cache: the share of the cache they evicted (1 − e^(−A/C)) of the working set's cached part
+        (what g(W) saves on it), read again `refill_reads` times at memory speed."""
         w = np.asarray(working_set, dtype=np.float64)
-        if self.refill_first_reads <= 0 or self.cache_bytes <= 0:
-            return np.zeros(np.broadcast(w, step).shape)
+        if self.refill_reads <= 0 or self.cache_bytes <= 0:
+            return np.zeros_like(w)
         cached = w * (1.0 - 1.0 / self.bandwidth_factor(w))
         evicted = -np.expm1(-np.asarray(evicting, dtype=np.float64) / self.cache_bytes)
-        return self.refill_first_reads * evicted * cached / bandwidth * self.refill_decay(w) ** np.asarray(step)
-
-    def refill_decay(self, working_set: Any) -> Any:
-        """d(W): the share of a decode step's refill that the next step pays again. A pass much smaller than the
-        cache finds its place back within a step or two; one about its size, over many (REFILL_HALF)."""
-        w = np.asarray(working_set, dtype=np.float64)
-        if self.cache_bytes <= 0:
-            return np.zeros_like(w)
-        ratio = np.divide(REFILL_HALF * self.cache_bytes, w, out=np.full(w.shape, np.inf), where=w > 0)
-        return 1.0 / (1.0 + ratio**REFILL_SHARPNESS)
+        return self.refill_reads * evicted * cached / bandwidth
 
     @classmethod
     def ideal(cls) -> RooflineParams:
@@ -244,23 +229,25 @@ def near_bytes(op: Op) -> Any:
     return 0.0 if op.op_class in PASS_BUFFERS else op.act_bytes
 
 
+def refill_share(step: Any) -> Any:
+    """The share of the refill that decode step `step` (0: the first after the prompt) pays."""
+    return (1.0 - REFILL_DECAY) * REFILL_DECAY ** np.asarray(step, dtype=np.float64)
+
+
 def prompt_traffic(ops: Sequence[Op]) -> Any:
     """The activation bytes a prefill streams through the cache (what evicts the decode's working set)."""
     return sum(op.count * op.act_bytes for op in ops)
 
 
 def prompt_refill_s(
-    ops: Mapping[str, list[Op]], device: DeviceSpec, params: RooflineParams, steps: int, found_again: Any = None
+    ops: Mapping[str, list[Op]], device: DeviceSpec, params: RooflineParams, found_again: Any = None
 ) -> np.ndarray:
-    """The refill the first `steps` decode steps after this prompt pay, per step (N,): `RooflineParams.refill_s`
-    of the steps' working set (`found_again`, if the caller has it; mean over the contexts sampled) and the
-    prompt's activation traffic, summed over the steps in closed form (a geometric series in d(W))."""
+    """The refill the decode steps after this prompt pay, all together (N,): `RooflineParams.refill_s` of the
+    steps' working set (`found_again`, if the caller has it; mean over the contexts sampled) and the prompt's
+    activation traffic."""
     found = working_set(ops["decode"]) if found_again is None else found_again
     reread = np.mean(np.atleast_2d(found), axis=-1)
-    first = params.refill_s(reread, prompt_traffic(ops["prefill"]), device.bandwidth_bytes_s)
-    d = params.refill_decay(reread)
-    together = np.divide(1.0 - d**steps, 1.0 - d, out=np.full(d.shape, float(steps)), where=d < 1.0)
-    return first * together / steps
+    return params.refill_s(reread, prompt_traffic(ops["prefill"]), device.bandwidth_bytes_s)
 
 
 def working_set(ops: Sequence[Op]) -> Any:
@@ -442,7 +429,11 @@ def predict(
     found = {p: Reuse.of(ops[p]) for p in PHASES}  # once per phase: the tier and the refill both need it
     prefill, decode = (_totals(time_ops(ops[p], device, workload, params, found[p]), params, p) for p in PHASES)
     steps = max(workload.generate - 1, 1)
-    refill = prompt_refill_s(ops, device, params, steps, found["decode"].step)
+    refill = (
+        prompt_refill_s(ops, device, params, found["decode"].step)
+        * float(np.sum(refill_share(np.arange(steps))))
+        / steps
+    )
     released = time_ops(release_ops(a, workload, counting), device, workload, params)
     release = np.asarray(sum(t.total_s for t in released), dtype=np.float64) / steps
     tpot = decode.time_s + refill + release

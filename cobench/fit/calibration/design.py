@@ -13,7 +13,7 @@ nuisance parameter that a model's step does not inherit. Each observation has a 
 weights and cache; a warm kernel's operands; a cold kernel none in cache), through which the cache tier
 prices its memory terms: cold kernels pin the memory bandwidth, warm ones of growing footprint where the
 cache ends and how much faster it is. A decode step pays its share of the refill after the prompt (by its place in
-the generation, `RooflineParams.refill_s`), which is how the fit finds `refill_first_reads`.
+the generation, `roofline.refill_share`), which is how the fit finds `refill_reads`.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from cobench.predict.roofline import (
     peak_flops,
     phase_ops,
     prompt_traffic,
+    refill_share,
 )
 
 KERNEL_CLASS = {"gemm": "matmul", "attention": "attention", "gather": "gather"}  # the rest: element-wise
@@ -102,7 +103,7 @@ class DesignMatrix:
     bandwidth: float
     own_buffer: np.ndarray  # (M,) rows of an OWN_BUFFERS class: the cache tier does not speed them
     evicting: np.ndarray  # (N,) a decode step's prompt's activation traffic (roofline.prompt_traffic)
-    after_prompt: np.ndarray  # (N,) a decode step's place after its prompt (0: the first; -1: a prefill or a kernel)
+    refill_share: np.ndarray  # (N,) the share of the refill a decode step pays (0: a prefill or a kernel)
 
     def classes_present(self) -> tuple[str, ...]:
         """The operator classes some observation runs (an op that does anything): those the data can fit; the
@@ -127,9 +128,9 @@ class DesignMatrix:
         )
         steps = np.array([params.step_overhead_s["prefill"], params.step_overhead_s["decode"], kernel_call_s])
         refill = np.zeros(len(self.step))
-        after = self.after_prompt >= 0
-        refill[after] = params.refill_s(
-            self.working_set[after], self.evicting[after], self.bandwidth, self.after_prompt[after]
+        after = self.refill_share > 0
+        refill[after] = self.refill_share[after] * params.refill_s(
+            self.working_set[after], self.evicting[after], self.bandwidth
         )
         return np.bincount(self.obs, self.weight * t, minlength=len(self.step)) + steps[self.step] + refill
 
@@ -171,7 +172,7 @@ def build_design(
     """Observations: each model's prefill and each measured decode step, then each kernel."""
     columns: list[list[np.ndarray]] = [[] for _ in range(10)]  # obs, class, weight, flops, bytes, near, peak,
     # launches, row intensity, cycled
-    step, measured, group_weight, found_again, cycle_again, evicting, after_prompt = [], [], [], [], [], [], []
+    step, measured, group_weight, found_again, cycle_again, evicting, refill_shares = [], [], [], [], [], [], []
 
     def add(
         ops: Sequence[Any],
@@ -180,14 +181,14 @@ def build_design(
         seconds: float,
         fit_weight: float,
         reused: float | None = None,
-        refill: tuple[float, int] = (0.0, -1),
+        refill: tuple[float, float] = (0.0, 0.0),
     ) -> None:
         parts = _rows(ops, device, w)
         found = Reuse.of(ops) if reused is None else Reuse(reused, reused)
         found_again.append(float(np.mean(found.step)))
         cycle_again.append(float(np.mean(found.cycled)))
         evicting.append(refill[0])
-        after_prompt.append(refill[1])
+        refill_shares.append(refill[1])
         columns[0].append(np.full(sum(len(c) for c in parts[0]), len(step)))
         for column, part in zip(columns[1:], parts, strict=True):
             column.extend(part)
@@ -204,7 +205,7 @@ def build_design(
         released = release_ops(batch, p.workload, counting)  # paid by the first step after the prompt only
         for context, seconds in p.decode_s.items():
             w = replace(prefill, prompt=int(context))
-            after = (traffic, int(context) - p.workload.prompt)
+            after = (traffic, float(refill_share(int(context) - p.workload.prompt)))
             first = released if int(context) == p.workload.prompt else []
             add(phase_ops(batch, w, "decode", counting) + first, w, "decode", seconds,
                 p.weight("tpot") / len(p.decode_s), refill=after)  # fmt: skip
@@ -235,5 +236,5 @@ def build_design(
         bandwidth=device.bandwidth_bytes_s,
         own_buffer=np.isin(cat[1], [OP_CLASSES.index(c) for c in OWN_BUFFERS]),
         evicting=np.array(evicting),
-        after_prompt=np.array(after_prompt),
+        refill_share=np.array(refill_shares),
     )

@@ -9,7 +9,7 @@ import numpy as np
 
 from cobench.errors import InputError
 from cobench.predict.operators import OP_CLASSES, Counting
-from cobench.predict.roofline import OLD_FIRST_SHARE, PHASES, RooflineParams, priced_as
+from cobench.predict.roofline import PHASES, RooflineParams, priced_as
 from cobench.validate import mapping, number, text
 
 SCHEMA = 1
@@ -81,7 +81,7 @@ class Calibration:
             # the cache tier is absent in older calibrations
             float(number(p.get("cache_bytes", 0.0), f"{at}.cache_bytes", low=0, high=1e13)),
             float(number(p.get("cache_speedup", 1.0), f"{at}.cache_speedup", low=1, high=1e3)),
-            refill_first_reads(p, at),
+            float(number(p.get("refill_reads", 0.0), f"{at}.refill_reads", low=0, high=1e3)),  # absent in older ones
         )
         intervals = mapping(data["intervals"], f"{where}.intervals")
         for metric, iv in intervals.items():
@@ -108,14 +108,6 @@ class Calibration:
         if not iv:
             return None
         return np.asarray(predicted_s) * iv["low"], np.asarray(predicted_s) * iv["high"]
-
-
-def refill_first_reads(p: dict[str, Any], at: str) -> float:
-    """The first decode step's refill reads; older calibrations stored all the steps' (`refill_reads`), and older
-    still none."""
-    if "refill_first_reads" in p:
-        return float(number(p["refill_first_reads"], f"{at}.refill_first_reads", low=0, high=1e3))
-    return OLD_FIRST_SHARE * float(number(p.get("refill_reads", 0.0), f"{at}.refill_reads", low=0, high=1e3))
 
 
 EFFICIENCY = (0.0, 1e3)  # fitted fractions of the device file's peaks (a placeholder peak can be exceeded)

@@ -38,7 +38,7 @@ BLOCKS = (
     ("step_overhead_s", len(PHASES), np.log(1e-9), np.log(10.0), np.log(100.0)),
     ("cache_bytes", 1, np.log(1e5), np.log(1e13), np.log(100.0)),
     ("cache_speedup", 1, 0.0, np.log(20.0), np.log(10.0)),
-    ("refill_first_reads", 1, np.log(NO_REFILL), np.log(20.0), np.log(10.0)),
+    ("refill_reads", 1, np.log(NO_REFILL), np.log(20.0), np.log(10.0)),
     ("kernel_call_s", 1, np.log(1e-9), np.log(10.0), np.log(100.0)),
 )
 CACHE_SPEEDUP = sum(b[1] for b in BLOCKS[:-2]) - 1  # index of the speedup in the vector
@@ -61,7 +61,7 @@ def to_vector(params: RooflineParams, kernel_call_s: float) -> np.ndarray:
                 [max(params.intensity_half[c], 1e-3) for c in OP_CLASSES],
                 [max(params.step_overhead_s[p], floor) for p in PHASES],
                 [max(params.cache_bytes, 1e5), max(params.cache_speedup, 1.0)],
-                [max(params.refill_first_reads, NO_REFILL)],
+                [max(params.refill_reads, NO_REFILL)],
                 [max(kernel_call_s, floor)],
             ]
         )
@@ -80,7 +80,7 @@ def from_vector(x: np.ndarray, source: str) -> tuple[RooflineParams, float]:
         source=source,
         cache_bytes=float(v[4 * n + 2]),
         cache_speedup=float(v[4 * n + 3]),
-        refill_first_reads=float(v[REFILL]),
+        refill_reads=float(v[REFILL]),
     )
     return params, float(v[-1])
 
