@@ -89,8 +89,8 @@ class Op:
     launches: Any = 1  # kernel launches per occurrence (a looped MoE runs every expert's kernels)
     row_intensity: Any = np.inf  # FLOP/B its compute runs at: a kernel that takes each row as a matrix-vector product
     # of its own (ggml's CPU mul_mat_id) computes at a GEMV's efficiency however many rows share the weights
-    between: Any = 0  # bytes of other weights that the steps between two reads of these read, beyond one pass's,
-    # per byte of them: a MoE's experts, which the steps cycle through (read_between, roofline.cycle_set)
+    resident: Any = 1  # the weights a pass finds again on later steps, per weight byte it reads: a MoE's steps
+    # each read the experts their token chose, but cycle through all of them (roofline.working_set)
 
     @property
     def bytes(self) -> Any:
@@ -184,17 +184,6 @@ def expected_experts(n_experts: Any, top_k: Any, tokens: Any) -> Any:
     """Distinct experts touched when `tokens` tokens each pick top_k of n_experts (uniform routing)."""
     e = np.maximum(n_experts, 1)
     return np.where(n_experts > 0, e * (1 - (1 - top_k / e) ** tokens), 0)
-
-
-def read_between(n_experts: Any, touched: Any) -> Any:
-    """Bytes of experts beyond a step's own that the steps from one read of an expert to its next read, per byte
-    of the experts a step reads (`touched` distinct of E). That next read is a geometric number of steps on
-    (q = touched/E), and those steps read the expert and a share (E − 1)/(2E − touched − 1) of each other one:
-    exact for steps that draw distinct experts uniformly; for many experts, half of them."""
-    e = np.maximum(np.asarray(n_experts, dtype=np.float64), 1.0)
-    t = np.asarray(touched, dtype=np.float64)
-    spanned = 1 + (e - 1) ** 2 / np.maximum(2 * e - t - 1, 1e-9)  # distinct experts from one read to the next
-    return np.divide(spanned - t, t, out=np.zeros(np.broadcast(e, t).shape), where=(t > 0) & (e - t > 1e-9))
 
 
 def attention_pairs(tokens: Any, past: Any, causal: bool) -> Any:
@@ -472,7 +461,7 @@ def ffn_ops(
     gate = np.where(a.shared_expert_gate > 0, 1, 0)
     routed = n * a.top_k
     touched = expected_experts(a.n_experts, a.top_k, n)
-    between = read_between(a.n_experts, touched)
+    cycled = np.divide(a.n_experts, touched, out=np.ones_like(touched, dtype=np.float64), where=touched > 0)
     norm = norm_params(a)
     expert_launches = np.maximum(a.n_experts, 1) if moe_loop else 1
     expert_rate = 2 / wb if expert_rows else np.inf  # one row's GEMV: 2 FLOPs per weight read
@@ -491,7 +480,7 @@ def ffn_ops(
         replace(
             linear("experts_up", routed, d, gated_in * a.d_ff_expert, a.mlp_bias, moe_count, wb, ab, copies=touched),
             launches=expert_launches,
-            between=between,
+            resident=cycled,
             row_intensity=expert_rate,
             op_class=expert_class,
         ),
@@ -502,7 +491,7 @@ def ffn_ops(
         replace(
             linear("experts_down", routed, a.d_ff_expert, d, a.mlp_bias, moe_count, wb, ab, copies=touched),
             launches=expert_launches,
-            between=between,
+            resident=cycled,
             row_intensity=expert_rate,
             op_class=expert_class,
         ),

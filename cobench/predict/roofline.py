@@ -251,48 +251,20 @@ def prompt_refill_s(
 
 
 def working_set(ops: Sequence[Op]) -> Any:
-    """The bytes a forward pass reads and finds again on the next: every weight it reads and the cache it attends
-    over (per candidate, and per sampled context in decode)."""
-    return sum(op.count * (op.weight_bytes + op.kv_bytes * (op.op_class not in REREADS)) for op in ops)
-
-
-def cycle_set(ops: Sequence[Op], found: Any) -> Any:
-    """The bytes read between two reads of a weight the steps cycle through (a MoE's expert): the pass's own
-    `found` (working_set) and the other experts' that the steps between read (`Op.between`). Counted as the
-    experts one step reads, llama.cpp's top-1 of 8 held-out MoE came out −20 % per token; as all of them,
-    +17 … +29 %."""
-    return found + sum(op.count * op.weight_bytes * op.between for op in ops)
-
-
-@dataclass(frozen=True)
-class Reuse:
-    """Where a pass finds its bytes again: those it reads every step after `step` bytes (working_set), a cycled
-    expert's after `cycled` (cycle_set). The cache tier prices each operator's weights by theirs."""
-
-    step: Any
-    cycled: Any
-
-    @classmethod
-    def of(cls, ops: Sequence[Op]) -> Reuse:
-        found = working_set(ops)
-        return cls(found, cycle_set(ops, found))
-
-
-def cycles(op: Op) -> Any:
-    """Whether the steps cycle through `op`'s weights (found again after Reuse.cycled bytes, not Reuse.step)."""
-    return np.asarray(op.between) > 0
+    """The bytes a forward pass must find again on later steps: every weight it reads (a MoE's steps: every
+    expert, which they cycle through) and the cache it attends over (per candidate, and per sampled context in
+    decode)."""
+    return sum(op.count * (op.weight_bytes * op.resident + op.kv_bytes * (op.op_class not in REREADS)) for op in ops)
 
 
 def time_ops(
-    ops: list[Op], device: DeviceSpec, w: Workload, params: RooflineParams, found_again: Reuse | None = None
+    ops: list[Op], device: DeviceSpec, w: Workload, params: RooflineParams, found_again: Any = None
 ) -> list[OpTime]:
-    """Each operator's roofline terms; `found_again` is the pass's Reuse, if the caller has it."""
+    """Each operator's roofline terms; `found_again` is the pass's working set, if the caller has it."""
     timed = []
-    found = Reuse.of(ops) if found_again is None else found_again
-    step, cycled = params.bandwidth_factor(found.step), params.bandwidth_factor(found.cycled)
+    far = params.bandwidth_factor(working_set(ops) if found_again is None else found_again)
     for op in ops:
         c = op.op_class
-        far = np.where(cycles(op), cycled, step)
         tiered = device.bandwidth_bytes_s * params.op_bandwidth_factor(op.bytes, near_bytes(op), far)
         terms = op_seconds(
             op.flops,
@@ -426,13 +398,11 @@ def predict(
     params = params or RooflineParams.for_device(device)
     counting = counting or Counting()
     ops = {phase: phase_ops(a, workload, phase, counting) for phase in PHASES}
-    found = {p: Reuse.of(ops[p]) for p in PHASES}  # once per phase: the tier and the refill both need it
+    found = {p: working_set(ops[p]) for p in PHASES}  # once per phase: the tier and the refill both need it
     prefill, decode = (_totals(time_ops(ops[p], device, workload, params, found[p]), params, p) for p in PHASES)
     steps = max(workload.generate - 1, 1)
     refill = (
-        prompt_refill_s(ops, device, params, found["decode"].step)
-        * float(np.sum(refill_share(np.arange(steps))))
-        / steps
+        prompt_refill_s(ops, device, params, found["decode"]) * float(np.sum(refill_share(np.arange(steps)))) / steps
     )
     released = time_ops(release_ops(a, workload, counting), device, workload, params)
     release = np.asarray(sum(t.total_s for t in released), dtype=np.float64) / steps

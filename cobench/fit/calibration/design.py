@@ -36,15 +36,14 @@ from cobench.predict.operators import OP_CLASSES, Counting, Op, attention_ops, r
 from cobench.predict.roofline import (
     OWN_BUFFERS,
     PHASES,
-    Reuse,
     RooflineParams,
-    cycles,
     near_bytes,
     op_seconds,
     peak_flops,
     phase_ops,
     prompt_traffic,
     refill_share,
+    working_set,
 )
 
 KERNEL_CLASS = {"gemm": "matmul", "attention": "attention", "gather": "gather"}  # the rest: element-wise
@@ -94,12 +93,10 @@ class DesignMatrix:
     peak: np.ndarray  # (M,) FLOP/s ceiling of the row's class and precision
     launches: np.ndarray  # (M,) kernel launches per occurrence
     row_intensity: np.ndarray  # (M,) Op.row_intensity
-    cycled: np.ndarray  # (M,) rows of weights the steps cycle through (roofline.cycles): found after cycle_set
     step: np.ndarray  # (N,) index into STEPS
     measured_s: np.ndarray  # (N,)
     fit_weight: np.ndarray  # (N,) weight of the observation's log residual
     working_set: np.ndarray  # (N,) bytes the observation finds again call after call (inf: cold)
-    cycle_set: np.ndarray  # (N,) bytes after which it finds a cycled weight again (Reuse.cycled)
     bandwidth: float
     own_buffer: np.ndarray  # (M,) rows of an OWN_BUFFERS class: the cache tier does not speed them
     evicting: np.ndarray  # (N,) a decode step's prompt's activation traffic (roofline.prompt_traffic)
@@ -116,12 +113,9 @@ class DesignMatrix:
         eta_m = np.array([params.memory_efficiency[c] for c in OP_CLASSES])[self.op_class]
         over = np.array([params.op_overhead_s[c] for c in OP_CLASSES])[self.op_class]
         half = np.array([params.intensity_half[c] for c in OP_CLASSES])[self.op_class]
-        far = np.where(
-            self.cycled,
-            params.bandwidth_factor(self.cycle_set)[self.obs],
-            params.bandwidth_factor(self.working_set)[self.obs],
+        tiered = params.op_bandwidth_factor(
+            self.bytes, self.near_bytes, params.bandwidth_factor(self.working_set)[self.obs]
         )
-        tiered = params.op_bandwidth_factor(self.bytes, self.near_bytes, far)
         bandwidth = self.bandwidth * np.where(self.own_buffer, 1.0, tiered)
         _, _, t = op_seconds(
             self.flops, self.bytes, self.peak, bandwidth, eta_c, eta_m, over, half, self.launches, self.row_intensity
@@ -137,7 +131,7 @@ class DesignMatrix:
 
 def _rows(ops: Sequence[Any], device: DeviceSpec, w: Workload) -> tuple[list[np.ndarray], ...]:
     """Flatten one call's operators; decode ops over S sampled contexts are averaged (weight count/S)."""
-    cls, weight, flops, nbytes, near, peak, launches, rows, cycled = [], [], [], [], [], [], [], [], []
+    cls, weight, flops, nbytes, near, peak, launches, rows = [], [], [], [], [], [], [], []
     for op in ops:
         shape = np.broadcast(op.count, op.flops, op.bytes, op.launches).shape
         n = int(np.prod(shape)) if shape else 1
@@ -149,8 +143,7 @@ def _rows(ops: Sequence[Any], device: DeviceSpec, w: Workload) -> tuple[list[np.
         peak.append(np.full(n, peak_flops(op.op_class, device, w)))
         launches.append(np.broadcast_to(op.launches, shape).ravel().astype(float))
         rows.append(np.broadcast_to(op.row_intensity, shape).ravel().astype(float))
-        cycled.append(np.broadcast_to(cycles(op), shape).ravel())
-    return cls, weight, flops, nbytes, near, peak, launches, rows, cycled
+    return cls, weight, flops, nbytes, near, peak, launches, rows
 
 
 def kernel_ops(k: KernelResult, device: DeviceSpec) -> list[Op]:
@@ -170,9 +163,9 @@ def build_design(
     profiled: Sequence[Profiled], kernels: Sequence[KernelResult], device: DeviceSpec, counting: Counting
 ) -> DesignMatrix:
     """Observations: each model's prefill and each measured decode step, then each kernel."""
-    columns: list[list[np.ndarray]] = [[] for _ in range(10)]  # obs, class, weight, flops, bytes, near, peak,
-    # launches, row intensity, cycled
-    step, measured, group_weight, found_again, cycle_again, evicting, refill_shares = [], [], [], [], [], [], []
+    columns: list[list[np.ndarray]] = [[] for _ in range(9)]  # obs, class, weight, flops, bytes, near, peak,
+    # launches, row intensity
+    step, measured, group_weight, found_again, evicting, refill_shares = [], [], [], [], [], []
 
     def add(
         ops: Sequence[Any],
@@ -184,9 +177,7 @@ def build_design(
         refill: tuple[float, float] = (0.0, 0.0),
     ) -> None:
         parts = _rows(ops, device, w)
-        found = Reuse.of(ops) if reused is None else Reuse(reused, reused)
-        found_again.append(float(np.mean(found.step)))
-        cycle_again.append(float(np.mean(found.cycled)))
+        found_again.append(float(np.mean(working_set(ops))) if reused is None else reused)
         evicting.append(refill[0])
         refill_shares.append(refill[1])
         columns[0].append(np.full(sum(len(c) for c in parts[0]), len(step)))
@@ -227,12 +218,10 @@ def build_design(
         peak=cat[6],
         launches=cat[7],
         row_intensity=cat[8],
-        cycled=cat[9].astype(bool),
         step=np.array(step),
         measured_s=np.array(measured),
         fit_weight=np.array(group_weight),
         working_set=np.array(found_again),
-        cycle_set=np.array(cycle_again),
         bandwidth=device.bandwidth_bytes_s,
         own_buffer=np.isin(cat[1], [OP_CLASSES.index(c) for c in OWN_BUFFERS]),
         evicting=np.array(evicting),

@@ -176,7 +176,7 @@ def solve(table: DesignMatrix, device: DeviceSpec, source: str, tier: CacheTier 
             best = r
     assert best is not None
     params, call = from_vector(best.x, source)
-    reach = float(np.max(table.cycle_set))
+    reach = float(np.max(table.working_set))
     return Fit(params, call, float(best.cost), len(table.step), reach, tier, table.classes_present())
 
 
