@@ -38,6 +38,7 @@ from cobench.predict.roofline import (
     prompt_refill_s,
     refill_share,
     time_ops,
+    working_set,
 )
 from cobench.store import Store
 
@@ -157,15 +158,19 @@ def _kernels(rng: np.random.Generator, noise: float) -> list[KernelResult]:
     return found
 
 
-@given(architectures())
-def test_flattened_table_prices_exactly_like_the_roofline(a: Architecture) -> None:
+@given(architectures(), st.booleans())
+def test_flattened_table_prices_exactly_like_the_roofline(a: Architecture, at_its_edge: bool) -> None:
+    """`at_its_edge`: the cache tier just past the model's decode step, where its factor moves the price most (the
+    strategy's models sit deep inside TRUE's 48 MiB, where it is flat)."""
     w = Workload(1, 64, 4, "fp32")
-    m = _measure(a, 64, np.random.default_rng(0), 0.0)
+    step = float(np.mean(working_set(phase_ops(as_arch_like(a), w, "decode", ORT))))
+    truth = replace(TRUE, cache_bytes=1.2 * step, cache_speedup=4.0) if at_its_edge else TRUE
+    m = _measure(a, 64, np.random.default_rng(0), 0.0, truth)
     table = build_design([m], [], CPU, ORT)
-    got = table.predict(TRUE, KERNEL_CALL_S)
-    assert got[0] == pytest.approx(float(predict(a, CPU, w, TRUE, ORT).ttft_s[0]), rel=1e-9)
+    got = table.predict(truth, KERNEL_CALL_S)
+    assert got[0] == pytest.approx(float(predict(a, CPU, w, truth, ORT).ttft_s[0]), rel=1e-9)
     for i, c in enumerate(m.decode_s, start=1):
-        expected = float(predict(a, CPU, Workload(1, c, 1, "fp32"), TRUE, ORT).tpot_s[0])
+        expected = float(predict(a, CPU, Workload(1, c, 1, "fp32"), truth, ORT).tpot_s[0])
         assert got[i] == pytest.approx(expected, rel=1e-9)
 
 
