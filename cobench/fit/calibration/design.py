@@ -106,7 +106,7 @@ class DesignMatrix:
         """The operator classes some observation runs (an op that does anything): those the data can fit; the
         others' parameters stay at the prior's centre."""
         working = (self.weight > 0) & ((self.flops > 0) | (self.bytes > 0))
-        return tuple(OP_CLASSES[i] for i in sorted(set(self.op_class[working].tolist())))
+        return tuple(OP_CLASSES[i] for i in np.unique(self.op_class[working]))
 
     def predict(self, params: RooflineParams, kernel_call_s: float) -> np.ndarray:
         eta_c = np.array([params.compute_efficiency[c] for c in OP_CLASSES])[self.op_class]
