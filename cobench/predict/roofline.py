@@ -17,8 +17,11 @@ out +28 % slow).
 The prompt's own traffic pushes that working set out of the cache, so the first decode steps after it read
 what they would find cached from memory again (the refill): on llama.cpp and ORT GenAI on the Xeon VM, the first
 three steps after a 512-token prompt took 5–22 % of a 16-token generation's decode time beyond the steady step
-(docs/calibration.md). The refill is priced as `refill_reads` reads of the cached part of W at memory speed,
-scaled by the share of the cache the prompt's activations evicted, and spread over the steps by REFILL_DECAY.
+(docs/calibration.md). The refill is priced as `refill_reads` reads at memory speed of the cached part of what
+one step reads (W's share that g(W) saves on), scaled by the share of the cache the prompt's activations evicted,
+and spread over the steps by REFILL_DECAY. A step reads all of W but for a MoE, whose steps each read the experts
+their tokens chose: llama.cpp's first steps after the prompt paid 0.25–0.4 of W's read for a MoE and ~1 for a
+dense model, so pricing W overpredicted ho-moe-8x1's step by 16–29 % and tiny-moe-4l's by 12 %.
 
 Phases: TTFT is the prefill of the prompt (which yields the first token). TPOT is the mean decode step
 over the G − 1 further tokens, whose cached context grows from P to P + G − 2, plus the refill over those
@@ -132,14 +135,14 @@ class RooflineParams:
         factor = np.broadcast_to(far, np.broadcast(nbytes, far).shape).copy()
         return np.divide(nbytes, seconds, out=factor, where=seconds > 0)
 
-    def refill_s(self, working_set: Any, evicting: Any, bandwidth: float) -> Any:
+    def refill_s(self, working_set: Any, step_reads: Any, evicting: Any, bandwidth: float) -> Any:
         """The decode steps' extra time, all together, after a prefill whose activations streamed `evicting` bytes
-        through the cache: the share of the cache they evicted (1 − e^(−A/C)) of the working set's cached part
-        (what g(W) saves on it), read again `refill_reads` times at memory speed."""
+        through the cache: the share of the cache they evicted (1 − e^(−A/C)) of the cached part (what g(W) saves)
+        of the `step_reads` bytes of W a step reads, read again `refill_reads` times at memory speed."""
         w = np.asarray(working_set, dtype=np.float64)
         if self.refill_reads <= 0 or self.cache_bytes <= 0:
             return np.zeros_like(w)
-        cached = w * (1.0 - 1.0 / self.bandwidth_factor(w))
+        cached = np.asarray(step_reads, dtype=np.float64) * (1.0 - 1.0 / self.bandwidth_factor(w))
         evicted = -np.expm1(-np.asarray(evicting, dtype=np.float64) / self.cache_bytes)
         return self.refill_reads * evicted * cached / bandwidth
 
@@ -243,18 +246,21 @@ def prompt_refill_s(
     ops: Mapping[str, list[Op]], device: DeviceSpec, params: RooflineParams, found_again: Any = None
 ) -> np.ndarray:
     """The refill the decode steps after this prompt pay, all together (N,): `RooflineParams.refill_s` of the
-    steps' working set (`found_again`, if the caller has it; mean over the contexts sampled) and the prompt's
-    activation traffic."""
+    steps' working set (`found_again`, if the caller has it), what of it a step reads (both the mean over the
+    contexts sampled) and the prompt's activation traffic."""
     found = working_set(ops["decode"]) if found_again is None else found_again
-    reread = np.mean(np.atleast_2d(found), axis=-1)
-    return params.refill_s(reread, prompt_traffic(ops["prefill"]), device.bandwidth_bytes_s)
+    reread, step = (np.mean(np.atleast_2d(x), axis=-1) for x in (found, working_set(ops["decode"], cycled=False)))
+    return params.refill_s(reread, step, prompt_traffic(ops["prefill"]), device.bandwidth_bytes_s)
 
 
-def working_set(ops: Sequence[Op]) -> Any:
+def working_set(ops: Sequence[Op], cycled: bool = True) -> Any:
     """The bytes a forward pass must find again on later steps: every weight it reads (a MoE's steps: every
-    expert, which they cycle through) and the cache it attends over (per candidate, and per sampled context in
-    decode)."""
-    return sum(op.count * (op.weight_bytes * op.resident + op.kv_bytes * (op.op_class not in REREADS)) for op in ops)
+    expert, which they cycle through; `cycled=False`: the experts one step reads) and the cache it attends over
+    (per candidate, and per sampled context in decode)."""
+    return sum(
+        op.count * (op.weight_bytes * (op.resident if cycled else 1) + op.kv_bytes * (op.op_class not in REREADS))
+        for op in ops
+    )
 
 
 def time_ops(

@@ -97,6 +97,7 @@ class DesignMatrix:
     measured_s: np.ndarray  # (N,)
     fit_weight: np.ndarray  # (N,) weight of the observation's log residual
     working_set: np.ndarray  # (N,) bytes the observation finds again call after call (inf: cold)
+    step_reads: np.ndarray  # (N,) the bytes of its working set the observation itself reads (a MoE: its experts)
     bandwidth: float
     own_buffer: np.ndarray  # (M,) rows of an OWN_BUFFERS class: the cache tier does not speed them
     evicting: np.ndarray  # (N,) a decode step's prompt's activation traffic (roofline.prompt_traffic)
@@ -124,7 +125,7 @@ class DesignMatrix:
         refill = np.zeros(len(self.step))
         after = self.refill_share > 0
         refill[after] = self.refill_share[after] * params.refill_s(
-            self.working_set[after], self.evicting[after], self.bandwidth
+            self.working_set[after], self.step_reads[after], self.evicting[after], self.bandwidth
         )
         return np.bincount(self.obs, self.weight * t, minlength=len(self.step)) + steps[self.step] + refill
 
@@ -165,7 +166,7 @@ def build_design(
     """Observations: each model's prefill and each measured decode step, then each kernel."""
     columns: list[list[np.ndarray]] = [[] for _ in range(9)]  # obs, class, weight, flops, bytes, near, peak,
     # launches, row intensity
-    step, measured, group_weight, found_again, evicting, refill_shares = [], [], [], [], [], []
+    step, measured, group_weight, found_again, reads, evicting, refill_shares = [], [], [], [], [], [], []
 
     def add(
         ops: Sequence[Any],
@@ -178,6 +179,7 @@ def build_design(
     ) -> None:
         parts = _rows(ops, device, w)
         found_again.append(float(np.mean(working_set(ops))) if reused is None else reused)
+        reads.append(float(np.mean(working_set(ops, cycled=False))) if reused is None else reused)
         evicting.append(refill[0])
         refill_shares.append(refill[1])
         columns[0].append(np.full(sum(len(c) for c in parts[0]), len(step)))
@@ -222,6 +224,7 @@ def build_design(
         measured_s=np.array(measured),
         fit_weight=np.array(group_weight),
         working_set=np.array(found_again),
+        step_reads=np.array(reads),
         bandwidth=device.bandwidth_bytes_s,
         own_buffer=np.isin(cat[1], [OP_CLASSES.index(c) for c in OWN_BUFFERS]),
         evicting=np.array(evicting),
