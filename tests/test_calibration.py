@@ -23,7 +23,7 @@ from cobench.errors import InputError
 from cobench.fit.calibration.calibrate import calibrate
 from cobench.fit.calibration.design import Profiled, build_design, kernel_ops
 from cobench.fit.calibration.record import Calibration
-from cobench.fit.calibration.validation import assign_folds, error_metrics, interval, log_errors
+from cobench.fit.calibration.validation import assign_folds, error_metrics, interval, log_errors, shift_and_spread
 from cobench.hardware.devices import get_device
 from cobench.measure.kernels.results import KernelResult
 from cobench.measure.kernels.suites import KernelSpec, cost
@@ -272,6 +272,21 @@ def test_a_moe_refills_the_experts_its_step_reads_not_all_it_cycles_through() ->
     (few, few_set), (many, many_set) = refill_and_set(4), refill_and_set(16)
     assert many_set > 1.8 * few_set  # the steps cycle through four times the experts
     assert many == pytest.approx(few, rel=0.02)  # one step reads one expert either way (and a router 4× wider)
+
+
+@given(
+    st.lists(st.floats(-0.5, 0.5), min_size=1, max_size=30),
+    st.floats(-0.3, 0.3),
+)
+def test_a_second_run_splits_into_the_hours_shift_and_the_models_spread(logs: list[float], hour: float) -> None:
+    """A whole hour running slower moves the shift and leaves the spread as it was; the spread is centred, and
+    shift and spread together give back every model's ratio."""
+    shift, spread = shift_and_spread(np.array(logs))
+    slower, same = shift_and_spread(np.array(logs) + hour)
+    assert np.allclose(same, spread, atol=1e-12)
+    assert np.log1p(slower) == pytest.approx(np.log1p(shift) + hour, abs=1e-12)
+    assert float(np.mean(spread)) == pytest.approx(0.0, abs=1e-12)
+    assert np.allclose(np.log1p(shift) + spread, logs, atol=1e-12)
 
 
 def test_one_wild_measurement_does_not_drag_the_fit() -> None:

@@ -55,6 +55,16 @@ def error_metrics(log_err: np.ndarray) -> dict[str, float | int | None]:
     }
 
 
+def shift_and_spread(log_ratios: np.ndarray) -> tuple[float, np.ndarray]:
+    """Two runs of the same models apart (log(second / first), one per model), split into the shift that moved
+    them all (relative, from their mean log) and what is left per model. On a shared VM a whole hour runs slower
+    (ORT GenAI, 2026-12-07: +12.4 % on every held-out model's TPOT, 4.2 % apart beyond that): the spread bounds a
+    held-out error measured against one run, the shift how far a calibration carries from one hour to another."""
+    logs = np.asarray(log_ratios, dtype=np.float64)
+    centre = float(np.mean(logs)) if len(logs) else 0.0
+    return float(np.expm1(centre)), logs - centre
+
+
 def kind(models: Sequence[Profiled], name: str) -> tuple[bool, bool]:
     """The kind of a training architecture that a fold must not take away whole: profiled at batch > 1 (the batched
     steps' GEMMs), with routed experts."""
