@@ -245,10 +245,10 @@ def main() -> int:
         if b in TARGET_ENGINE_MAPE:
             good = m["mape"] <= TARGET_ENGINE_MAPE[b]
             shift, spread = shift_and_spread(repeat[metric])
-            beyond, shift = error_metrics(spread)["mape"], shift * 100
+            beyond = error_metrics(spread)["mape"]
             print(f"target {metric.upper()} on {b}: held-out MAPE {m['mape']:.1f} % (≤ {TARGET_ENGINE_MAPE[b]:g} %), "
                   f"{m['within_10']:.0%} within ±10 %; two runs {r['mape']:.1f} % apart (the floor; {beyond:.1f} % "
-                  f"beyond their common shift of {shift:+.1f} %); {both['mape']:.1f} % against both runs -> "
+                  f"beyond their common shift of {shift * 100:+.1f} %); {both['mape']:.1f} % against both runs -> "
                   f"{'PASS' if good else 'FAIL'}")  # fmt: skip
             ok = ok and good
             continue
