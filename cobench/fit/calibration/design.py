@@ -178,8 +178,8 @@ def build_design(
         refill: tuple[float, float] = (0.0, 0.0),
     ) -> None:
         parts = _rows(ops, device, w)
-        found_again.append(float(np.mean(working_set(ops))) if reused is None else reused)
-        reads.append(float(np.mean(working_set(ops, cycled=False))) if reused is None else reused)
+        for column, cycled in ((found_again, True), (reads, False)):  # a kernel's buffer: both `reused`
+            column.append(float(np.mean(working_set(ops, cycled))) if reused is None else reused)
         evicting.append(refill[0])
         refill_shares.append(refill[1])
         columns[0].append(np.full(sum(len(c) for c in parts[0]), len(step)))
